@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything cargohold and its tests need on a Debian 12 machine, as root.
+# Idempotent: a second run installs nothing new and finishes in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(python3 python3-venv python3-dev gcc runc iptables iproute2 busybox-static
+      containernetworking-plugins zstd xz-utils bzip2 gzip tar curl ca-certificates
+      debootstrap)
+# Oracles and interop partners for the tests (daemonless ones only; docker is optional).
+PKGS+=(skopeo podman)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

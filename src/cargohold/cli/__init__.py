@@ -1,0 +1,1 @@
+"""Command-line interface: argparse commands that parse, call the engine and render."""

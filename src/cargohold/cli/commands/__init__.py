@@ -1,0 +1,1 @@
+"""One module per CLI verb; each exposes ``configure(parser)`` and ``run(args, ctx) -> int``."""

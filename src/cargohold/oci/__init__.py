@@ -1,0 +1,1 @@
+"""Pure OCI/Docker data: digests, references, image configs, manifests, runtime spec."""

@@ -1,0 +1,1 @@
+"""cargohold.runtime package."""

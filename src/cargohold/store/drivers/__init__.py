@@ -1,0 +1,1 @@
+"""cargohold.store.drivers package."""

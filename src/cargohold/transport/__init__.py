@@ -1,0 +1,1 @@
+"""cargohold.transport package."""

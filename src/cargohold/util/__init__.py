@@ -1,0 +1,1 @@
+"""Small shared helpers: locks, atomic writes, ids, processes."""
