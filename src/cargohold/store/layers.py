@@ -1,0 +1,321 @@
+"""Unpacked layers (``layers/<chainhex>/``) and container rw layers (``containers-rw/<id>/``).
+
+Writes are staged in ``tmp/`` and published with one rename under the ``layers`` flock, so
+a reader sees a complete layer or none, identical layers are stored once, and a process
+killed mid-import leaves only a stale staging entry that the next mutation removes.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cargohold.errors import Conflict, Internal, InvalidArgument, NotFound
+from cargohold.oci.digest import hex_of, validate
+from cargohold.store.drivers.base import Layout, StorageDriver
+from cargohold.store.locking import Staging, clean_stale, store_lock
+from cargohold.util.atomic import read_json, write_json
+
+_HEX64 = re.compile(r"^[a-f0-9]{64}$")
+_RW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Layer:
+    chain_id: str
+    diff_id: str
+    parent: str | None  # the parent's chain_id
+    size: int  # bytes of content this layer adds
+    created: str
+
+
+def chain_id_of(parent: str | None, diff_id: str) -> str:
+    """OCI ChainID: the diff_id for a base layer, else sha256("<parent chain> <diff_id>")."""
+    if parent is None:
+        return validate(diff_id)
+    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class HashingReader:
+    """A read-only stream wrapper that hashes every byte passing through it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._hash = hashlib.sha256()
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self._hash.update(data)
+        self.count += len(data)
+        return data
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        """Read to the end (a tar's trailing padding is part of its digest)."""
+        while self.read(1 << 20):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+
+class LayerStore:
+    def __init__(self, root: Path, driver: StorageDriver) -> None:
+        self.root = root
+        self.driver = driver
+        self.layout = Layout(root)
+        self._lock = store_lock(root, "layers")
+        self._cleaned = False
+        self._ro: dict[Path, Staging] = {}
+
+    # helpers ---------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Create the directories and drop what killed processes left in ``tmp/``."""
+        if self._cleaned:
+            return
+        for path in (self.layout.layers, self.layout.rw_root, self.layout.tmp):
+            path.mkdir(parents=True, exist_ok=True)
+        clean_stale(self.layout.tmp)
+        self._cleaned = True
+
+    def _meta(self, chain_hex: str) -> Path:
+        return self.layout.layer_dir(chain_hex) / "layer.json"
+
+    def _lowers(self, top: str | None) -> list[str]:
+        """Chain hexes of ``top`` and its ancestors, top first."""
+        return lowers_of(self.chain(top)) if top else []
+
+    def _rw_dir(self, rw_id: str) -> Path:
+        if not _RW_ID.match(rw_id):
+            raise InvalidArgument(f"invalid rw layer id: {rw_id!r}")
+        return self.layout.rw(rw_id)
+
+    def _rw_parent(self, rw_id: str) -> str | None:
+        try:
+            meta = read_json(self._rw_dir(rw_id) / "rw.json")
+        except FileNotFoundError:
+            raise NotFound(f"no such rw layer: {rw_id}") from None
+        parent = meta.get("parent")
+        return parent if isinstance(parent, str) else None
+
+    # layers -----------------------------------------------------------------------------
+
+    def register(self, stream: BinaryIO, parent: str | None) -> Layer:
+        """Apply an uncompressed layer tar on top of ``parent``; identical layers are shared."""
+        from cargohold.store import archive
+
+        self._prepare()
+        parent_hex = hex_of(self.get(parent).chain_id) if parent is not None else None
+        reader = HashingReader(stream)
+        with Staging(self.layout.tmp, "layer") as stage:
+            diff = stage.path / "diff"
+            self.driver.init_layer(diff, parent_hex)
+            size = archive.apply_layer(reader, diff, whiteouts=self.driver.whiteouts)
+            reader.drain()
+            diff_id = reader.digest()
+            layer = Layer(chain_id_of(parent, diff_id), diff_id, parent, size, now_rfc3339())
+            write_json(stage.path / "layer.json", asdict(layer), fsync=False)
+            chain_hex = hex_of(layer.chain_id)
+            with self._lock:
+                if self.exists(layer.chain_id):
+                    return self.get(layer.chain_id)
+                if parent is not None and not self.exists(parent):
+                    raise NotFound(f"parent layer was removed: {parent}")
+                stage.publish(self.layout.layer_dir(chain_hex))
+                self.driver.layer_created(chain_hex)
+        return layer
+
+    def get(self, chain_id: str) -> Layer:
+        try:
+            meta = read_json(self._meta(hex_of(chain_id)))
+        except (FileNotFoundError, InvalidArgument):
+            raise NotFound(f"no such layer: {chain_id}") from None
+        return _layer_from(meta)
+
+    def exists(self, chain_id: str) -> bool:
+        try:
+            return self._meta(hex_of(chain_id)).is_file()
+        except InvalidArgument:
+            return False
+
+    def list(self) -> builtins.list[Layer]:
+        try:
+            names = os.listdir(self.layout.layers)
+        except FileNotFoundError:
+            return []
+        layers = []
+        for name in sorted(names):
+            if _HEX64.match(name):
+                try:
+                    layers.append(_layer_from(read_json(self._meta(name))))
+                except FileNotFoundError:
+                    continue
+        return layers
+
+    def chain(self, chain_id: str) -> builtins.list[Layer]:
+        """The layer and its ancestors, base first."""
+        out: builtins.list[Layer] = []
+        current: str | None = chain_id
+        while current is not None:
+            layer = self.get(current)
+            out.append(layer)
+            current = layer.parent
+        out.reverse()
+        return out
+
+    def delete(self, chain_id: str) -> None:
+        self._prepare()
+        chain_hex = hex_of(chain_id)
+        with self._lock:
+            if not self.exists(chain_id):
+                raise NotFound(f"no such layer: {chain_id}")
+            users = self._users(chain_id)
+            if users:
+                raise Conflict(f"layer {chain_id} is in use by {', '.join(users[:3])}")
+            with Staging(self.layout.tmp, "del") as stage:
+                os.rename(self.layout.layer_dir(chain_hex), stage.path / "layer")
+                self.driver.layer_removed(chain_hex)
+
+    def _users(self, chain_id: str) -> builtins.list[str]:
+        users = [f"layer {c.chain_id}" for c in self.list() if c.parent == chain_id]
+        for rw_id in self.list_rw():
+            try:
+                if self._rw_parent(rw_id) == chain_id:
+                    users.append(f"container {rw_id}")
+            except NotFound:
+                continue
+        return users
+
+    def diff_stream(self, chain_id: str, out: BinaryIO) -> None:
+        layer = self.get(chain_id)
+        parent_hex = hex_of(layer.parent) if layer.parent else None
+        self.driver.layer_diff(hex_of(chain_id), parent_hex, out)
+
+    def diff_path(self, chain_id: str) -> Path:
+        """The layer's ``diff/`` directory (driver specific content; read only)."""
+        self.get(chain_id)
+        return self.layout.diff(hex_of(chain_id))
+
+    # read-only views ----------------------------------------------------------------------
+
+    def mount_ro(self, chain_id: str | None) -> Path:
+        """A read-only view of the merged content of ``chain_id`` (None: empty)."""
+        self._prepare()
+        lowers = self._lowers(chain_id)
+        stage = Staging(self.layout.tmp, "ro")
+        try:
+            target = stage.path / "merged"
+            target.mkdir()
+            path = self.driver.mount_ro(lowers, target)
+        except BaseException:
+            stage.close()
+            raise
+        self._ro[path] = stage
+        return path
+
+    def unmount_ro(self, path: Path) -> None:
+        stage = self._ro.pop(path, None)
+        if stage is None:
+            return
+        target = stage.path / "merged"
+        self.driver.unmount_ro(target)
+        if os.path.ismount(target):
+            raise Internal(f"could not unmount {target}")
+        stage.close()
+
+    # rw layers -----------------------------------------------------------------------------
+
+    def create_rw(self, rw_id: str, parent: str | None) -> None:
+        self._prepare()
+        rw_dir = self._rw_dir(rw_id)
+        lowers = self._lowers(parent)
+        with Staging(self.layout.tmp, "rw") as stage:
+            self.driver.create_rw(stage.path, lowers)
+            meta = {"id": rw_id, "parent": parent, "created": now_rfc3339()}
+            write_json(stage.path / "rw.json", meta, fsync=False)
+            with self._lock:
+                if rw_dir.exists():
+                    raise Conflict(f"rw layer already exists: {rw_id}")
+                if parent is not None and not self.exists(parent):
+                    raise NotFound(f"no such layer: {parent}")
+                stage.publish(rw_dir)
+
+    def list_rw(self) -> builtins.list[str]:
+        try:
+            return sorted(n for n in os.listdir(self.layout.rw_root) if _RW_ID.match(n))
+        except FileNotFoundError:
+            return []
+
+    def rw_parent(self, rw_id: str) -> str | None:
+        return self._rw_parent(rw_id)
+
+    def mount_rw(self, rw_id: str) -> Path:
+        lowers = self._lowers(self._rw_parent(rw_id))
+        with self._lock:
+            return self.driver.mount_rw(self._rw_dir(rw_id), lowers)
+
+    def unmount_rw(self, rw_id: str) -> None:
+        rw_dir = self._rw_dir(rw_id)
+        if not rw_dir.exists():
+            return
+        with self._lock:
+            self.driver.unmount_rw(rw_dir)
+
+    def rw_diff(self, rw_id: str, out: BinaryIO) -> None:
+        lowers = self._lowers(self._rw_parent(rw_id))
+        self.driver.rw_diff(self._rw_dir(rw_id), lowers, out)
+
+    def rw_changes(self, rw_id: str) -> builtins.list[tuple[str, str]]:
+        lowers = self._lowers(self._rw_parent(rw_id))
+        return self.driver.rw_changes(self._rw_dir(rw_id), lowers)
+
+    def rw_size(self, rw_id: str) -> int:
+        lowers = self._lowers(self._rw_parent(rw_id))
+        return self.driver.rw_size(self._rw_dir(rw_id), lowers)
+
+    def remove_rw(self, rw_id: str) -> None:
+        self._prepare()
+        rw_dir = self._rw_dir(rw_id)
+        with self._lock:
+            if not rw_dir.exists():
+                return
+            self.driver.unmount_rw(rw_dir)
+            if os.path.ismount(rw_dir / "merged"):
+                raise Internal(f"could not unmount {rw_dir / 'merged'}")
+            with Staging(self.layout.tmp, "del") as stage:
+                os.rename(rw_dir, stage.path / "rw")
+
+
+def _layer_from(meta: dict[str, Any]) -> Layer:
+    return Layer(
+        chain_id=meta["chain_id"],
+        diff_id=meta["diff_id"],
+        parent=meta.get("parent"),
+        size=int(meta.get("size", 0)),
+        created=meta.get("created", ""),
+    )
+
+
+def lowers_of(layers: Sequence[Layer]) -> list[str]:
+    """Chain hexes of ``layers`` (base first) in mount order (top first)."""
+    return [hex_of(layer.chain_id) for layer in reversed(layers)]
