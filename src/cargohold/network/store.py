@@ -199,7 +199,7 @@ class NetworkStore:
     ) -> Network:
         if driver != "bridge":
             if driver in ("host", "null"):
-                raise Forbidden(f"only one instance of \"{driver}\" network is allowed")
+                raise Forbidden(f'only one instance of "{driver}" network is allowed')
             raise NotFound(f'plugin "{driver}" not found')
         if not _NAME_RE.match(name):
             raise InvalidArgument(
