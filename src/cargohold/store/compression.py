@@ -1,0 +1,244 @@
+"""Streaming (de)compression of layer blobs.
+
+``open_decompressed`` sniffs the format by its magic bytes, so callers never trust a media type
+or a file name.  ``compressor`` produces stable bytes for a given (algorithm, level): gzip uses
+zlib-ng single-threaded with a fixed header (mtime 0, no file name), so the same tar always gives
+the same blob digest.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import zlib
+from typing import BinaryIO, Literal, cast
+
+import zstandard
+from zlib_ng import zlib_ng
+
+from cargohold.errors import InvalidArgument
+
+Algorithm = Literal["gzip", "zstd", "none"]
+
+_CHUNK = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_BZIP2_MAGIC = b"BZh"
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+
+# Errors the decompressors raise on corrupt or truncated input.
+_CODEC_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    zstandard.ZstdError,
+    cast(type[BaseException], zlib_ng.error),
+)
+
+
+class _RawReader(io.RawIOBase):
+    """Raw adapter: replays ``prefix`` and then reads ``src``; codec errors -> InvalidArgument."""
+
+    def __init__(self, src: BinaryIO, prefix: bytes = b"", what: str = "stream") -> None:
+        super().__init__()
+        self._src = src
+        self._prefix = prefix
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buf).cast("B")
+        if self._prefix:
+            n = min(len(view), len(self._prefix))
+            view[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        try:
+            readinto = getattr(self._src, "readinto", None)
+            if readinto is not None:
+                got = readinto(view)
+                return 0 if got is None else int(got)
+            data = self._src.read(len(view))
+        except InvalidArgument:
+            raise
+        except _CODEC_ERRORS as exc:
+            raise InvalidArgument(f"corrupt {self._what}: {exc}") from exc
+        view[: len(data)] = data
+        return len(data)
+
+
+def buffered(src: BinaryIO, prefix: bytes = b"", what: str = "stream") -> BinaryIO:
+    """A 1 MiB-buffered reader over ``src`` (cheap small reads, big reads go straight through)."""
+    return cast(BinaryIO, io.BufferedReader(_RawReader(src, prefix, what), _CHUNK))
+
+
+def _read_prefix(f: BinaryIO, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = f.read(n - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def sniff(prefix: bytes) -> str:
+    """The compression format named by a stream's first bytes: gzip, zstd, bzip2, xz or none."""
+    if prefix.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if prefix.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    if prefix.startswith(_BZIP2_MAGIC):
+        return "bzip2"
+    if prefix.startswith(_XZ_MAGIC):
+        return "xz"
+    return "none"
+
+
+def open_decompressed(f: BinaryIO) -> BinaryIO:
+    """A streaming reader of ``f``'s decompressed content (gzip, zstd, bzip2, xz or plain).
+
+    Corrupt or truncated compressed data raises InvalidArgument from ``read``.
+    """
+    prefix = _read_prefix(f, 6)
+    kind = sniff(prefix)
+    if kind == "none":
+        return buffered(f, prefix)
+    source = buffered(f, prefix)
+    decoded: BinaryIO
+    if kind == "gzip":
+        decoded = cast(BinaryIO, _GzipReader(source))
+    elif kind == "zstd":
+        dctx = zstandard.ZstdDecompressor()
+        reader = dctx.stream_reader(source, read_size=_CHUNK, read_across_frames=True)
+        decoded = cast(BinaryIO, reader)
+    elif kind == "bzip2":
+        decoded = cast(BinaryIO, bz2.BZ2File(source))
+    else:
+        decoded = cast(BinaryIO, lzma.LZMAFile(source))  # noqa: SIM115
+    return buffered(decoded, what=f"{kind} data")
+
+
+class _GzipReader(io.RawIOBase):
+    """Multi-member gzip decoder on zlib-ng (about twice the speed of stdlib gzip)."""
+
+    def __init__(self, src: BinaryIO) -> None:
+        super().__init__()
+        self._src = src
+        self._d = zlib_ng.decompressobj(47)  # 32 + 15: gzip header, max window
+        self._pending = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buf).cast("B")
+        while not self._pending and not self._done:
+            self._pending = self._step(len(view))
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _step(self, want: int) -> bytes:
+        d = self._d
+        if d.unconsumed_tail:
+            return d.decompress(d.unconsumed_tail, want)
+        if d.eof:
+            rest = d.unused_data.lstrip(b"\0")  # gzip(1) tolerates zero padding too
+            while not rest:
+                rest = self._src.read(_CHUNK)
+                if not rest:
+                    self._done = True
+                    return b""
+                rest = rest.lstrip(b"\0")
+            if not rest.startswith(_GZIP_MAGIC):
+                raise InvalidArgument("corrupt gzip data: trailing garbage after the last member")
+            self._d = d = zlib_ng.decompressobj(47)
+            return d.decompress(rest, want)
+        chunk = self._src.read(_CHUNK)
+        if not chunk:
+            raise InvalidArgument("corrupt gzip data: unexpected end of stream")
+        return d.decompress(chunk, want)
+
+
+class _Writer(io.BufferedIOBase):
+    """Base of the compressing writers: ``close`` flushes the codec but never closes ``out``."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        super().__init__()
+        self._out = out
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.closed:
+            raise ValueError("write to a closed compressor")
+        self._encode(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._finish()
+            self._out.flush()
+        super().close()
+
+    def _encode(self, data: bytes | bytearray | memoryview) -> None:
+        self._out.write(data)
+
+    def _finish(self) -> None:
+        pass
+
+
+class _GzipWriter(_Writer):
+    def __init__(self, out: BinaryIO, level: int) -> None:
+        super().__init__(out)
+        # wbits 31: gzip wrapper with a fixed header (mtime 0, no name, OS byte of the library).
+        self._c = zlib_ng.compressobj(level, zlib_ng.DEFLATED, 31)
+
+    def _encode(self, data: bytes | bytearray | memoryview) -> None:
+        chunk = self._c.compress(data)
+        if chunk:
+            self._out.write(chunk)
+
+    def _finish(self) -> None:
+        self._out.write(self._c.flush())
+
+
+class _ZstdWriter(_Writer):
+    def __init__(self, out: BinaryIO, level: int) -> None:
+        super().__init__(out)
+        self._c = zstandard.ZstdCompressor(level=level).compressobj()
+
+    def _encode(self, data: bytes | bytearray | memoryview) -> None:
+        chunk = self._c.compress(bytes(data))
+        if chunk:
+            self._out.write(chunk)
+
+    def _finish(self) -> None:
+        self._out.write(self._c.flush())
+
+
+def compressor(out: BinaryIO, algo: Algorithm, level: int = 6) -> BinaryIO:
+    """A writer that compresses into ``out``; ``close()`` flushes without closing ``out``.
+
+    The output bytes depend only on the input, ``algo`` and ``level`` (no timestamps, no names,
+    no thread-count dependence), so the blob digest of a layer is stable.
+    """
+    if algo == "gzip":
+        if not 0 <= level <= 9:
+            raise InvalidArgument(f"invalid gzip level {level}: must be 0-9")
+        return cast(BinaryIO, _GzipWriter(out, level))
+    if algo == "zstd":
+        if not 1 <= level <= 22:
+            raise InvalidArgument(f"invalid zstd level {level}: must be 1-22")
+        return cast(BinaryIO, _ZstdWriter(out, level))
+    if algo == "none":
+        return cast(BinaryIO, _Writer(out))
+    raise InvalidArgument(f"unsupported compression {algo!r}: use gzip, zstd or none")
