@@ -207,8 +207,95 @@ def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
 
+def _same(lpath: str, lst: os.stat_result, upath: str, ust: os.stat_result) -> bool:
+    """Naive-diff equality: type, mode, owner, mtime (ns), size, link target, rdev, xattrs."""
+    if (lst.st_mode, lst.st_uid, lst.st_gid) != (ust.st_mode, ust.st_uid, ust.st_gid):
+        return False
+    if lst.st_mtime_ns != ust.st_mtime_ns:
+        return False
+    mode = ust.st_mode
+    if stat.S_ISREG(mode) and lst.st_size != ust.st_size:
+        return False
+    if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and lst.st_rdev != ust.st_rdev:
+        return False
+    if stat.S_ISLNK(mode) and os.readlink(lpath) != os.readlink(upath):
+        return False
+    return exported_xattrs(read_xattrs(lpath)) == exported_xattrs(read_xattrs(upath))
+
+
+class _Differ:
+    """Emits the changes of ``upper`` against ``lower``, with every changed entry's parents."""
+
+    def __init__(self, writer: TarWriter) -> None:
+        self.writer = writer
+        self.pending: list[Entry] = []  # unchanged ancestors not yet written
+
+    def emit(self, path: str, rel: str, st: os.stat_result) -> None:
+        for entry in self.pending:
+            self.writer.add(*entry, read_xattrs(entry[0]))
+        self.pending.clear()
+        self.writer.add(path, rel, st, read_xattrs(path))
+
+    def whiteout(self, parent: str, name: str) -> None:
+        for entry in self.pending:
+            self.writer.add(*entry, read_xattrs(entry[0]))
+        self.pending.clear()
+        self.writer.marker(_join(parent, WHITEOUT_PREFIX + name))
+
+    def add_tree(self, path: str, rel: str, st: os.stat_result) -> None:
+        """An entry that is new (or changed type): written with everything below it."""
+        self.emit(path, rel, st)
+        if stat.S_ISDIR(st.st_mode):
+
+            def visit(p: str, r: str, s: os.stat_result) -> bool:
+                self.writer.add(p, r, s, read_xattrs(p))
+                return stat.S_ISDIR(s.st_mode)
+
+            walk(path, rel, visit)
+
+    def diff_dir(self, lower: str, upper: str, rel: str) -> None:
+        uppers = {os.path.basename(p): (p, r, st) for p, r, st in _children(upper, rel)}
+        lowers = {os.path.basename(p): (p, st) for p, _, st in _children(lower, rel)}
+        for name in sorted(uppers.keys() | lowers.keys()):
+            if name not in uppers:
+                self.whiteout(rel, name)
+                continue
+            upath, urel, ust = uppers[name]
+            if name not in lowers:
+                self.add_tree(upath, urel, ust)
+                continue
+            lpath, lst = lowers[name]
+            same_type = stat.S_IFMT(lst.st_mode) == stat.S_IFMT(ust.st_mode)
+            if not same_type:
+                self.add_tree(upath, urel, ust)
+            elif stat.S_ISDIR(ust.st_mode):
+                self.diff_subdir((lpath, lst), (upath, urel, ust))
+            elif not _same(lpath, lst, upath, ust):
+                self.emit(upath, urel, ust)
+
+    def diff_subdir(self, lower: tuple[str, os.stat_result], upper: Entry) -> None:
+        lpath, lst = lower
+        upath, urel, ust = upper
+        depth = len(self.pending)
+        if _same(lpath, lst, upath, ust):
+            self.pending.append(upper)
+        else:
+            self.emit(upath, urel, ust)
+        self.diff_dir(lpath, upath, urel)
+        del self.pending[depth:]
+
+
 def write_layer_from_diff(
     lower: os.PathLike[str] | str, upper: os.PathLike[str] | str, out: BinaryIO
 ) -> None:
-    """vfs: a layer tar of what ``upper`` (a full copy of ``lower``, then changed) changed."""
-    raise NotImplementedFeature("write_layer_from_diff is not implemented yet")
+    """vfs: a layer tar of what ``upper`` (a full copy of ``lower``, then changed) changed.
+
+    Added and changed entries are written with all their parent directories (so applying the
+    layer on overlay keeps the parents' modes); deleted names become ``.wh.NAME``.  Entries
+    compare by metadata (type, mode, owner, mtime in ns, size, link target, device, xattrs),
+    as containers/storage's naive diff does; a copy that preserves mtimes keeps them equal.
+    """
+    writer = TarWriter(out)
+    differ = _Differ(writer)
+    differ.diff_dir(_check_root(lower), _check_root(upper), "")
+    writer.finish()
