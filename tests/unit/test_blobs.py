@@ -101,3 +101,22 @@ def test_delete(tmp_path: Path) -> None:
     d = store.put(b"gone soon")
     store.delete(d)
     assert not store.has(d)
+
+
+def test_writer_of_a_killed_process_is_cleaned_up(tmp_path: Path) -> None:
+    import multiprocessing
+
+    def die_mid_write() -> None:
+        w = BlobStore(tmp_path).writer()
+        w.write(b"half a blob")
+        os._exit(3)
+
+    proc = multiprocessing.get_context("fork").Process(target=die_mid_write)
+    proc.start()
+    proc.join()
+    assert proc.exitcode == 3
+    assert len(leftovers(tmp_path)) == 1
+    store = BlobStore(tmp_path)
+    store.put(b"next")
+    assert leftovers(tmp_path) == []
+    assert store.list() == [digest(b"next")]

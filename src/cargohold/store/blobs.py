@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 from cargohold.errors import InvalidArgument, NotFound
 from cargohold.oci.digest import hex_of, validate
-from cargohold.store.locking import Staging
+from cargohold.store.locking import Staging, clean_stale
 
 
 class BlobWriter:
@@ -93,6 +93,7 @@ class BlobStore:
         self.root = root
         self.dir = root / "blobs" / "sha256"
         self.tmp_dir = root / "tmp"
+        self._cleaned = False
 
     def path(self, digest: str) -> Path:
         return self.dir / hex_of(digest)
@@ -101,6 +102,9 @@ class BlobStore:
         return self.path(digest).is_file()
 
     def writer(self, expected: str | None = None, size: int | None = None) -> BlobWriter:
+        if not self._cleaned:
+            clean_stale(self.tmp_dir)  # what killed writers left behind
+            self._cleaned = True
         return BlobWriter(self, expected, size)
 
     def put(self, data: bytes) -> str:
