@@ -24,7 +24,6 @@ import re
 import resource
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -438,6 +437,8 @@ def parse_memory(text: str) -> int:
 
 def parse_cpus(text: str) -> int:
     """Docker's ``--cpus``: a decimal number of CPUs -> nano CPUs (``1.5`` -> 1500000000)."""
+    from fractions import Fraction  # lazily: only `run --cpus` pays for it
+
     try:
         value = Fraction(text.strip())
     except (ValueError, ZeroDivisionError):

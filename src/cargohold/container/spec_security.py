@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import platform
 import stat
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -295,8 +294,9 @@ def seccomp_for(
     kernel: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Resolve a profile (ours or Docker's format) into the OCI ``linux.seccomp`` object."""
-    goarch = arch or _GOARCH.get(platform.machine(), platform.machine())
-    kver = kernel or _kernel_version(platform.release())
+    uname = os.uname()
+    goarch = arch or _GOARCH.get(uname.machine, uname.machine)
+    kver = kernel or _kernel_version(uname.release)
     out: dict[str, Any] = {"defaultAction": profile.get("defaultAction", "SCMP_ACT_ERRNO")}
     if profile.get("defaultErrnoRet") is not None:
         out["defaultErrnoRet"] = profile["defaultErrnoRet"]
