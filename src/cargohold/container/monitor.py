@@ -1,0 +1,819 @@
+"""The per-container monitor: keeps a detached container's stdio, logs, exit status, restart
+policy and health checks alive with no daemon.
+
+:func:`spawn` double-forks (``setsid``) a monitor process and waits on a sync pipe until the
+container has started (or failed to: runtime errors come back as CommandNotFound (127),
+CannotExecute (126) or another category).  The monitor
+
+- holds ``<runroot>/containers/<id>/monitor.lock`` for its whole life (so reconciliation can
+  tell a dead monitor by a free lock, whatever happened to its pid),
+- becomes a child subreaper, so the container's init is reparented to it once ``runc create``
+  exits and ``waitpid`` gives the real exit status (128 + signal for a signal),
+- owns stdio: pipes (json-file log ``stdout``/``stderr``) or the pty master received from
+  ``runc create --console-socket`` (logged as ``stdout``),
+- serves ``attach.sock`` (see attach.py) and copies output to every attached client,
+- applies the restart policy with Docker's backoff, runs HEALTHCHECK probes, and on the final
+  exit runs the recorded cleanup actions (reconcile.py), including ``--rm``.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import ctypes
+import dataclasses
+import json
+import os
+import queue
+import selectors
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from cargohold import errors
+from cargohold.container import attach as proto
+from cargohold.container import health
+from cargohold.container.logs import JsonLogWriter
+from cargohold.container.model import (
+    ContainerRecord,
+    Health,
+    HealthLogEntry,
+    HealthStatus,
+    RestartPolicy,
+    State,
+    Status,
+    now_ns,
+)
+from cargohold.container.reconcile import run_cleanup
+from cargohold.container.records import ContainerStore
+from cargohold.runtime.base import OCIRuntime, Stdio
+from cargohold.runtime.runc import Runc
+from cargohold.util.lockfile import FileLock
+
+PR_SET_CHILD_SUBREAPER = 36
+_TIOCSWINSZ = 0x5414
+DRAIN_SECONDS = 2.0
+ATTACH_WAIT_SECONDS = 30.0
+_ERROR_KINDS: dict[str, type[errors.CargoholdError]] = {
+    cls.__name__: cls
+    for cls in (
+        errors.CommandNotFound,
+        errors.CannotExecute,
+        errors.NotFound,
+        errors.Conflict,
+        errors.Unavailable,
+        errors.InvalidArgument,
+        errors.Internal,
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorSpec:
+    """Everything a monitor needs; the rest comes from the container's record."""
+
+    root: Path
+    runroot: Path
+    container_id: str
+    runtime_binary: str = "runc"
+    runtime_root: Path | None = None  # default: <runroot>/runc
+    wait_for_attach: bool = False  # hold `start` until the first attach client connects
+
+    def to_argv(self) -> list[str]:
+        argv = [str(self.root), str(self.runroot), self.container_id, self.runtime_binary]
+        argv.append(str(self.runtime_root or ""))
+        return [*argv, "1" if self.wait_for_attach else "0"]
+
+    @classmethod
+    def from_argv(cls, argv: list[str]) -> MonitorSpec:
+        root, runroot, cid, binary, rt_root, wait = argv[:6]
+        return cls(
+            Path(root), Path(runroot), cid, binary, Path(rt_root) if rt_root else None, wait == "1"
+        )
+
+    def runtime(self) -> OCIRuntime:
+        return Runc(self.runtime_binary, self.runtime_root or self.runroot / "runc")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpawnResult:
+    monitor_pid: int
+    pid: int  # the container's init pid (host namespace)
+
+
+# --------------------------------------------------------------------------- spawning
+
+
+def spawn(spec: MonitorSpec, use_exec: bool = False) -> SpawnResult:
+    """Start a detached monitor for ``spec.container_id`` and wait until the container runs
+    (or, with ``wait_for_attach``, is created and waits for its first attach client)."""
+    store = ContainerStore(spec.root, spec.runroot)
+    store.run_dir(spec.container_id).mkdir(parents=True, exist_ok=True)
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        if use_exec:
+            _spawn_exec(spec, w)
+        else:
+            _spawn_fork(spec, r, w)
+    finally:
+        os.close(w)
+    with os.fdopen(r, "rb") as f:
+        line = f.readline()
+    if not line:
+        log = store.run_dir(spec.container_id) / "monitor.log"
+        raise errors.Internal(f"container monitor failed to start (see {log})")
+    msg = json.loads(line)
+    if "error" in msg:
+        raise _ERROR_KINDS.get(msg.get("kind", ""), errors.Internal)(msg["error"])
+    return SpawnResult(int(msg["monitor_pid"]), int(msg.get("pid", 0)))
+
+
+def _spawn_fork(spec: MonitorSpec, r: int, w: int) -> None:
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(r)
+            os.setsid()
+            code = _monitor_main(spec, w) if os.fork() == 0 else 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
+def _spawn_exec(spec: MonitorSpec, w: int) -> None:
+    import subprocess
+
+    argv = [sys.executable, "-m", "cargohold.container.monitor", str(w), *spec.to_argv()]
+    proc = subprocess.Popen(
+        argv, pass_fds=(w,), stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True
+    )
+    proc.wait()  # the process daemonizes: it forks and its parent exits
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cargohold.container.monitor SYNC_FD ROOT RUNROOT ID RUNTIME RTROOT WAIT``"""
+    args = sys.argv[1:] if argv is None else argv
+    sync_fd = int(args[0])
+    spec = MonitorSpec.from_argv(args[1:])
+    if os.fork() != 0:
+        os._exit(0)
+    return _monitor_main(spec, sync_fd)
+
+
+def _monitor_main(spec: MonitorSpec, sync_fd: int) -> int:
+    store = ContainerStore(spec.root, spec.runroot)
+    run_dir = store.run_dir(spec.container_id)
+    null = os.open(os.devnull, os.O_RDWR)
+    logfd = os.open(run_dir / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.dup2(logfd, 2)
+    os.close(null)
+    os.close(logfd)
+    os.set_inheritable(sync_fd, False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    try:
+        return Monitor(
+            store, spec.runtime(), spec.container_id, spec.wait_for_attach, sync_fd
+        ).run()
+    except BaseException:
+        traceback.print_exc()
+        return 1
+
+
+# --------------------------------------------------------------------------- restart policy
+
+
+@dataclasses.dataclass
+class RestartManager:
+    """Docker's restart manager: 100 ms doubling backoff (max 1 min), reset after 10 s up."""
+
+    policy: RestartPolicy
+    timeout_ns: int = 0
+    count: int = 0
+
+    def next_delay(self, exit_code: int, manually_stopped: bool, ran_ns: int) -> int | None:
+        """Nanoseconds to wait before restarting, or None to stay stopped."""
+        if self.policy.is_none or manually_stopped:
+            return None
+        if ran_ns >= 10 * 10**9:
+            self.timeout_ns = 0
+        if self.timeout_ns == 0:
+            self.timeout_ns = 100_000_000
+        elif self.timeout_ns < 60 * 10**9:
+            self.timeout_ns *= 2
+        self.timeout_ns = min(self.timeout_ns, 60 * 10**9)
+        name, limit = self.policy.name, self.policy.maximum_retry_count
+        if name in ("always", "unless-stopped"):
+            restart = True
+        elif name == "on-failure":
+            restart = exit_code != 0 and (limit == 0 or self.count < limit)
+        else:
+            restart = False
+        if not restart:
+            return None
+        self.count += 1
+        return self.timeout_ns
+
+
+# --------------------------------------------------------------------------- attach server
+
+
+class _Client:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = proto.FrameReader()
+        self.out = b""
+
+
+class AttachServer:
+    """Serves attach.sock: broadcasts output, hands input/resize/signals to callbacks."""
+
+    MAX_BUFFERED = 4 << 20
+
+    def __init__(
+        self,
+        sel: selectors.BaseSelector,
+        on_frame: Callable[[int, bytes], None],
+        on_connect: Callable[[], None],
+    ) -> None:
+        self.sel = sel
+        self.on_frame = on_frame
+        self.on_connect = on_connect
+        self.clients: list[_Client] = []
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(proto.SOCKET_NAME)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(proto.SOCKET_NAME)  # relative to the run dir (cwd): no path length limit
+        os.chmod(proto.SOCKET_NAME, 0o600)
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+        sel.register(self.sock, selectors.EVENT_READ, self._accept)
+
+    def _accept(self, _mask: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            conn, _ = self.sock.accept()
+            conn.setblocking(False)
+            client = _Client(conn)
+            self.clients.append(client)
+            self.sel.register(conn, selectors.EVENT_READ, lambda m: self._io(client, m))
+            self.on_connect()
+
+    def _io(self, client: _Client, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._flush(client)
+        if mask & selectors.EVENT_READ:
+            try:
+                data = client.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.drop(client)
+                return
+            for kind, payload in client.reader.feed(data):
+                self.on_frame(kind, payload)
+
+    def _flush(self, client: _Client) -> None:
+        try:
+            sent = client.sock.send(client.out) if client.out else 0
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.drop(client)
+            return
+        client.out = client.out[sent:]
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
+        self.sel.modify(client.sock, events, lambda m: self._io(client, m))
+
+    def broadcast(self, kind: int, payload: bytes) -> None:
+        data = proto.frame(kind, payload)
+        for client in list(self.clients):
+            client.out += data
+            if len(client.out) > self.MAX_BUFFERED:
+                self.drop(client)  # a client that stopped reading must not stall the container
+            else:
+                self._flush(client)
+
+    def drop(self, client: _Client) -> None:
+        if client in self.clients:
+            self.clients.remove(client)
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(client.sock)
+            client.sock.close()
+
+    def finish(self, kind: int, payload: bytes) -> None:
+        """Send a last frame to every client (blocking, bounded) and disconnect them."""
+        for client in list(self.clients):
+            with contextlib.suppress(OSError):
+                client.sock.setblocking(True)
+                client.sock.settimeout(5)
+                client.sock.sendall(client.out + proto.frame(kind, payload))
+            self.drop(client)
+
+
+# --------------------------------------------------------------------------- the monitor
+
+
+def _set_subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _exit_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _recv_fd(listener: socket.socket) -> int:
+    conn, _ = listener.accept()
+    with conn:
+        fds = array.array("i")
+        _msg, anc, _flags, _addr = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    if not fds:
+        raise errors.Internal("runtime sent no console file descriptor")
+    return fds[0]
+
+
+class Monitor:
+    def __init__(
+        self,
+        store: ContainerStore,
+        runtime: OCIRuntime,
+        cid: str,
+        wait_for_attach: bool,
+        sync_fd: int | None,
+    ) -> None:
+        self.store, self.runtime, self.cid = store, runtime, cid
+        self.record: ContainerRecord = store.load(cid)
+        self.run_dir = store.run_dir(cid)
+        self.bundle = store.bundle_dir(cid)
+        self.wait_for_attach = wait_for_attach
+        self.sync_fd = sync_fd
+        self.sel = selectors.DefaultSelector()
+        self.restart = RestartManager(self.record.host_config.restart_policy)
+        self.pid = 0
+        self.started_ns = 0
+        self.exit_status: int | None = None
+        self.out_fds: dict[int, str] = {}
+        self.stdin_w: int | None = None
+        self.master: int | None = None
+        self.pending_size: tuple[int, int] | None = None
+        self.timers: list[tuple[float, Callable[[], None]]] = []
+        self.probe_results: queue.Queue[HealthLogEntry] = queue.Queue()
+        self.probe_running = threading.Lock()
+        self.probe_epoch = 0
+        self.done = False
+        self.awaiting_attach = False
+        self.log = JsonLogWriter(store.log_path(cid))
+        self.hc = self.record.config.healthcheck
+        self.probe = health.probe_argv(self.hc)
+
+    # -- reporting to the spawner ---------------------------------------------------
+    def _report(self, msg: dict[str, object]) -> None:
+        if self.sync_fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self.sync_fd, json.dumps(msg).encode() + b"\n")
+            os.close(self.sync_fd)
+        self.sync_fd = None
+
+    # -- main -----------------------------------------------------------------------
+    def run(self) -> int:
+        os.chdir(self.run_dir)
+        lock = FileLock(self.store.monitor_lock_path(self.cid))
+        if not lock.acquire(blocking=False):
+            self._report({"error": f"container {self.cid} is already running", "kind": "Conflict"})
+            return 1
+        _set_subreaper()
+        self._setup_signals()
+        self.server = AttachServer(self.sel, self._on_frame, self._on_connect)
+        self.store.update_state(
+            self.cid,
+            lambda s: dataclasses.replace(
+                s, monitor_pid=os.getpid(), manually_stopped=False, restart_count=0
+            ),
+        )
+        try:
+            self._start(first=True)
+        except errors.CargoholdError as exc:
+            self._failed_start(exc)
+            return 0
+        while not self.done:
+            self._tick()
+        return 0
+
+    def _setup_signals(self) -> None:
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(w)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: None)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self._wake_r = r
+        self.sel.register(r, selectors.EVENT_READ, self._on_wakeup)
+        pr, pw = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._probe_wake_w = pw
+        self.sel.register(pr, selectors.EVENT_READ, lambda _m: self._on_probe_result(pr))
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.timers.sort(key=lambda t: t[0])
+        timeout = max(0.0, self.timers[0][0] - now) if self.timers else None
+        for key, mask in self.sel.select(timeout):
+            key.data(mask)
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            _, fn = self.timers.pop(0)
+            fn()
+
+    def _after(self, seconds: float, fn: Callable[[], None]) -> None:
+        self.timers.append((time.monotonic() + seconds, fn))
+
+    # -- starting ---------------------------------------------------------------------
+    def _start(self, first: bool) -> None:
+        with contextlib.suppress(errors.CargoholdError):
+            self.runtime.delete(self.cid, force=True)  # leftovers of an earlier run
+        pid_file = self.run_dir / "pid"
+        pid_file.unlink(missing_ok=True)
+        if self.record.config.tty:
+            self._create_tty(pid_file)
+        else:
+            self._create_pipes(pid_file)
+        self.pid = int(pid_file.read_text())
+        if first and self.wait_for_attach:
+            self.awaiting_attach = True
+            self._report({"monitor_pid": os.getpid(), "pid": self.pid, "waiting": True})
+            self._after(ATTACH_WAIT_SECONDS, self._attach_wait_over)
+            return
+        self._run_created()
+
+    def _create_pipes(self, pid_file: Path) -> None:
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        child_in: int | None = None
+        if self.record.config.open_stdin:
+            child_in, self.stdin_w = os.pipe2(os.O_CLOEXEC)
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            stdio = Stdio(child_in if child_in is not None else null, out_w, err_w)
+            self.runtime.create(self.cid, self.bundle, pid_file=pid_file, stdio=stdio)
+        except BaseException:
+            for fd in (out_r, err_r, self.stdin_w):
+                if fd is not None:
+                    os.close(fd)
+            self.stdin_w = None
+            raise
+        finally:
+            for fd in (out_w, err_w, child_in, null):
+                if fd is not None:
+                    os.close(fd)
+        self._watch_output(out_r, "stdout")
+        self._watch_output(err_r, "stderr")
+
+    def _create_tty(self, pid_file: Path) -> None:
+        tmpdir = None
+        path = self.run_dir / "console.sock"
+        if len(str(path)) > 100:
+            tmpdir = tempfile.mkdtemp(prefix="cargohold-console-")
+            path = Path(tmpdir) / "c.sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            path.unlink(missing_ok=True)
+            listener.bind(str(path))
+            listener.listen(1)
+            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                self.runtime.create(
+                    self.cid,
+                    self.bundle,
+                    pid_file=pid_file,
+                    console_socket=path,
+                    stdio=Stdio(null, null, null),
+                )
+            finally:
+                os.close(null)
+            listener.settimeout(10)
+            self.master = _recv_fd(listener)
+        finally:
+            listener.close()
+            path.unlink(missing_ok=True)
+            if tmpdir:
+                os.rmdir(tmpdir)
+        os.set_blocking(self.master, False)
+        if self.pending_size:
+            self._resize(*self.pending_size)
+        self._watch_output(self.master, "stdout")
+
+    def _watch_output(self, fd: int, stream: str) -> None:
+        os.set_blocking(fd, False)
+        self.out_fds[fd] = stream
+        self.sel.register(fd, selectors.EVENT_READ, lambda _m: self._on_output(fd))
+
+    def _on_connect(self) -> None:
+        if self.awaiting_attach:
+            self.awaiting_attach = False
+            self._run_created()
+
+    def _attach_wait_over(self) -> None:
+        if self.awaiting_attach:  # nobody came: start anyway, output goes to the log
+            self.awaiting_attach = False
+            self._run_created()
+
+    def _run_created(self) -> None:
+        try:
+            self.runtime.start(self.cid)
+        except errors.CargoholdError as exc:
+            self._failed_start(exc)
+            return
+        self.started_ns = now_ns()
+        self.exit_status = None
+        hc = Health() if self.probe else None
+        self.store.update_state(
+            self.cid,
+            lambda s: dataclasses.replace(
+                s,
+                status=Status.RUNNING,
+                pid=self.pid,
+                started_at=self.started_ns,
+                exit_code=0,
+                error="",
+                oom_killed=False,
+                health=hc,
+            ),
+        )
+        self._report({"monitor_pid": os.getpid(), "pid": self.pid})
+        self._schedule_probe()
+        self._reap()  # the process may have ended already
+
+    def _failed_start(self, exc: errors.CargoholdError) -> None:
+        code = exc.exit_code if exc.exit_code in (126, 127) else 125
+        self._close_stdio()
+        with contextlib.suppress(errors.CargoholdError):
+            self.runtime.delete(self.cid, force=True)
+        self.store.update_state(
+            self.cid,
+            lambda s: dataclasses.replace(
+                s,
+                status=Status.EXITED if s.started_at else Status.CREATED,
+                exit_code=code,
+                error=exc.message,
+                pid=0,
+                finished_at=now_ns(),
+                monitor_pid=0,
+            ),
+        )
+        self._report({"error": exc.message, "kind": type(exc).__name__})
+        self._finish(code, exc.message)
+
+    # -- events -----------------------------------------------------------------------
+    def _on_wakeup(self, _mask: int) -> None:
+        try:
+            data = os.read(self._wake_r, 512)
+        except BlockingIOError:
+            return
+        if signal.SIGTERM in data or signal.SIGINT in data or signal.SIGHUP in data:
+            # Asked to stop: never restart; a pending restart is cancelled now.
+            self.store.update_state(
+                self.cid, lambda s: dataclasses.replace(s, manually_stopped=True)
+            )
+            if self.pid == 0 and not self.done:
+                self._final_exit(self._last_code)
+        if signal.SIGCHLD in data:
+            self._reap()
+
+    def _reap(self) -> None:
+        if self.pid and self.exit_status is None:
+            with contextlib.suppress(ChildProcessError):
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid == self.pid:
+                    self.exit_status = _exit_code(status)
+                    self._after(DRAIN_SECONDS, self._drain_over)
+                    self._maybe_exited()
+        # Orphans reparented to us (we are a subreaper); never while a probe's runtime call
+        # waits for its own child, which a waitpid(-1) could steal.
+        if self.probe_running.acquire(blocking=False):
+            try:
+                while True:
+                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                    if pid == 0:
+                        break
+            except ChildProcessError:
+                pass
+            finally:
+                self.probe_running.release()
+
+    def _on_output(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the pty's last slave closed
+            data = b""
+        if not data:
+            self._close_output(fd)
+            self._maybe_exited()
+            return
+        stream = self.out_fds[fd]
+        self.log.write(stream, data)
+        self.server.broadcast(proto.STDERR if stream == "stderr" else proto.STDOUT, data)
+
+    def _close_output(self, fd: int) -> None:
+        if fd in self.out_fds:
+            del self.out_fds[fd]
+            self.sel.unregister(fd)
+            os.close(fd)
+            if fd == self.master:
+                self.master = None
+
+    def _drain_over(self) -> None:
+        for fd in list(self.out_fds):
+            self._close_output(fd)
+        self._maybe_exited()
+
+    def _on_frame(self, kind: int, payload: bytes) -> None:
+        if kind == proto.STDIN:
+            target = self.master if self.master is not None else self.stdin_w
+            if target is not None:
+                with contextlib.suppress(OSError):
+                    os.write(target, payload)
+        elif kind == proto.CLOSE_STDIN:
+            if self.stdin_w is not None and self.record.config.stdin_once:
+                os.close(self.stdin_w)
+                self.stdin_w = None
+        elif kind == proto.RESIZE and len(payload) == 4:
+            rows, cols = int.from_bytes(payload[:2], "big"), int.from_bytes(payload[2:], "big")
+            self._resize(rows, cols)
+        elif kind == proto.SIGNAL and self.pid:
+            with contextlib.suppress(errors.CargoholdError, ValueError):
+                self.runtime.kill(self.cid, int(payload))
+
+    def _resize(self, rows: int, cols: int) -> None:
+        self.pending_size = (rows, cols)
+        if self.master is not None:
+            import fcntl
+            import struct
+
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self.master, _TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    # -- exit, restart, finish --------------------------------------------------------
+    _last_code = 0
+
+    def _maybe_exited(self) -> None:
+        if self.exit_status is None or self.out_fds or self.pid == 0:
+            return
+        code, self.pid = self.exit_status, 0
+        self._last_code = code
+        self.timers = [t for t in self.timers if t[1] != self._drain_over]
+        self.probe_epoch += 1
+        self.log.flush()
+        oom = self._oom_killed()
+        self._close_stdio()
+        with contextlib.suppress(errors.CargoholdError):
+            self.runtime.delete(self.cid, force=True)
+        state = self.store.read_state(self.cid)
+        ran = now_ns() - self.started_ns
+        delay = self.restart.next_delay(code, state.manually_stopped, ran)
+        if delay is None:
+            self._final_exit(code, oom)
+            return
+        self.store.update_state(
+            self.cid,
+            lambda s: dataclasses.replace(
+                s,
+                status=Status.RESTARTING,
+                exit_code=code,
+                pid=0,
+                finished_at=now_ns(),
+                oom_killed=oom,
+                restart_count=s.restart_count + 1,
+            ),
+        )
+        self.server.finish(proto.EXIT, json.dumps({"ExitCode": code}).encode())
+        self._after(delay / 1e9, self._restart)
+
+    def _restart(self) -> None:
+        if self.done:
+            return
+        if self.store.read_state(self.cid).manually_stopped:
+            self._final_exit(self._last_code)
+            return
+        try:
+            self._start(first=False)
+        except errors.CargoholdError as exc:
+            self._failed_start(exc)
+
+    def _final_exit(self, code: int, oom: bool = False) -> None:
+        self.store.update_state(
+            self.cid,
+            lambda s: dataclasses.replace(
+                s,
+                status=Status.EXITED,
+                exit_code=code,
+                pid=0,
+                finished_at=now_ns(),
+                oom_killed=oom,
+                monitor_pid=0,
+            ),
+        )
+        self._finish(code, "")
+
+    def _finish(self, code: int, error: str) -> None:
+        self.done = True
+        self.log.close()
+        for msg in run_cleanup(self.store, self.cid):
+            print(f"cleanup: {msg}", file=sys.stderr)
+        if self.record.host_config.auto_remove and self.store.dir(self.cid).is_dir():
+            with contextlib.suppress(errors.CargoholdError, OSError):
+                self.store.remove(self.cid)
+        self.server.finish(proto.EXIT, json.dumps({"ExitCode": code, "Error": error}).encode())
+
+    def _close_stdio(self) -> None:
+        for fd in list(self.out_fds):
+            self._close_output(fd)
+        if self.stdin_w is not None:
+            os.close(self.stdin_w)
+            self.stdin_w = None
+
+    def _oom_killed(self) -> bool:
+        try:
+            with open(self.bundle / "config.json", "rb") as f:
+                path = json.load(f).get("linux", {}).get("cgroupsPath", "") or f"/{self.cid}"
+        except (OSError, ValueError):
+            return False
+        for name in (
+            f"/sys/fs/cgroup/memory{path}/memory.oom_control",
+            f"/sys/fs/cgroup{path}/memory.events",
+        ):
+            with contextlib.suppress(OSError, ValueError):
+                for line in Path(name).read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill" and int(value) > 0:
+                        return True
+        return False
+
+    # -- health checks ----------------------------------------------------------------
+    def _schedule_probe(self) -> None:
+        if not self.probe or not self.hc or self.pid == 0:
+            return
+        state = self.store.read_state(self.cid)
+        sched = health.Schedule.of(self.hc)
+        delay = health.next_delay(state.health or Health(), sched, self.started_ns, now_ns())
+        epoch = self.probe_epoch
+        self._after(delay / 1e9, lambda: self._launch_probe(epoch))
+
+    def _launch_probe(self, epoch: int) -> None:
+        if epoch != self.probe_epoch or self.pid == 0 or not self.probe or not self.hc:
+            return
+        sched = health.Schedule.of(self.hc)
+        exec_fn = health.runtime_exec_fn(
+            self.runtime, self.cid, self.bundle, self.run_dir / "probes"
+        )
+        argv = self.probe
+
+        def work() -> None:
+            with self.probe_running:
+                result = health.run_probe(exec_fn, argv, sched)
+            self.probe_results.put(result)
+            with contextlib.suppress(OSError):
+                os.write(self._probe_wake_w, bytes([epoch & 0xFF]))
+
+        threading.Thread(target=work, daemon=True).start()
+
+    def _on_probe_result(self, fd: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(fd, 512)
+        while not self.probe_results.empty():
+            result = self.probe_results.get()
+            if self.pid == 0 or not self.hc:
+                continue
+            sched = health.Schedule.of(self.hc)
+
+            def change(
+                s: State, result: HealthLogEntry = result, sched: health.Schedule = sched
+            ) -> State:
+                h = health.apply_result(s.health or Health(), result, sched, self.started_ns)
+                return dataclasses.replace(s, health=h)
+
+            self.store.update_state(self.cid, change)
+            self._schedule_probe()
+
+
+__all__ = ["HealthStatus", "Monitor", "MonitorSpec", "RestartManager", "SpawnResult", "spawn"]
+
+if __name__ == "__main__":
+    sys.exit(main())
