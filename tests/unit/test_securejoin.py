@@ -202,3 +202,14 @@ def test_resolve_parent_does_not_follow_final(tree: tuple[Path, Path, int]) -> N
     with sj.opened(parent):
         assert name == "link"
         assert os.readlink(name, dir_fd=parent) == str(outside)
+
+
+@pytest.mark.parametrize("kernel", BACKENDS)
+def test_open_directory_flag(tree: tuple[Path, Path, int], kernel: bool) -> None:
+    root, _, fd = tree
+    (root / "etclink").symlink_to("/etc")
+    dfd = sj.open_beneath(fd, "etclink", os.O_RDONLY | os.O_DIRECTORY, use_openat2=kernel)
+    with sj.opened(dfd):
+        assert os.listdir(dfd) == ["passwd"]
+    with pytest.raises(NotADirectoryError):
+        sj.open_beneath(fd, "etc/passwd", os.O_RDONLY | os.O_DIRECTORY, use_openat2=kernel)

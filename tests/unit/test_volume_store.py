@@ -159,3 +159,20 @@ def test_populate_source_that_is_a_symlink_is_not_followed(
     vol = store.create()
     assert not store.populate_from(vol.name, link)
     assert os.listdir(vol.mountpoint) == []
+
+
+def test_populate_beneath_resolves_inside_the_rootfs(store: VolumeStore, tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "real").mkdir(parents=True)
+    (rootfs / "real" / "f").write_text("inside")
+    (rootfs / "data").symlink_to("/real")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("s")
+    (rootfs / "evil").symlink_to(outside)
+    vol = store.create()
+    assert store.populate_from(vol.name, "/data", beneath=rootfs)
+    assert os.listdir(vol.mountpoint) == ["f"]
+    other = store.create()
+    assert not store.populate_from(other.name, "/evil", beneath=rootfs)
+    assert os.listdir(other.mountpoint) == []

@@ -62,9 +62,9 @@ def _get_libc() -> ctypes.CDLL:
 
 
 def _raw_openat2(dir_fd: int, path: str, flags: int, mode: int, resolve: int) -> int:
-    how = _OpenHow(
-        flags | os.O_CLOEXEC, mode if flags & (os.O_CREAT | os.O_TMPFILE) else 0, resolve
-    )
+    # the kernel wants mode 0 unless a file is created (O_TMPFILE includes O_DIRECTORY)
+    creates = flags & os.O_CREAT or (flags & os.O_TMPFILE) == os.O_TMPFILE
+    how = _OpenHow(flags | os.O_CLOEXEC, mode if creates else 0, resolve)
     libc = _get_libc()
     libc.syscall.restype = ctypes.c_long
     fd = int(

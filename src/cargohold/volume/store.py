@@ -28,6 +28,7 @@ from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.util.atomic import read_json, write_json
 from cargohold.util.ids import random_id
 from cargohold.util.lockfile import FileLock
+from cargohold.util.securejoin import open_beneath, open_root, opened
 
 DRIVER = "local"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -312,13 +313,23 @@ class VolumeStore:
 
     # -- copy-up -----------------------------------------------------------------------------------
 
-    def populate_from(self, name: str, source_dir: str | Path, nocopy: bool = False) -> bool:
+    def populate_from(
+        self,
+        name: str,
+        source_dir: str | Path,
+        nocopy: bool = False,
+        *,
+        beneath: str | Path | None = None,
+    ) -> bool:
         """Fill a new volume with ``source_dir`` (the image's content at the mount target).
 
         Only once per volume and only into an empty ``_data``; ``nocopy`` just marks it.
         Ownership, modes, timestamps, xattrs and symlinks (as links) are kept; the source is
         walked with ``O_NOFOLLOW`` so no symlink in it is ever followed.  A missing source
         (the image has nothing there) is fine.  Returns True when content was copied.
+
+        With ``beneath`` (the container's rootfs) ``source_dir`` is the container path
+        (e.g. ``/var/lib/mysql``) and is resolved inside that root, symlinks included.
         """
         with self._lock:
             vol = self._load(name)
@@ -327,7 +338,7 @@ class VolumeStore:
             data = Path(vol.mountpoint)
             copied = False
             if not nocopy and not any(data.iterdir()):
-                copied = _copy_dir_into(Path(source_dir), data)
+                copied = _copy_dir_into(source_dir, data, beneath)
             self._save(replace(vol, populated=True))
             return copied
 
@@ -344,9 +355,14 @@ def _disk_usage(path: Path) -> int:
 # -- tree copy that never follows links ---------------------------------------------------------
 
 
-def _copy_dir_into(source: Path, dest: Path) -> bool:
+def _copy_dir_into(source: str | Path, dest: Path, beneath: str | Path | None) -> bool:
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     try:
-        src_fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        if beneath is None:
+            src_fd = os.open(source, flags | os.O_NOFOLLOW)
+        else:
+            with opened(open_root(beneath)) as root_fd:
+                src_fd = open_beneath(root_fd, os.fspath(source), flags)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
             return False  # nothing (or no directory) at that path in the image
