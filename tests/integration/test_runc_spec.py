@@ -33,7 +33,7 @@ pytestmark = [
 ]
 
 APPLETS = ("sh", "echo", "id", "cat", "ls", "touch", "chown", "sleep", "wc", "grep", "seq")
-APPLETS += ("true", "false")
+APPLETS += ("true", "false", "hostname", "unshare")
 PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:App:/home/app:/bin/sh\n"
 GROUP = "root:x:0:\nstaff:x:50:app\napp:x:1000:\n"
 
@@ -281,3 +281,13 @@ def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+def test_seccomp_conditional_rules_follow_capabilities(env: Env) -> None:
+    """sethostname/unshare are allowed by the profile only with CAP_SYS_ADMIN."""
+    script = "hostname renamed && hostname && unshare -n true && echo unshared"
+    denied = env.run(["sh", "-c", script])
+    assert denied.code != 0 and "not permitted" in denied.err
+    allowed = env.run(["sh", "-c", script], cap_add=["SYS_ADMIN"])
+    assert allowed.code == 0, allowed.err
+    assert allowed.out.split() == ["renamed", "unshared"]
