@@ -27,7 +27,7 @@ from cargohold.errors import InvalidArgument
 MAX_DEPTH = 64
 MAX_RESULT = 1 << 20
 # Upper bound on automaton steps for one pattern operation (~ len(value) * len(pattern)).
-MAX_MATCH_WORK = 20_000_000
+MAX_MATCH_WORK = 2_000_000
 
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 _EOF = ""
@@ -56,20 +56,22 @@ class _Words:
 
     def __init__(self) -> None:
         self.buf: list[str] = []
+        self.size = 0
         self.words: list[str] = []
         self.in_word = False
 
     def add_char(self, ch: str) -> None:
         if ch.isspace():
-            if self.in_word and self.buf:
+            if self.in_word and self.size:
                 self.words.append("".join(self.buf))
-                self.buf = []
+                self.buf, self.size = [], 0
                 self.in_word = False
         else:
             self.add_raw_char(ch)
 
     def add_raw_char(self, ch: str) -> None:
         self.buf.append(ch)
+        self.size += len(ch)
         self.in_word = True
 
     def add_string(self, text: str) -> None:
@@ -78,14 +80,13 @@ class _Words:
 
     def add_raw_string(self, text: str) -> None:
         self.buf.append(text)
+        self.size += len(text)
         self.in_word = True
 
     def get_words(self) -> list[str]:
-        if self.buf:
-            word = "".join(self.buf)
-            if word:
-                self.words.append(word)
-            self.buf = []
+        if self.size:
+            self.words.append("".join(self.buf))
+            self.buf, self.size = [], 0
             self.in_word = False
         return self.words
 
@@ -487,6 +488,11 @@ def _trim_suffix(pattern: str, value: str, greedy: bool) -> str:
 
 
 def _replace(glob: _Glob, value: str, replacement: str, replace_all: bool) -> str:
+    if glob.tokens and all(isinstance(t, str) for t in glob.tokens):
+        literal = "".join(t for t in glob.tokens if isinstance(t, str))
+        count = value.count(literal) if replace_all else min(1, value.count(literal))
+        _check_size(len(value) + count * (len(replacement) - len(literal)))
+        return value.replace(literal, replacement, -1 if replace_all else 1)
     budget = [MAX_MATCH_WORK]
     out: list[str] = []
     size = 0
