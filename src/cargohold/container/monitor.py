@@ -225,103 +225,6 @@ class RestartManager:
         return self.timeout_ns
 
 
-# --------------------------------------------------------------------------- attach server
-
-
-class _Client:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.reader = proto.FrameReader()
-        self.out = b""
-
-
-class AttachServer:
-    """Serves attach.sock: broadcasts output, hands input/resize/signals to callbacks."""
-
-    MAX_BUFFERED = 4 << 20
-
-    def __init__(
-        self,
-        sel: selectors.BaseSelector,
-        on_frame: Callable[[int, bytes], None],
-        on_connect: Callable[[], None],
-    ) -> None:
-        self.sel = sel
-        self.on_frame = on_frame
-        self.on_connect = on_connect
-        self.clients: list[_Client] = []
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(proto.SOCKET_NAME)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(proto.SOCKET_NAME)  # relative to the run dir (cwd): no path length limit
-        os.chmod(proto.SOCKET_NAME, 0o600)
-        self.sock.listen(16)
-        self.sock.setblocking(False)
-        sel.register(self.sock, selectors.EVENT_READ, self._accept)
-
-    def _accept(self, _mask: int) -> None:
-        with contextlib.suppress(BlockingIOError):
-            conn, _ = self.sock.accept()
-            conn.setblocking(False)
-            client = _Client(conn)
-            self.clients.append(client)
-            self.sel.register(conn, selectors.EVENT_READ, lambda m: self._io(client, m))
-            self.on_connect()
-
-    def _io(self, client: _Client, mask: int) -> None:
-        if mask & selectors.EVENT_WRITE:
-            self._flush(client)
-        if mask & selectors.EVENT_READ:
-            try:
-                data = client.sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self.drop(client)
-                return
-            for kind, payload in client.reader.feed(data):
-                self.on_frame(kind, payload)
-
-    def _flush(self, client: _Client) -> None:
-        try:
-            sent = client.sock.send(client.out) if client.out else 0
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self.drop(client)
-            return
-        client.out = client.out[sent:]
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
-        self.sel.modify(client.sock, events, lambda m: self._io(client, m))
-
-    def broadcast(self, kind: int, payload: bytes) -> None:
-        data = proto.frame(kind, payload)
-        for client in list(self.clients):
-            client.out += data
-            if len(client.out) > self.MAX_BUFFERED:
-                self.drop(client)  # a client that stopped reading must not stall the container
-            else:
-                self._flush(client)
-
-    def drop(self, client: _Client) -> None:
-        if client in self.clients:
-            self.clients.remove(client)
-            with contextlib.suppress(KeyError, ValueError):
-                self.sel.unregister(client.sock)
-            client.sock.close()
-
-    def finish(self, kind: int, payload: bytes) -> None:
-        """Send a last frame to every client (blocking, bounded) and disconnect them."""
-        for client in list(self.clients):
-            with contextlib.suppress(OSError):
-                client.sock.setblocking(True)
-                client.sock.settimeout(5)
-                client.sock.sendall(client.out + proto.frame(kind, payload))
-            self.drop(client)
-
-
 # --------------------------------------------------------------------------- the monitor
 
 
@@ -401,7 +304,7 @@ class Monitor:
             return 1
         _set_subreaper()
         self._setup_signals()
-        self.server = AttachServer(self.sel, self._on_frame, self._on_connect)
+        self.server = proto.AttachServer(self.sel, self._on_frame, self._on_connect)
         self.store.update_state(
             self.cid,
             lambda s: dataclasses.replace(
