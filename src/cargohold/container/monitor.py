@@ -348,8 +348,9 @@ class Monitor:
 
     # -- starting ---------------------------------------------------------------------
     def _start(self, first: bool) -> None:
-        with contextlib.suppress(errors.CargoholdError):
-            self.runtime.delete(self.cid, force=True)  # leftovers of an earlier run
+        if not first:  # the previous run is deleted on exit; this covers a failed delete
+            with contextlib.suppress(errors.CargoholdError):
+                self.runtime.delete(self.cid, force=True)
         pid_file = self.run_dir / "pid"
         pid_file.unlink(missing_ok=True)
         if self.record.config.tty:
