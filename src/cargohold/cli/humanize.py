@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import calendar
 import re
 
 from cargohold.errors import InvalidArgument
@@ -95,13 +94,23 @@ _RFC3339_RE = re.compile(
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 in the proleptic Gregorian calendar (no calendar import)."""
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
 def parse_rfc3339(text: str) -> float:
     """Seconds since the epoch for an RFC 3339 time (nanosecond fractions, ``Z`` or offset)."""
     m = _RFC3339_RE.match(text.strip())
     if m is None:
         raise InvalidArgument(f"invalid timestamp: {text!r}")
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
-    whole = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    whole = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
     frac = float("0." + m.group(7)) if m.group(7) else 0.0
     if m.group(9):
         offset = int(m.group(10)) * 3600 + int(m.group(11)) * 60

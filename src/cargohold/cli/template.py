@@ -39,6 +39,8 @@ from cargohold.errors import InvalidArgument
 
 @dataclass(frozen=True, slots=True)
 class _Tok:
+    """One token of an action."""
+
     kind: str  # str num bool nil field dot var ident | ( ) , := = eof
     value: Any
     line: int
@@ -160,12 +162,16 @@ def _lex_token(src: str, i: int, c: str) -> tuple[tuple[str, Any], int]:
 
 @dataclass(frozen=True, slots=True)
 class _Cmd:
+    """One command of a pipeline: a function and its arguments, or one operand."""
+
     args: tuple[Any, ...]  # operands: ("lit", v) ("field", chain) ("dot",) ("var", n, chain)
     #                        ("func", name) ("pipe", _Pipe, chain)
 
 
 @dataclass(frozen=True, slots=True)
 class _Pipe:
+    """A pipeline with its variable declarations."""
+
     decl: tuple[str, ...]
     assign: bool  # "=" instead of ":="
     cmds: tuple[_Cmd, ...]
@@ -175,6 +181,8 @@ class _Pipe:
 
 @dataclass(frozen=True, slots=True)
 class _Block:
+    """An if, range or with block."""
+
     kind: str  # if | range | with
     pipe: _Pipe
     body: tuple[Any, ...]

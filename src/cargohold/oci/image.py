@@ -108,6 +108,8 @@ _GOARCH = {
 
 @dataclass(frozen=True)
 class Platform:
+    """An OS/architecture/variant triple with Go names."""
+
     os: str
     architecture: str
     variant: str | None = None
@@ -297,6 +299,8 @@ def apply_changes(config: Mapping[str, Any], changes: Sequence[str]) -> dict[str
 
 @dataclass(frozen=True)
 class Descriptor:
+    """An OCI content descriptor."""
+
     media_type: str
     digest: str
     size: int
@@ -307,6 +311,8 @@ class Descriptor:
 
 @dataclass(frozen=True)
 class Manifest:
+    """An image manifest (OCI or Docker schema 2)."""
+
     media_type: str
     config: Descriptor
     layers: tuple[Descriptor, ...]
@@ -315,6 +321,8 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Index:
+    """An OCI index or Docker manifest list."""
+
     media_type: str
     manifests: tuple[Descriptor, ...]
 
