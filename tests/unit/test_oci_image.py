@@ -22,7 +22,7 @@ from cargohold.oci.image import (
     apply_changes,
     build_index,
     build_manifest,
-    container_config,
+    docker_container_config,
     docker_inspect_image,
     encode_json,
     history_entry,
@@ -63,6 +63,24 @@ def test_new_config_author_and_variant() -> None:
                      created="2024-01-01T00:00:00Z")
     assert list(cfg)[:5] == ["created", "author", "architecture", "variant", "os"]
     assert (cfg["architecture"], cfg["variant"]) == ("arm", "v7")
+
+
+def test_new_config_docker_extension_fields() -> None:
+    cfg = new_config(comment="Imported from -", container="c" * 64,
+                     container_config={"Cmd": ["sh"]}, created="T", platform=AMD64)
+    assert cfg["comment"] == "Imported from -"
+    assert cfg["container"] == "c" * 64
+    assert cfg["container_config"]["Cmd"] == ["sh"]
+    assert cfg["container_config"]["Hostname"] == ""
+    out = docker_inspect_image(image_id=D1, config=cfg, size=0)
+    assert (out["Comment"], out["Container"]) == ("Imported from -", "c" * 64)
+    assert out["ContainerConfig"]["Cmd"] == ["sh"]
+
+
+def test_inspect_comment_falls_back_to_last_history_entry() -> None:
+    cfg = new_config(history=[history_entry(created="T", comment="from history")],
+                     created="T", platform=AMD64)
+    assert docker_inspect_image(image_id=D1, config=cfg, size=0)["Comment"] == "from history"
 
 
 def test_encode_json_is_compact_and_stable() -> None:
@@ -138,9 +156,10 @@ def test_docker_inspect_image_matches_docker_20_10() -> None:
 
 
 def test_container_config_keeps_docker_order_and_omitempty() -> None:
-    cfg = container_config({"Healthcheck": {"Test": ["NONE"]}, "ExposedPorts": {"80/tcp": {}},
-                            "StopSignal": "SIGTERM", "Shell": ["/bin/bash", "-c"],
-                            "Labels": {"b": "1", "a": "2"}})
+    cfg = docker_container_config({
+        "Healthcheck": {"Test": ["NONE"]}, "ExposedPorts": {"80/tcp": {}},
+        "StopSignal": "SIGTERM", "Shell": ["/bin/bash", "-c"], "Labels": {"b": "1", "a": "2"},
+    })
     keys = list(cfg)
     assert keys.index("ExposedPorts") == keys.index("AttachStderr") + 1
     assert keys.index("Healthcheck") == keys.index("Cmd") + 1

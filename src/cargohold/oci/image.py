@@ -173,11 +173,16 @@ def new_config(
     created: str | None = None,
     author: str = "",
     platform: Platform | None = None,
+    comment: str = "",
+    container: str = "",
+    container_config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A Docker/OCI image config.
 
     ``config`` holds Docker's field names (Env, Cmd, Entrypoint, WorkingDir, User,
     ExposedPorts, Volumes, Labels, StopSignal, Healthcheck, OnBuild, Shell, ArgsEscaped).
+    ``comment`` (``import -m`` / ``commit -m``), ``container`` and ``container_config``
+    (``commit``) are Docker's top-level extension fields shown by ``docker inspect``.
     """
     plat = platform or host_platform()
     out: dict[str, Any] = {"created": created or rfc3339_nano()}
@@ -190,6 +195,12 @@ def new_config(
     out["config"] = image_config_section(config)
     out["rootfs"] = {"type": "layers", "diff_ids": list(diff_ids)}
     out["history"] = [dict(h) for h in history]
+    if comment:
+        out["comment"] = comment
+    if container:
+        out["container"] = container
+    if container_config is not None:
+        out["container_config"] = docker_container_config(container_config)
     return out
 
 
@@ -214,7 +225,7 @@ def history_entry(
     return out
 
 
-def container_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+def docker_container_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     """Docker's ``container.Config`` as ``docker inspect`` prints it (null for nil)."""
     config = config or {}
     out: dict[str, Any] = {}
@@ -259,13 +270,13 @@ def docker_inspect_image(
         "RepoTags": [parse_reference(t).familiar() for t in repo_tags],
         "RepoDigests": [parse_reference(d).familiar() for d in repo_digests],
         "Parent": parent,
-        "Comment": config.get("comment", ""),
+        "Comment": config.get("comment", _last_history_comment(config)),
         "Created": config.get("created") or GO_ZERO_TIME,
         "Container": config.get("container", ""),
-        "ContainerConfig": container_config(config.get("container_config")),
+        "ContainerConfig": docker_container_config(config.get("container_config")),
         "DockerVersion": config.get("docker_version", ""),
         "Author": config.get("author", ""),
-        "Config": container_config(config.get("config")),
+        "Config": docker_container_config(config.get("config")),
         "Architecture": config.get("architecture", ""),
     }
     if config.get("variant"):
@@ -292,6 +303,13 @@ def apply_changes(config: Mapping[str, Any], changes: Sequence[str]) -> dict[str
     from cargohold.oci.image_changes import apply_changes as _apply
 
     return _apply(config, changes)
+
+
+def _last_history_comment(config: Mapping[str, Any]) -> str:
+    """Images without Docker's top-level comment (OCI tools) show their last history one."""
+    history = config.get("history") or []
+    last = history[-1] if history and isinstance(history[-1], Mapping) else {}
+    return str(last.get("comment", ""))
 
 
 # ------------------------------------------------------------------------ manifests
