@@ -201,7 +201,10 @@ class _Applier:
     def set_xattrs(self, target: int | str, info: tarfile.TarInfo) -> None:
         for attr, value in xattrs_of(info).items():
             try:
-                os.setxattr(target, attr, value, follow_symlinks=False)
+                if isinstance(target, int):
+                    os.setxattr(target, attr, value)
+                else:
+                    os.setxattr(target, attr, value, follow_symlinks=False)
             except OSError as exc:
                 # Like moby: file systems without xattrs, or no privilege, are not fatal.
                 if exc.errno not in _IGNORED_XATTR_ERRNOS:

@@ -113,9 +113,7 @@ def open_decompressed(f: BinaryIO) -> BinaryIO:
     if kind == "gzip":
         decoded = cast(BinaryIO, _GzipReader(source))
     elif kind == "zstd":
-        dctx = zstandard.ZstdDecompressor()
-        reader = dctx.stream_reader(source, read_size=_CHUNK, read_across_frames=True)
-        decoded = cast(BinaryIO, reader)
+        decoded = cast(BinaryIO, _ZstdReader(source))
     elif kind == "bzip2":
         decoded = cast(BinaryIO, bz2.BZ2File(source))
     else:
@@ -147,9 +145,7 @@ class _GzipReader(io.RawIOBase):
 
     def _step(self, want: int) -> bytes:
         d = self._d
-        if d.unconsumed_tail:
-            return d.decompress(d.unconsumed_tail, want)
-        if d.eof:
+        if d.eof:  # checked first: at the end of a member the tail repeats unused_data
             rest = d.unused_data.lstrip(b"\0")  # gzip(1) tolerates zero padding too
             while not rest:
                 rest = self._src.read(_CHUNK)
@@ -161,18 +157,67 @@ class _GzipReader(io.RawIOBase):
                 raise InvalidArgument("corrupt gzip data: trailing garbage after the last member")
             self._d = d = zlib_ng.decompressobj(47)
             return d.decompress(rest, want)
+        if d.unconsumed_tail:
+            return d.decompress(d.unconsumed_tail, want)
         chunk = self._src.read(_CHUNK)
         if not chunk:
             raise InvalidArgument("corrupt gzip data: unexpected end of stream")
         return d.decompress(chunk, want)
 
 
+class _ZstdReader(io.RawIOBase):
+    """Multi-frame zstd decoder that, unlike ``stream_reader``, reports a truncated frame.
+
+    Input goes in small slices because one call's output is unbounded (about 32000:1 at most).
+    """
+
+    _SLICE = 8192
+
+    def __init__(self, src: BinaryIO) -> None:
+        super().__init__()
+        self._src = src
+        self._dctx = zstandard.ZstdDecompressor()
+        self._d = self._dctx.decompressobj()
+        self._input = b""
+        self._pending = b""
+        self._in_frame = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buf).cast("B")
+        while not self._pending:
+            if not self._input:
+                self._input = self._src.read(_CHUNK)
+                if not self._input:
+                    if self._in_frame:
+                        raise InvalidArgument("corrupt zstd data: unexpected end of stream")
+                    return 0
+            piece, self._input = self._input[: self._SLICE], self._input[self._SLICE :]
+            self._in_frame = True
+            self._pending = self._d.decompress(piece)
+            if self._d.eof:
+                self._input = self._d.unused_data + self._input
+                self._d = self._dctx.decompressobj()
+                self._in_frame = False
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
 class _Writer(io.BufferedIOBase):
     """Base of the compressing writers: ``close`` flushes the codec but never closes ``out``."""
+
+    # Codecs see the input in fixed-size blocks: zlib-ng's output depends on how the input is
+    # split, and the digest must not depend on how the caller happens to write.
+    _block = 0
 
     def __init__(self, out: BinaryIO) -> None:
         super().__init__()
         self._out = out
+        self._pending = bytearray()
 
     def writable(self) -> bool:
         return True
@@ -180,11 +225,30 @@ class _Writer(io.BufferedIOBase):
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         if self.closed:
             raise ValueError("write to a closed compressor")
-        self._encode(data)
-        return len(data)
+        view = memoryview(data).cast("B")
+        size, block = len(view), self._block
+        if not block:
+            self._encode(view)
+            return size
+        if self._pending:
+            take = min(block - len(self._pending), len(view))
+            self._pending += view[:take]
+            view = view[take:]
+            if len(self._pending) < block:
+                return size
+            self._encode(bytes(self._pending))
+            self._pending.clear()
+        while len(view) >= block:
+            self._encode(view[:block])
+            view = view[block:]
+        self._pending += view
+        return size
 
     def close(self) -> None:
         if not self.closed:
+            if self._pending:
+                self._encode(bytes(self._pending))
+                self._pending.clear()
             self._finish()
             self._out.flush()
         super().close()
@@ -197,6 +261,8 @@ class _Writer(io.BufferedIOBase):
 
 
 class _GzipWriter(_Writer):
+    _block = _CHUNK
+
     def __init__(self, out: BinaryIO, level: int) -> None:
         super().__init__(out)
         # wbits 31: gzip wrapper with a fixed header (mtime 0, no name, OS byte of the library).
@@ -212,6 +278,8 @@ class _GzipWriter(_Writer):
 
 
 class _ZstdWriter(_Writer):
+    _block = _CHUNK
+
     def __init__(self, out: BinaryIO, level: int) -> None:
         super().__init__(out)
         self._c = zstandard.ZstdCompressor(level=level).compressobj()
