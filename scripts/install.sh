@@ -4,9 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(python3 python3-venv python3-dev gcc runc iptables iproute2 busybox-static
-      containernetworking-plugins zstd xz-utils bzip2 gzip tar curl ca-certificates
-      debootstrap)
+PKGS=(python3 python3-venv python3-dev gcc runc iptables iproute2 util-linux busybox-static
+      tini zstd xz-utils bzip2 gzip tar curl ca-certificates debootstrap)
 # Oracles and interop partners for the tests (daemonless ones only; docker is optional).
 PKGS+=(skopeo podman)
 

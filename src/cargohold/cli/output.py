@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from cargohold.errors import CargoholdError, ContainerExit
+from cargohold.errors import CargoholdError, ContainerExit, NotFound
+
+if TYPE_CHECKING:
+    from cargohold.cli.context import Context
 
 
 def report_error(exc: BaseException) -> int:
@@ -38,3 +42,56 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
         lines.append("   ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def parse_bool(value: str, flag: str) -> bool:
+    """Go's strconv.ParseBool, as Docker's boolean flags accept (``-H=false``)."""
+    v = value.strip()
+    if v in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if v in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    from cargohold.errors import InvalidArgument
+
+    raise InvalidArgument(f'invalid argument "{value}" for "--{flag}" flag: parse error')
+
+
+def docker_json(obj: object) -> str:
+    """JSON as Docker's CLI prints it: 4-space indent, HTML characters escaped."""
+    import json
+
+    text = json.dumps(obj, indent=4, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def print_rows(ctx: Context, fmt: str, rows: list[dict[str, str]], headers: dict[str, str]) -> None:
+    """Render list rows with a ``--format`` template (``table ...`` prints a header row)."""
+    from cargohold.cli.template import render_rows
+
+    ctx.stdout.write(render_rows(fmt, rows, headers))
+
+
+def print_inspect(
+    ctx: Context,
+    names: list[str],
+    fmt: str | None,
+    lookup: Callable[[str], dict[str, Any]],
+    kind: str,
+) -> int:
+    """Docker's inspect output: a JSON array, or one rendered template per object."""
+    found: list[dict[str, Any]] = []
+    status = 0
+    for name in names:
+        try:
+            found.append(lookup(name))
+        except NotFound:
+            print(f"Error: No such {kind}: {name}", file=ctx.stderr)
+            status = 1
+    if fmt:
+        from cargohold.cli.template import render
+
+        for obj in found:
+            print(render(fmt, obj), file=ctx.stdout)
+    else:
+        print(docker_json(found), file=ctx.stdout)
+    return status

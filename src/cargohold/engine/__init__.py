@@ -1,18 +1,25 @@
 """The engine: the only surface the CLI (and later the API) calls.
 
-``Engine`` wires the stores and services together from explicit Settings; each service is
-built on first use so a command pays only for what it touches.
+``Engine`` wires stores and services from explicit Settings; each is built on first use, so a
+command pays only for what it touches (``cargohold images`` never loads the runtime).
 """
 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cargohold.config import Settings
+from cargohold.errors import NotFound
 
 if TYPE_CHECKING:
-    pass
+    from cargohold.engine.images import ImageService
+    from cargohold.engine.reports import DiskUsage
+    from cargohold.store.blobs import BlobStore
+    from cargohold.store.drivers.base import StorageDriver
+    from cargohold.store.images import ImageStore
+    from cargohold.store.layers import LayerStore
+    from cargohold.transport.local import LocalStores
 
 
 class Engine:
@@ -20,5 +27,61 @@ class Engine:
         self.settings = settings
 
     @cached_property
-    def root(self) -> Settings:
-        return self.settings
+    def blobs(self) -> BlobStore:
+        from cargohold.store.blobs import BlobStore
+
+        return BlobStore(self.settings.root)
+
+    @cached_property
+    def driver(self) -> StorageDriver:
+        from cargohold.store.drivers import select_driver
+
+        return select_driver(self.settings.root, self.settings.storage_driver)
+
+    @cached_property
+    def layers(self) -> LayerStore:
+        from cargohold.store.layers import LayerStore
+
+        return LayerStore(self.settings.root, self.driver)
+
+    @cached_property
+    def image_store(self) -> ImageStore:
+        from cargohold.store.images import ImageStore
+
+        return ImageStore(self.settings.root, self.blobs)
+
+    @cached_property
+    def stores(self) -> LocalStores:
+        from cargohold.transport.local import LocalStores
+
+        return LocalStores(self.blobs, self.layers, self.image_store)
+
+    @cached_property
+    def images(self) -> ImageService:
+        from cargohold.engine.images import ImageService
+
+        return ImageService(self)
+
+    def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
+        """(container id, running) for every container created from ``image_id``."""
+        return []
+
+    def inspect_object(self, name: str, kind: str | None = None) -> dict[str, Any]:
+        """``docker inspect``: the first object of any (or the given) type named ``name``."""
+        if kind in (None, "image"):
+            try:
+                return self.images.inspect(name)
+            except NotFound:
+                pass
+        raise NotFound(f"No such object: {name}")
+
+    def disk_usage(self) -> list[DiskUsage]:
+        """Rows of ``system df``; kinds without a store yet report zero."""
+        from cargohold.engine.reports import DiskUsage
+
+        return [
+            self.images.disk_usage(),
+            DiskUsage("Containers", 0, 0, 0, 0),
+            DiskUsage("Local Volumes", 0, 0, 0, 0),
+            DiskUsage("Build Cache", 0, 0, 0, 0),
+        ]

@@ -36,3 +36,20 @@ def normalize_id(value: str) -> str:
     if _HEX_RE.match(value):
         return "sha256:" + value
     return validate(value)
+
+
+def chain_id(parent: str | None, diff_id: str) -> str:
+    """OCI ChainID: the diff_id for a base layer, else sha256 of "<parent chain> <diff_id>"."""
+    if parent is None:
+        return diff_id
+    return sha256_digest(f"{parent} {diff_id}".encode())
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """ChainIDs of every layer of an image, base first."""
+    out: list[str] = []
+    parent: str | None = None
+    for diff_id in diff_ids:
+        parent = chain_id(parent, diff_id)
+        out.append(parent)
+    return out

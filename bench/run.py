@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Benchmarks: cargohold's workloads beside docker and podman, interleaved in one run.
+
+    .venv/bin/python bench/run.py [WORKLOAD ...] [--runs N] [--tools cargohold,podman,docker]
+
+Each workload times the same user-visible command through every installed tool, alternating
+tools run by run so that machine noise hits them alike, and prints medians and ratios.
+Tools that are not installed (or whose daemon is not running) are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WORK = Path(os.environ.get("BENCH_DIR", "/var/tmp/cargohold-bench"))
+CARGOHOLD = [str(REPO / ".venv/bin/cargohold"), "--root", str(WORK / "ch-root"),
+             "--runroot", str(WORK / "ch-run")]
+PODMAN = ["podman", "--root", str(WORK / "podman-root"), "--runroot", str(WORK / "podman-run"),
+          "--storage-driver", "overlay"]
+DOCKER = ["docker"]
+
+
+def sh(cmd: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    inp = open(stdin, "rb") if stdin else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        return subprocess.run(cmd, stdin=inp, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, check=check)
+    finally:
+        if stdin:
+            inp.close()  # type: ignore[union-attr]
+
+
+def tool_available(tool: str) -> str | None:
+    """None when usable, else the reason it is skipped."""
+    if tool == "cargohold":
+        return None if Path(CARGOHOLD[0]).exists() else "run scripts/install.sh first"
+    if shutil.which(tool) is None:
+        return f"{tool} is not installed"
+    if tool == "docker":
+        r = subprocess.run(["docker", "info"], capture_output=True, timeout=20)
+        if r.returncode != 0:
+            return "docker daemon is not running"
+    return None
+
+
+def cli(tool: str) -> list[str]:
+    return {"cargohold": CARGOHOLD, "podman": PODMAN, "docker": DOCKER}[tool]
+
+
+@dataclass
+class Workload:
+    name: str
+    budget: str
+    prepare: Callable[[], None]  # once, before any tool runs
+    setup: Callable[[str], None]  # per run, untimed
+    timed: Callable[[str], None]  # per run, timed
+    cleanup: Callable[[str], None]  # per run, untimed
+    results: dict[str, list[float]] = field(default_factory=dict)
+
+
+# ---- data sets -----------------------------------------------------------------------------
+
+def rootfs_tarball(size_mb: int = 200) -> Path:
+    """A ~size_mb rootfs-like tarball made of real files from /usr (built once)."""
+    out = WORK / f"rootfs-{size_mb}m.tar"
+    if out.exists():
+        return out
+    src = WORK / f"rootfs-{size_mb}m"
+    shutil.rmtree(src, ignore_errors=True)
+    (src / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/busybox", src / "bin/busybox")
+    for applet in ("sh", "true", "ls", "cat", "echo", "sleep"):
+        (src / "bin" / applet).symlink_to("busybox")
+    budget = size_mb * 1_000_000
+    total = 0
+    for root, _dirs, files in os.walk("/usr/lib"):
+        for name in sorted(files):
+            p = Path(root) / name
+            if p.is_symlink() or not p.is_file():
+                continue
+            size = p.stat().st_size
+            dest = src / p.relative_to("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, dest)
+            total += size
+            if total >= budget:
+                break
+        if total >= budget:
+            break
+    subprocess.run(["tar", "-C", str(src), "-cf", str(out), "."], check=True)
+    shutil.rmtree(src)
+    return out
+
+
+# ---- workloads -----------------------------------------------------------------------------
+
+def w_import() -> Workload:
+    tarball: list[Path] = []
+
+    def prepare() -> None:
+        tarball.append(rootfs_tarball())
+
+    def timed(tool: str) -> None:
+        sh([*cli(tool), "import", str(tarball[0]), "bench/import:latest"])
+
+    def cleanup(tool: str) -> None:
+        sh([*cli(tool), "rmi", "-f", "bench/import:latest"], check=False)
+
+    return Workload("import 200 MB rootfs tarball", ">= 150 MB/s (<= 1.33 s)",
+                    prepare, lambda t: None, timed, cleanup)
+
+
+def w_save_load() -> Workload:
+    tarball: list[Path] = []
+    archive = WORK / "saved.tar"
+
+    def prepare() -> None:
+        tarball.append(rootfs_tarball())
+
+    def setup(tool: str) -> None:
+        sh([*cli(tool), "import", str(tarball[0]), "bench/saveload:latest"])
+
+    def timed(tool: str) -> None:
+        sh([*cli(tool), "save", "-o", str(archive), "bench/saveload:latest"])
+        sh([*cli(tool), "rmi", "-f", "bench/saveload:latest"])
+        sh([*cli(tool), "load", "-i", str(archive)])
+
+    def cleanup(tool: str) -> None:
+        sh([*cli(tool), "rmi", "-f", "bench/saveload:latest"], check=False)
+        archive.unlink(missing_ok=True)
+
+    return Workload("save + rmi + load of a ~200 MB image", "<= 1.2 s", prepare, setup, timed,
+                    cleanup)
+
+
+def w_images50() -> Workload:
+    small = WORK / "small.tar"
+
+    def prepare() -> None:
+        if not small.exists():
+            d = WORK / "small"
+            (d / "bin").mkdir(parents=True, exist_ok=True)
+            shutil.copy2("/bin/busybox", d / "bin/busybox")
+            subprocess.run(["tar", "-C", str(d), "-cf", str(small), "."], check=True)
+
+    def setup(tool: str) -> None:
+        r = subprocess.run([*cli(tool), "images", "-q", "bench/many"], capture_output=True)
+        if len(r.stdout.split()) >= 1 and len(set(r.stdout.split())) >= 50:
+            return
+        for i in range(50):
+            sh([*cli(tool), "import", "-c", f"LABEL n={i}", str(small), f"bench/many:{i}"])
+
+    def timed(tool: str) -> None:
+        sh([*cli(tool), "images"])
+
+    return Workload("images on a store with 50 images", "<= 0.1 s", prepare, setup, timed,
+                    lambda t: None)
+
+
+WORKLOADS = {"import": w_import, "save-load": w_save_load, "images": w_images50}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("workloads", nargs="*", default=list(WORKLOADS))
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--tools", default="cargohold,docker,podman")
+    opts = ap.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    tools = []
+    for tool in opts.tools.split(","):
+        reason = tool_available(tool)
+        if reason:
+            print(f"# skipping {tool}: {reason}")
+        else:
+            tools.append(tool)
+    for name in opts.workloads:
+        wl = WORKLOADS[name]()
+        wl.prepare()
+        for _ in range(opts.runs):
+            for tool in tools:
+                wl.setup(tool)
+                t0 = time.perf_counter()
+                try:
+                    wl.timed(tool)
+                except subprocess.CalledProcessError as e:
+                    print(f"# {tool} failed on {name}: {e.stderr.decode(errors='replace')[-300:]}")
+                    break
+                wl.results.setdefault(tool, []).append(time.perf_counter() - t0)
+                wl.cleanup(tool)
+        report(wl)
+    return 0
+
+
+def report(wl: Workload) -> None:
+    print(f"\n## {wl.name}  (budget {wl.budget})")
+    base = statistics.median(wl.results["cargohold"]) if wl.results.get("cargohold") else None
+    for tool, times in wl.results.items():
+        med = statistics.median(times)
+        ratio = f"  x{med / base:.2f} of cargohold" if base and tool != "cargohold" else ""
+        print(f"  {tool:<10} median {med:.3f} s  (n={len(times)}, min {min(times):.3f}){ratio}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""cargohold.build package."""

@@ -1,0 +1,45 @@
+"""Plain result records the engine hands to the CLI (and later the API) for rendering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    id: str  # sha256:<hex>
+    repository: str  # familiar repository or "<none>"
+    tag: str  # or "<none>"
+    digest: str  # or "<none>"
+    created: str  # RFC 3339
+    size: int
+    labels: dict[str, str]
+    dangling: bool
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    id: str  # image id for the top entry of each layer... "<missing>" otherwise
+    created: str
+    created_by: str
+    size: int
+    comment: str
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One line of `rmi` / `image prune` output: ("Untagged", ref) or ("Deleted", id)."""
+
+    action: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """One row of `system df`."""
+
+    kind: str  # "Images", "Containers", "Local Volumes", "Build Cache"
+    total: int
+    active: int
+    size: int
+    reclaimable: int
