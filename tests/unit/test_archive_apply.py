@@ -402,3 +402,12 @@ def test_a_rejected_archive_leaves_the_caller_a_root_to_delete(box: tuple[Path, 
     with pytest.raises(UnsafeArchive, match=r"'\.\./secret'"):
         apply(data, root)
     assert_outside_untouched(outside)
+
+
+def test_huge_long_name_header_is_rejected_without_reading_it(tmp_path: Path) -> None:
+    header = tarfile.TarInfo("././@LongLink")
+    header.type = tarfile.GNUTYPE_LONGNAME
+    header.size = 1 << 40
+    data = header.tobuf(tarfile.GNU_FORMAT) + bytes(4096)
+    with pytest.raises(InvalidArgument, match="metadata entry"):
+        apply(data, tmp_path)

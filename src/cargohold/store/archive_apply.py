@@ -35,6 +35,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
 _MAX_CACHED_DIRS = 256
+_MAX_METADATA = 8 << 20
 _IGNORED_XATTR_ERRNOS = (errno.ENOTSUP, errno.EPERM)
 
 
@@ -89,6 +90,10 @@ class _Source:
         self._buf = bytearray(_CHUNK)
 
     def read(self, n: int = -1) -> bytes:
+        # tarfile reads headers, PAX records and GNU long names this way (content goes
+        # through copy_to); cap them as Go's archive/tar does, or a header could claim GBs.
+        if n < 0 or n > _MAX_METADATA:
+            raise InvalidArgument(f"invalid tar archive: metadata entry of {n} bytes")
         data = self._f.read(n)
         self.pos += len(data)
         if n == BLOCK:
