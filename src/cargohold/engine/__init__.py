@@ -13,6 +13,10 @@ from cargohold.config import Settings
 from cargohold.errors import NotFound
 
 if TYPE_CHECKING:
+    from cargohold.container.records import ContainerStore
+    from cargohold.network.store import NetworkStore
+    from cargohold.runtime.base import OCIRuntime
+    from cargohold.volume.store import VolumeStore
     from cargohold.engine.images import ImageService
     from cargohold.engine.reports import DiskUsage
     from cargohold.store.blobs import BlobStore
@@ -56,6 +60,31 @@ class Engine:
 
         return LocalStores(self.blobs, self.layers, self.image_store)
 
+    @cached_property
+    def container_store(self) -> ContainerStore:
+        from cargohold.container.records import ContainerStore
+
+        return ContainerStore(self.settings.root, self.settings.runroot)
+
+    @cached_property
+    def runtime(self) -> OCIRuntime:
+        from cargohold.runtime.runc import Runc
+
+        return Runc.from_settings(self.settings)
+
+    @cached_property
+    def volume_store(self) -> VolumeStore:
+        from cargohold.volume.store import VolumeStore
+
+        return VolumeStore(self.settings.root)
+
+    @cached_property
+    def network_store(self) -> NetworkStore:
+        from cargohold.network.store import NetworkStore
+
+        return NetworkStore.from_settings(self.settings)
+
+    # ---- services (one per area; add yours here) -------------------------------------------
     @cached_property
     def images(self) -> ImageService:
         from cargohold.engine.images import ImageService
