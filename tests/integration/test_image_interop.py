@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,7 +43,9 @@ class Env:
         self.tmp = tmp
         self.root = tmp / "ch-root"
         self.run = tmp / "ch-run"
-        self.podman = ["podman", "--root", str(tmp / "p-root"), "--runroot", str(tmp / "p-run"),
+        # podman refuses a runroot longer than 50 characters
+        self.podman_run = Path(tempfile.mkdtemp(prefix="chp-", dir="/tmp"))
+        self.podman = ["podman", "--root", str(tmp / "p-root"), "--runroot", str(self.podman_run),
                        "--storage-driver", "vfs"]
 
     def ch(self, *args: str) -> int:
@@ -60,6 +63,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
         subprocess.run(["umount", "-R", "-l", str(e.run)], capture_output=True)
         for p in sorted(e.root.rglob("merged"), reverse=True) if e.root.exists() else []:
             subprocess.run(["umount", "-l", str(p)], capture_output=True)
+        shutil.rmtree(e.podman_run, ignore_errors=True)
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 

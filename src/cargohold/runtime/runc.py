@@ -148,7 +148,8 @@ class Runc:
 
     @contextlib.contextmanager
     def _log_file(self, container_id: str) -> Iterator[Path]:
-        logs = self.state_root / "logs"
+        # outside runc's own state dir: `runc list` treats every entry there as a container
+        logs = self.state_root.parent / "runc-logs"
         logs.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = logs / f"{container_id}.{os.getpid()}.{next(_counter)}.json"
         try:
