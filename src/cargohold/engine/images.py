@@ -179,8 +179,10 @@ class ImageService:
                 self.engine.layers.delete(layer.chain_id)
             except Conflict:
                 break  # a container's rw layer or another layer builds on it
-            if not any(other.diff_id == layer.diff_id for other in self.engine.layers.list()):
-                self.engine.blobs.delete(layer.diff_id)
+            if self.engine.blobs.has(layer.diff_id) and not any(
+                other.diff_id == layer.diff_id for other in self.engine.layers.list()
+            ):
+                self.engine.blobs.delete(layer.diff_id)  # tar kept by older versions
             report.append(Removal("Deleted", layer.chain_id))
         return report
 

@@ -21,6 +21,7 @@ from typing import IO, BinaryIO, Literal, cast
 
 from cargohold.errors import Forbidden, Internal, InvalidArgument
 from cargohold.store.compression import buffered
+from cargohold.store.tarsplit import SplitRecorder
 
 WhiteoutMode = Literal["overlay", "delete"]
 
@@ -82,12 +83,13 @@ class _Source:
     only needs ``tell`` and forward ``seek``, which this class provides by skipping.
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, recorder: SplitRecorder | None = None) -> None:
         reader = stream if isinstance(stream, io.BufferedReader) else buffered(stream)
         self._f = cast(io.BufferedReader, reader)
         self.pos = 0
         self.last_block = b""
         self._buf = bytearray(_CHUNK)
+        self.recorder = recorder
 
     def read(self, n: int = -1) -> bytes:
         # tarfile reads headers, PAX records and GNU long names this way (content goes
@@ -96,6 +98,8 @@ class _Source:
             raise InvalidArgument(f"invalid tar archive: metadata entry of {n} bytes")
         data = self._f.read(n)
         self.pos += len(data)
+        if self.recorder is not None:
+            self.recorder.raw(data)
         if n == BLOCK:
             self.last_block = data
         return data
@@ -112,10 +116,22 @@ class _Source:
             if not got:
                 break
             self.pos += got
+            if self.recorder is not None:
+                self.recorder.raw(view[:got])
         return self.pos
 
-    def copy_to(self, fd: int, size: int, name: str) -> None:
-        """Write the next ``size`` bytes of the archive to ``fd``."""
+    def drain(self) -> None:
+        """Read to the end (padding and trailing blocks after the archive's last entry)."""
+        view = memoryview(self._buf)
+        while got := self._f.readinto(view):
+            self.pos += got
+            if self.recorder is not None:
+                self.recorder.raw(view[:got])
+
+    def copy_to(self, fd: int, size: int, name: str, rel: str) -> None:
+        """Write the next ``size`` bytes of the archive (the content of ``rel``) to ``fd``."""
+        if self.recorder is not None:
+            self.recorder.file(rel, size)
         view = memoryview(self._buf)
         while size:
             got = self._f.readinto(view[: min(_CHUNK, size)])
@@ -131,8 +147,11 @@ class _Source:
 class _Applier:
     """Applies entries one by one under an open root directory fd."""
 
-    def __init__(self, root_fd: int, whiteouts: WhiteoutMode) -> None:
+    def __init__(
+        self, root_fd: int, whiteouts: WhiteoutMode, recorder: SplitRecorder | None = None
+    ) -> None:
         self.whiteouts = whiteouts
+        self.recorder = recorder
         self.dirs: dict[str, int] = {"": root_fd}
         self.seen: set[str] = set()  # every path this archive created or merged
         self.dir_meta: dict[str, tuple[int, int]] = {}  # path -> (mode, mtime ns), set last
@@ -194,6 +213,8 @@ class _Applier:
             st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             return False
+        if self.recorder is not None:
+            self.recorder.before_remove(rel)
         if stat.S_ISDIR(st.st_mode):
             self.forget(rel)
             remove_tree_at(pfd, base)
@@ -286,7 +307,7 @@ class _Applier:
             elif info.size:
                 if src.pos != info.offset_data:
                     src.seek(info.offset_data)
-                src.copy_to(fd, info.size, info.name)
+                src.copy_to(fd, info.size, info.name, rel)
             self.meta_fd(fd, info)
         finally:
             os.close(fd)
@@ -493,7 +514,13 @@ def _open_tar(src: _Source) -> tarfile.TarFile | None:
         raise InvalidArgument(f"invalid tar archive: {exc}") from None
 
 
-def apply_layer(stream: BinaryIO, root: os.PathLike[str] | str, *, whiteouts: WhiteoutMode) -> int:
+def apply_layer(
+    stream: BinaryIO,
+    root: os.PathLike[str] | str,
+    *,
+    whiteouts: WhiteoutMode,
+    recorder: SplitRecorder | None = None,
+) -> int:
     """Extract the uncompressed tar ``stream`` into the existing directory ``root``.
 
     ``whiteouts="overlay"``: ``.wh.NAME`` becomes a 0/0 character device and ``.wh..wh..opq``
@@ -503,16 +530,20 @@ def apply_layer(stream: BinaryIO, root: os.PathLike[str] | str, *, whiteouts: Wh
 
     Returns the number of content bytes written.  Raises UnsafeArchive for any entry that would
     reach outside ``root`` and InvalidArgument for truncated or malformed input; ``root`` is
-    then left half-written and the caller deletes it.
+    then left half-written and the caller deletes it.  With a ``recorder`` the stream is read
+    to its end and recorded as a tar-split (see tarsplit.py).
     """
     if whiteouts not in ("overlay", "delete"):
         raise InvalidArgument(f"unknown whiteout mode {whiteouts!r}")
     root_fd = os.open(os.fspath(root), _DIR_FLAGS)
-    applier = _Applier(root_fd, whiteouts)
-    src = _Source(stream)
+    applier = _Applier(root_fd, whiteouts, recorder)
+    if recorder is not None:
+        recorder.root_fd = root_fd
+    src = _Source(stream, recorder)
     try:
         tar = _open_tar(src)
         if tar is None:
+            src.drain()
             return 0
         while (info := _next(tar, src)) is not None:
             applier.trim_cache()
@@ -521,6 +552,8 @@ def apply_layer(stream: BinaryIO, root: os.PathLike[str] | str, *, whiteouts: Wh
             except OSError as exc:
                 raise Internal(f"applying tar entry {info.name!r}: {exc}") from exc
         applier.finish_dirs()
+        if recorder is not None:
+            src.drain()
         return applier.written
     finally:
         applier.close()

@@ -11,7 +11,7 @@ import builtins
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from cargohold.store.drivers.base import Layout, StorageDriver
 from cargohold.store.locking import Staging, clean_stale, store_lock
 from cargohold.util.atomic import read_json, write_json
 
+TARSPLIT = "tarsplit"
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 _RW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -123,6 +124,7 @@ class LayerStore:
     def register(self, stream: BinaryIO, parent: str | None) -> Layer:
         """Apply an uncompressed layer tar on top of ``parent``; identical layers are shared."""
         from cargohold.store import archive
+        from cargohold.store.tarsplit import SplitRecorder
 
         self._prepare()
         parent_hex = hex_of(self.get(parent).chain_id) if parent is not None else None
@@ -130,10 +132,17 @@ class LayerStore:
         with Staging(self.layout.tmp, "layer") as stage:
             diff = stage.path / "diff"
             self.driver.init_layer(diff, parent_hex)
-            size = archive.apply_layer(reader, diff, whiteouts=self.driver.whiteouts)
+            recorder = SplitRecorder()
+            size = archive.apply_layer(
+                reader,  # type: ignore[arg-type]
+                diff,
+                whiteouts=self.driver.whiteouts,
+                recorder=recorder,
+            )
             reader.drain()
             diff_id = reader.digest()
             layer = Layer(chain_id_of(parent, diff_id), diff_id, parent, size, now_rfc3339())
+            (stage.path / TARSPLIT).write_bytes(recorder.serialize())
             write_json(stage.path / "layer.json", asdict(layer), fsync=False)
             chain_hex = hex_of(layer.chain_id)
             with self._lock:
@@ -207,9 +216,42 @@ class LayerStore:
         return users
 
     def diff_stream(self, chain_id: str, out: BinaryIO) -> None:
+        """The layer's tar: its original bytes when a tar-split was recorded (so the digest is
+        the layer's diff_id), else a fresh tar of its content."""
         layer = self.get(chain_id)
+        if self._split_path(chain_id).exists():
+            self.write_tar(chain_id, out.write)
+            return
         parent_hex = hex_of(layer.parent) if layer.parent else None
         self.driver.layer_diff(hex_of(chain_id), parent_hex, out)
+
+    def _split_path(self, chain_id: str) -> Path:
+        return self.layout.layer_dir(hex_of(chain_id)) / TARSPLIT
+
+    def tar_size(self, chain_id: str) -> int | None:
+        """Size of the layer's original tar, when it can be reproduced (tar-split)."""
+        from cargohold.store.tarsplit import TarSplit
+
+        try:
+            return int(TarSplit.load(self._split_path(chain_id)).size)
+        except FileNotFoundError:
+            return None
+
+    def write_tar(self, chain_id: str, sink: Callable[[bytes | memoryview], object]) -> None:
+        """Reproduce the layer's original tar into ``sink``, checked against its diff_id."""
+        from cargohold.store.tarsplit import TarSplit
+
+        layer = self.get(chain_id)
+        try:
+            split = TarSplit.load(self._split_path(chain_id))
+        except FileNotFoundError:
+            raise NotFound(f"layer {chain_id} has no tar-split record") from None
+        digest = split.write(self.layout.diff(hex_of(chain_id)), sink)
+        if digest != layer.diff_id:
+            raise Internal(
+                f"layer {layer.diff_id} could not be reproduced: its content changed on disk "
+                f"(got {digest})"
+            )
 
     def diff_path(self, chain_id: str) -> Path:
         """The layer's ``diff/`` directory (driver specific content; read only)."""

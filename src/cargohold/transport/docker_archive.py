@@ -15,7 +15,6 @@ docker-archive, or an OCI archive (index.json only, layers possibly compressed).
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, BinaryIO
 
 from cargohold.errors import InvalidArgument
@@ -188,18 +187,18 @@ def _add_blob_bytes(tw: TarWriter, written: set[str], digest: str, data: bytes) 
 def _add_layer(tw: TarWriter, written: set[str], layer: LayerRef, source: ImageSource) -> None:
     if layer.diff_id in written:
         return
-    path = getattr(source, "layer_path", None)
-    if path is None:
+    size_of = getattr(source, "layer_size", None)
+    writer = getattr(source, "write_layer", None)
+    if size_of is None or writer is None:
         raise InvalidArgument("this source cannot provide uncompressed layers for save")
-    tw.add_file(f"blobs/sha256/{hex_of(layer.diff_id)}", path(layer))
+    size = size_of(layer)
+    tw.add_stream(f"blobs/sha256/{hex_of(layer.diff_id)}", size, lambda sink: writer(layer, sink))
     written.add(layer.diff_id)
 
 
 def _layer_size(layer: LayerRef, source: ImageSource) -> int:
-    path = getattr(source, "layer_path", None)
-    if path is None:
-        return layer.size or 0
-    return os.stat(path(layer)).st_size
+    size_of = getattr(source, "layer_size", None)
+    return int(size_of(layer)) if size_of is not None else layer.size or 0
 
 
 def _oci_names(annotations: dict[str, str]) -> tuple[str, ...]:

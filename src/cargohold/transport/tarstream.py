@@ -10,11 +10,13 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from cargohold.errors import InvalidArgument
 
+Sink = Callable[[bytes | memoryview], object]
 BLOCK = 512
 RECORD = BLOCK * 20
 
@@ -26,7 +28,7 @@ class TarWriter:
         self.fd = fd
         self.offset = 0
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
             n = os.write(self.fd, view)
@@ -68,6 +70,15 @@ class TarWriter:
                     raise InvalidArgument(f"file {path} shrank while being saved")
                 sent += n
             self.offset += size
+        self._pad(size)
+
+    def add_stream(self, name: str, size: int, produce: Callable[[Sink], None]) -> None:
+        """Add ``size`` bytes that ``produce`` feeds to the sink it is given."""
+        self._header(name, size)
+        start = self.offset
+        produce(self._write)
+        if self.offset - start != size:
+            raise InvalidArgument(f"{name}: produced {self.offset - start} bytes, expected {size}")
         self._pad(size)
 
     def close(self) -> None:
