@@ -14,16 +14,19 @@ from cargohold.errors import NotFound
 
 if TYPE_CHECKING:
     from cargohold.container.records import ContainerStore
+    from cargohold.engine.container_ops import ContainerOps
+    from cargohold.engine.images import ImageService
+    from cargohold.engine.networks import NetworkService
+    from cargohold.engine.reports import DiskUsage
+    from cargohold.engine.volumes import VolumeService
     from cargohold.network.store import NetworkStore
     from cargohold.runtime.base import OCIRuntime
-    from cargohold.volume.store import VolumeStore
-    from cargohold.engine.images import ImageService
-    from cargohold.engine.reports import DiskUsage
     from cargohold.store.blobs import BlobStore
     from cargohold.store.drivers.base import StorageDriver
     from cargohold.store.images import ImageStore
     from cargohold.store.layers import LayerStore
     from cargohold.transport.local import LocalStores
+    from cargohold.volume.store import VolumeStore
 
 
 class Engine:
@@ -91,6 +94,24 @@ class Engine:
 
         return ImageService(self)
 
+    @cached_property
+    def container_ops(self) -> ContainerOps:
+        from cargohold.engine.container_ops import ContainerOps
+
+        return ContainerOps(self)
+
+    @cached_property
+    def volumes(self) -> VolumeService:
+        from cargohold.engine.volumes import VolumeService
+
+        return VolumeService(self)
+
+    @cached_property
+    def networks(self) -> NetworkService:
+        from cargohold.engine.networks import NetworkService
+
+        return NetworkService(self)
+
     def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
         """(container id, running) for every container created from ``image_id``."""
         return []
@@ -102,6 +123,16 @@ class Engine:
                 return self.images.inspect(name)
             except NotFound:
                 pass
+        if kind in (None, "network"):
+            try:
+                return self.networks.inspect(name)
+            except NotFound:
+                pass
+        if kind in (None, "volume"):
+            try:
+                return self.volumes.inspect(name)
+            except NotFound:
+                pass
         raise NotFound(f"No such object: {name}")
 
     def disk_usage(self) -> list[DiskUsage]:
@@ -111,6 +142,6 @@ class Engine:
         return [
             self.images.disk_usage(),
             DiskUsage("Containers", 0, 0, 0, 0),
-            DiskUsage("Local Volumes", 0, 0, 0, 0),
+            self.volumes.disk_usage(),
             DiskUsage("Build Cache", 0, 0, 0, 0),
         ]

@@ -1,0 +1,27 @@
+"""``cargohold network connect [--alias A] [--ip IP] NETWORK CONTAINER``."""
+
+from __future__ import annotations
+
+import argparse
+
+from cargohold.cli.context import Context
+from cargohold.errors import CargoholdError
+
+HELP = "Connect a container to a network"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alias", action="append", default=[],
+                        help="Add network-scoped alias for the container")
+    parser.add_argument("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+    parser.add_argument("network", metavar="NETWORK")
+    parser.add_argument("container", metavar="CONTAINER")
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    try:
+        ctx.engine.networks.connect(args.network, args.container, aliases=args.alias, ip=args.ip)
+    except CargoholdError as e:
+        print(f"Error response from daemon: {e.message}", file=ctx.stderr)
+        return 1
+    return 0

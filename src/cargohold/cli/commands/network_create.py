@@ -1,0 +1,63 @@
+"""``cargohold network create [-d bridge] [--subnet] [--gateway] [--internal] [--label] [-o]
+NAME``."""
+
+from __future__ import annotations
+
+import argparse
+
+from cargohold.cli.context import Context
+from cargohold.errors import CargoholdError, InvalidArgument
+
+HELP = "Create a network"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-d", "--driver", default="bridge", help="Driver to manage the Network")
+    parser.add_argument("--subnet", action="append", default=[],
+                        help="Subnet in CIDR format that represents a network segment")
+    parser.add_argument("--gateway", action="append", default=[],
+                        help="IPv4 or IPv6 Gateway for the master subnet")
+    parser.add_argument("--ip-range", action="append", default=[],
+                        help="Allocate container ip from a sub-range")
+    parser.add_argument("--internal", action="store_true",
+                        help="Restrict external access to the network")
+    parser.add_argument("--label", action="append", default=[],
+                        help="Set metadata on a network")
+    parser.add_argument("-o", "--opt", action="append", default=[],
+                        help="Set driver specific options")
+    parser.add_argument("--ipv6", action="store_true", help="Enable IPv6 networking")
+    parser.add_argument("--attachable", action="store_true",
+                        help="Enable manual container attachment")
+    parser.add_argument("name", metavar="NETWORK")
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for word in values:
+        key, eq, value = word.partition("=")
+        if not key or (flag == "opt" and not eq):
+            raise InvalidArgument(f'invalid argument "{word}" for "--{flag}" flag: '
+                                  "invalid key/value pair format")
+        out[key] = value
+    return out
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    try:
+        if args.ip_range:
+            raise InvalidArgument("--ip-range is not supported")
+        net = ctx.engine.networks.create(
+            args.name,
+            driver=args.driver,
+            subnets=args.subnet,
+            gateways=args.gateway,
+            internal=args.internal,
+            labels=_pairs(args.label, "label"),
+            options=_pairs(args.opt, "opt"),
+            ipv6=args.ipv6,
+        )
+    except CargoholdError as e:
+        print(f"Error response from daemon: {e.message}", file=ctx.stderr)
+        return 1
+    print(net.id, file=ctx.stdout)
+    return 0

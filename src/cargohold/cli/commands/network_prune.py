@@ -1,0 +1,39 @@
+"""``cargohold network prune [-f] [--filter FILTER]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cargohold.cli.context import Context
+from cargohold.errors import CargoholdError
+
+HELP = "Remove all unused networks"
+WARNING = (
+    "WARNING! This will remove all custom networks not used by at least one container.\n"
+    "Are you sure you want to continue? [y/N] "
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    parser.add_argument("--filter", action="append", default=[],
+                        help="Provide filter values (e.g. 'until=<timestamp>')")
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.force:
+        print(WARNING, end="", file=ctx.stdout, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    try:
+        deleted = ctx.engine.networks.prune(args.filter)
+    except CargoholdError as e:
+        print(f"Error response from daemon: {e.message}", file=ctx.stderr)
+        return 1
+    if deleted:
+        print("Deleted Networks:", file=ctx.stdout)
+        for name in deleted:
+            print(name, file=ctx.stdout)
+        print(file=ctx.stdout)
+    return 0

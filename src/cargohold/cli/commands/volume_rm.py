@@ -1,0 +1,33 @@
+"""``cargohold volume rm [-f] VOLUME [VOLUME...]``."""
+
+from __future__ import annotations
+
+import argparse
+
+from cargohold.cli.context import Context
+from cargohold.errors import CargoholdError, NotFound
+
+HELP = "Remove one or more volumes"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--force", action="store_true",
+                        help="Force the removal of one or more volumes")
+    parser.add_argument("names", nargs="+", metavar="VOLUME")
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    status = 0
+    for name in args.names:  # one failure does not stop the others, as in Docker
+        try:
+            ctx.engine.volumes.remove(name, force=args.force)
+        except NotFound as e:
+            print(f"Error: {e.message}", file=ctx.stderr)
+            status = 1
+            continue
+        except CargoholdError as e:
+            print(f"Error response from daemon: {e.message}", file=ctx.stderr)
+            status = 1
+            continue
+        print(name, file=ctx.stdout)
+    return status
