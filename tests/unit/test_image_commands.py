@@ -173,3 +173,20 @@ def test_image_prune_removes_dangling_only(cli: Cli, rootfs: Path, tmp_path: Pat
     assert f"deleted: {dangling}" in out
     _, out, _ = cli("images", "--format", "{{.Repository}}")
     assert out.strip() == "keep"
+
+
+def test_two_concurrent_imports_store_the_layer_once(tmp_path: Path, rootfs: Path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "croot"
+    cmd = [sys.executable, "-m", "cargohold", "--root", str(root), "--runroot",
+           str(tmp_path / "crun"), "--storage-driver", "vfs", "import", str(rootfs)]
+    procs = [subprocess.Popen([*cmd, f"same:{i}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for i in range(2)]
+    results = [p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    ids = {out.strip() for out, _ in results}
+    assert len(ids) == 2  # distinct configs (created times), one shared layer
+    layers = [p for p in (root / "layers").iterdir() if len(p.name) == 64]
+    assert len(layers) == 1
