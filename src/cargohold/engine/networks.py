@@ -349,9 +349,8 @@ class NetworkService:
             for name in container_networks(record):
                 with _suppress_missing():
                     record_endpoint(containers, record.id, self.store.get(name))
-        state = containers.read_state(record.id)
         attachment = None
-        if state.running:
+        if self._running(record.id):
             attachment = self._attach_running(record, net, aliases, ip)
         try:
             record_endpoint(containers, record.id, net, aliases=aliases, ip=ip)
@@ -376,6 +375,7 @@ class NetworkService:
             raise Forbidden("container cannot be disconnected from host network or connected "
                             "to host network")  # fmt: skip
         names = [n for n in container_networks(record) if _names_network(n, net)]
+        self._running(record.id)  # a container whose monitor died is cleaned up first
         leased = bool(net.subnet) and self.store.leases(net).lookup(record.id) is not None
         if not names and not leased:
             raise Forbidden(f"container {record.id} is not connected to network {net.name}")
@@ -388,6 +388,14 @@ class NetworkService:
         forget_endpoint(containers, record.id, net)
 
     # ---- helpers -------------------------------------------------------------------------
+    def _running(self, cid: str) -> bool:
+        """Reconciled state: a container whose monitor died is marked exited (and its
+        network torn down) before we look."""
+        from cargohold.container.reconcile import reconcile
+
+        state = reconcile(self.engine.container_store, self.engine.runtime, cid)
+        return state.status.value in ("running", "paused", "restarting")
+
     def _check_connectable(self, record: ContainerRecord, net: Network) -> None:
         mode = record.host_config.network_mode
         if net.driver == "host" or mode == "host":
