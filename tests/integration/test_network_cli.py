@@ -135,7 +135,7 @@ def env(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Env]:
 
 
 def test_create_needs_no_kernel_objects_until_attach(env: Env) -> None:
-    code, out, _ = env("network", "create", "--subnet", "10.236.1.0/24", "lazy")
+    code, _, _ = env("network", "create", "--subnet", "10.236.1.0/24", "lazy")
     assert code == 0
     bridge = env.store.get("lazy").bridge
     assert f" {bridge}:" not in sh("ip", "-o", "link")
