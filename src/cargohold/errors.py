@@ -13,6 +13,7 @@ class CargoholdError(Exception):
 
     exit_code: int = 125
     http_status: int = 500
+    from_daemon: bool = True  # Docker prefixes these with "Error response from daemon: "
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -32,6 +33,12 @@ class Conflict(CargoholdError):
 
 class InvalidArgument(CargoholdError):
     http_status = 400
+
+
+class ClientError(InvalidArgument):
+    """Bad input caught by the client itself (templates, flags): no daemon prefix."""
+
+    from_daemon = False
 
 
 class Unavailable(CargoholdError):

@@ -19,7 +19,8 @@ def report_error(exc: BaseException) -> int:
     if isinstance(exc, ContainerExit):
         return exc.exit_code
     if isinstance(exc, CargoholdError):
-        print(f"Error response from daemon: {exc.message}", file=sys.stderr)
+        prefix = "Error response from daemon: " if exc.from_daemon else ""
+        print(f"{prefix}{exc.message}", file=sys.stderr)
         return exc.exit_code
     if isinstance(exc, BrokenPipeError):
         return 141
@@ -51,9 +52,9 @@ def parse_bool(value: str, flag: str) -> bool:
         return True
     if v in ("0", "f", "F", "false", "FALSE", "False"):
         return False
-    from cargohold.errors import InvalidArgument
+    from cargohold.errors import ClientError
 
-    raise InvalidArgument(f'invalid argument "{value}" for "--{flag}" flag: parse error')
+    raise ClientError(f'invalid argument "{value}" for "--{flag}" flag: parse error')
 
 
 def docker_json(obj: object) -> str:

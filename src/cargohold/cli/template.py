@@ -32,7 +32,7 @@ from cargohold.cli.template_funcs import (
     tabwrite,
     truth,
 )
-from cargohold.errors import InvalidArgument
+from cargohold.errors import ClientError
 
 # ------------------------------------------------------------------------ lexer
 
@@ -358,7 +358,7 @@ def _text(toks: list[_Tok]) -> str:
 
 @lru_cache(maxsize=64)
 def parse(template: str) -> tuple[Any, ...]:
-    """Parse ``template``; InvalidArgument("template parsing error: ...") when malformed."""
+    """Parse ``template``; ClientError("template parsing error: ...") when malformed."""
     p = _Parser()
     try:
         p.items = _split(template, p)
@@ -366,7 +366,7 @@ def parse(template: str) -> tuple[Any, ...]:
         if stop is not None:
             raise TemplateError(f"unexpected {{{{{stop[0].value}}}}}")
     except TemplateError as e:
-        raise InvalidArgument(f"template parsing error: template: :{p.line}: {e}") from None
+        raise ClientError(f"template parsing error: template: :{p.line}: {e}") from None
     return nodes
 
 
@@ -555,7 +555,7 @@ def _fields(value: Any, chain: Sequence[str]) -> Any:
 def render(template: str, data: Any) -> str:
     """Execute ``template`` against ``data``.
 
-    Malformed templates and execution errors raise InvalidArgument with Docker's wording:
+    Malformed templates and execution errors raise ClientError with Docker's wording:
     ``template parsing error: template: :1: function "foo" not defined``.
     """
     nodes = parse(template)
@@ -563,7 +563,7 @@ def render(template: str, data: Any) -> str:
     try:
         ex.run(nodes, data)
     except TemplateError as e:
-        raise InvalidArgument(f"template parsing error: template: :{e}") from None
+        raise ClientError(f"template parsing error: template: :{e}") from None
     except (_Break, _Continue):  # pragma: no cover - parse refuses these outside range
         pass
     return "".join(ex.out)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from cargohold.cli.context import Context
-from cargohold.errors import InvalidArgument
+from cargohold.errors import ClientError
 
 HELP = "Load an image from a tar archive or STDIN"
 
@@ -18,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     if not args.input and sys.stdin.isatty():
-        raise InvalidArgument(
+        raise ClientError(
             "requested load from stdin, but stdin is empty"
         )
     for line in ctx.engine.images.load(args.input):

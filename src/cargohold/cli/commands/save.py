@@ -7,7 +7,7 @@ import os
 import sys
 
 from cargohold.cli.context import Context
-from cargohold.errors import InvalidArgument
+from cargohold.errors import ClientError
 
 HELP = "Save one or more images to a tar archive (streamed to STDOUT by default)"
 
@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     if not args.output:
         if sys.stdout.isatty():
-            raise InvalidArgument(
+            raise ClientError(
                 "cowardly refusing to save to a terminal. Use the -o flag or redirect"
             )
         sys.stdout.flush()
