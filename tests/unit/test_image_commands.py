@@ -190,3 +190,48 @@ def test_two_concurrent_imports_store_the_layer_once(tmp_path: Path, rootfs: Pat
     assert len(ids) == 2  # distinct configs (created times), one shared layer
     layers = [p for p in (root / "layers").iterdir() if len(p.name) == 64]
     assert len(layers) == 1
+
+
+def test_import_from_http_url(cli: Cli, tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    serve_dir = tmp_path / "srv"
+    serve_dir.mkdir()
+    make_rootfs_tar(serve_dir / "rootfs.tar.gz", {"etc/os-release": b"ID=test\n"}, "gz")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(serve_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/rootfs.tar.gz"
+        code, out, err = cli("import", url, "fromurl:1")
+        assert code == 0, err
+        _, out, _ = cli("history", "--format", "{{.Comment}}", "fromurl:1")
+        assert out.strip() == f"Imported from {url}"
+        code, _, err = cli("import", url.replace("rootfs", "missing"), "nothing:1")
+        assert code == 125 and "404" in err
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_import_zstd_from_stdin_like_the_seed(tmp_path: Path, rootfs: Path) -> None:
+    """Seed section 3: `cat template.tar.gz | docker import - debian:test` (here zstd)."""
+    import subprocess
+    import sys
+
+    import zstandard
+
+    compressed = tmp_path / "rootfs.tar.zst"
+    compressed.write_bytes(zstandard.ZstdCompressor().compress(rootfs.read_bytes()))
+    base = [sys.executable, "-m", "cargohold", "--root", str(tmp_path / "sroot"),
+            "--runroot", str(tmp_path / "srun"), "--storage-driver", "vfs"]
+    with open(compressed, "rb") as stdin:
+        r = subprocess.run([*base, "import", "-", "debian:test"], stdin=stdin,
+                           capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([*base, "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                       capture_output=True, text=True)
+    assert r.stdout.strip() == "debian:test"
