@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from cargohold.engine.container_ops import ContainerOps
     from cargohold.engine.images import ImageService
     from cargohold.engine.networks import NetworkService
+    from cargohold.engine.registry import RegistryService
     from cargohold.engine.reports import DiskUsage
     from cargohold.engine.volumes import VolumeService
     from cargohold.network.store import NetworkStore
@@ -93,6 +94,12 @@ class Engine:
         from cargohold.engine.images import ImageService
 
         return ImageService(self)
+
+    @cached_property
+    def registry(self) -> RegistryService:
+        from cargohold.engine.registry import RegistryService
+
+        return RegistryService(self)
 
     @cached_property
     def container_ops(self) -> ContainerOps:
