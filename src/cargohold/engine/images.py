@@ -18,6 +18,8 @@ from cargohold.util.ids import short_id
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine
+    from cargohold.engine.registry import PullResult, PushResult
+    from cargohold.transport.registry.events import ProgressFn
     from cargohold.store.images import ImageRecord
 
 
@@ -277,6 +279,24 @@ class ImageService:
             else:
                 lines.append(f"Loaded image ID: {item.image_id}")
         return lines
+
+
+    # ---- registries (engine/registry.py does the work) ----------------------------------
+    def pull(self, ref: str, platform: str | None = None, all_tags: bool = False,
+             progress: ProgressFn | None = None, tls_verify: bool | None = None
+             ) -> list[PullResult]:
+        """Pull ``ref`` (``docker pull``); see ``RegistryService.pull``."""
+        from cargohold.transport.registry.events import no_progress
+
+        return self.engine.registry.pull(ref, platform, all_tags, progress or no_progress,
+                                         tls_verify)
+
+    def push(self, ref: str, all_tags: bool = False, progress: ProgressFn | None = None,
+             tls_verify: bool | None = None) -> list[PushResult]:
+        """Push ``ref`` (``docker push``); see ``RegistryService.push``."""
+        from cargohold.transport.registry.events import no_progress
+
+        return self.engine.registry.push(ref, all_tags, progress or no_progress, tls_verify)
 
 
 def _summaries(
