@@ -13,6 +13,7 @@ import io
 import json
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
@@ -35,11 +36,11 @@ class _Cancelled(Exception):
     pass
 
 
-class PresentFn:
-    """Default: nothing is present locally."""
+PresentFn = Callable[[str, str], bool]  # (chain id, diff_id) -> the layer is stored locally
 
-    def __call__(self, chain: str, diff_id: str) -> bool:
-        return False
+
+def _nothing_present(chain: str, diff_id: str) -> bool:
+    return False
 
 
 class RegistrySource:
@@ -55,7 +56,7 @@ class RegistrySource:
         self.ref = ref
         self.tmp_dir = tmp_dir
         self.platform = platform
-        self.present = present or PresentFn()
+        self.present = present or _nothing_present
         self.progress = progress
         self.parallel = max(1, parallel)
         self.repo_digest: str | None = None  # digest the reference resolved to (index or manifest)
@@ -63,6 +64,7 @@ class RegistrySource:
         self._downloads: dict[str, Future[BinaryIO]] = {}
         self._cancel = threading.Event()
         self._checked = False
+        self.pulled_layers: tuple[LayerRef, ...] = ()
 
     # ---- resolving -----------------------------------------------------------------------
     @property
@@ -109,6 +111,7 @@ class RegistrySource:
                                       f"media type {desc.media_type}")
             layers.append(LayerRef(desc.digest, diff_id, desc.media_type, desc.size))
         names = (str(self.ref),) if self.ref.tag else ()
+        self.pulled_layers = tuple(layers)
         image = SourceImage(config, manifest.config.digest, tuple(layers), names, digest)
         self._start(image)
         return [image]

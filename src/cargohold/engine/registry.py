@@ -1,0 +1,266 @@
+"""Registry service: pull, push, login, logout, and the auto-pull of run/create/FROM.
+
+Every pull or push is one ``copy_images`` between a registry source/destination
+(``transport/registry_*.py``) and the local store.  Progress goes to a callback as
+``Event``s (per layer, or whole lines with an empty id) in Docker's words; the CLI renders them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from cargohold.errors import InvalidArgument, NotFound
+from cargohold.oci.reference import DEFAULT_DOMAIN, Reference, parse_reference
+from cargohold.transport.registry.events import Event, ProgressFn, no_progress
+
+if TYPE_CHECKING:
+    from cargohold.engine import Engine
+    from cargohold.engine.settings_file import FileSettings
+    from cargohold.oci.image import Platform
+    from cargohold.store.images import ImageRecord
+    from cargohold.transport.registry.auth import AuthFile
+    from cargohold.transport.registry.cache import DigestCache
+    from cargohold.transport.registry.client import ClientOptions, RegistryClient
+    from cargohold.transport.registry.hosts import Endpoint
+
+PULL_POLICIES = ("missing", "always", "never", "newer")
+
+
+@dataclass(frozen=True)
+class PullResult:
+    reference: str  # fully qualified: docker.io/library/centos:7 (or repo@digest)
+    familiar: str  # centos:7
+    image_id: str
+    digest: str
+    updated: bool  # False: the tag already named this image ("Image is up to date")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    reference: str
+    tag: str
+    digest: str
+    size: int
+
+
+def parse_platform(value: str | None) -> Platform | None:
+    from cargohold.oci.image import Platform
+
+    if not value:
+        return None
+    parts = value.lower().split("/")
+    if len(parts) == 1:  # "arm64" alone: linux/arm64
+        parts = ["linux", parts[0]]
+    if len(parts) > 3 or not all(parts):
+        raise InvalidArgument(f'"{value}": unknown operating system or architecture: '
+                              "invalid argument")
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(parts[1], parts[1])
+    return Platform(parts[0], arch, parts[2] if len(parts) == 3 else None)
+
+
+def registry_host(server: str | None) -> str:
+    """``docker login SERVER`` -> the registry name (Docker Hub's aliases -> docker.io)."""
+    if not server:
+        return DEFAULT_DOMAIN
+    host = server.removeprefix("https://").removeprefix("http://").split("/", 1)[0]
+    if host in ("index.docker.io", "registry-1.docker.io", "docker.io"):
+        return DEFAULT_DOMAIN
+    if not host:
+        raise InvalidArgument(f"invalid registry {server!r}")
+    return host
+
+
+class RegistryService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.options: ClientOptions | None = None  # tests shorten timeouts here
+
+    @cached_property
+    def file_settings(self) -> FileSettings:
+        from cargohold.engine import settings_file
+
+        extra = self.engine.settings.extra
+        return settings_file.load(settings_file.config_path(extra.get("config_file")))
+
+    @cached_property
+    def auth(self) -> AuthFile:
+        from pathlib import Path
+
+        from cargohold.transport.registry.auth import AuthFile, default_auth_file
+
+        extra = self.engine.settings.extra
+        explicit = extra.get("auth_file") or os.environ.get("REGISTRY_AUTH_FILE")
+        return AuthFile(Path(explicit) if explicit else default_auth_file())
+
+    @cached_property
+    def cache(self) -> DigestCache:
+        from cargohold.transport.registry.cache import DigestCache
+
+        return DigestCache(self.engine.settings.root / "registry" / "blobinfo.json")
+
+    def _client(self, registry: str, endpoint: Endpoint) -> RegistryClient:
+        from cargohold.transport.registry.client import ClientOptions, RegistryClient
+
+        creds = self.auth.get(registry if not endpoint.mirror else endpoint.host)
+        return RegistryClient(registry, endpoint, creds, self.options or ClientOptions())
+
+    # ---- pull ----------------------------------------------------------------------------
+    def pull(self, name: str, platform: str | None = None, all_tags: bool = False,
+             progress: ProgressFn = no_progress, tls_verify: bool | None = None
+             ) -> list[PullResult]:
+        ref = parse_reference(name)
+        if all_tags:
+            if not ref.is_name_only():
+                raise InvalidArgument("tag can't be used with --all-tags/-a")
+            refs = [ref.with_tag(t) for t in sorted(self._tags(ref, tls_verify))]
+        else:
+            refs = [ref.with_default_tag()]
+        plat = parse_platform(platform)
+        return [self._pull_one(r, plat, progress, tls_verify) for r in refs]
+
+    def _tags(self, ref: Reference, tls_verify: bool | None) -> list[str]:
+        endpoint = self.file_settings.registries.endpoint(ref.domain, tls_verify)
+        client = self._client(ref.domain, endpoint)
+        try:
+            return client.list_tags(ref.path, ref.name_familiar)
+        finally:
+            client.close()
+
+    def _pull_one(self, ref: Reference, platform: Platform | None, progress: ProgressFn,
+                  tls_verify: bool | None) -> PullResult:
+        from cargohold.transport.copy import copy_images
+        from cargohold.transport.local import LocalDestination
+        from cargohold.transport.registry_source import RegistrySource
+
+        stores = self.engine.stores
+        before = stores.images.by_tag(str(ref)) if ref.tag else None
+        progress(Event("", f"{ref.tag or ref.digest}: Pulling from {ref.path}"))
+        endpoints = self.file_settings.registries.endpoints(ref.domain, True, tls_verify)
+        clients = [self._client(ref.domain, ep) for ep in endpoints]
+
+        def present(chain: str, diff_id: str) -> bool:
+            return stores.layers.exists(chain) and stores.blobs.has(diff_id)
+
+        source = RegistrySource(clients, ref, self.engine.settings.root / "tmp", platform,
+                                present, progress,
+                                parallel=(self.options.parallel if self.options else 3))
+        try:
+            copied = copy_images(source, LocalDestination(stores))
+        finally:
+            source.close()
+            for c in clients:
+                c.close()
+        image_id = copied[0].image_id
+        digest = source.repo_digest or ""
+        if digest:
+            stores.images.add_repo_digest(image_id, f"{ref.repository}@{digest}")
+            progress(Event("", f"Digest: {digest}"))
+        self._remember_blobs(ref, image_id, source)
+        updated = before is None or before.id != image_id
+        return PullResult(str(ref), ref.familiar(), image_id, digest, updated)
+
+    def _remember_blobs(self, ref: Reference, image_id: str, source: object) -> None:
+        """Record the registry's blob for each pulled layer (a later push mounts it)."""
+        layers = getattr(source, "pulled_layers", None) or ()
+        for layer in layers:
+            self.cache.record(layer.diff_id, layer.digest, layer.size or 0, layer.media_type, "",
+                              f"{ref.domain}/{ref.path}")
+
+    def ensure(self, name: str, policy: str = "missing",
+               progress: ProgressFn = no_progress) -> ImageRecord:
+        """The image ``run``/``create``/``FROM`` use, pulled per ``--pull`` policy."""
+        if policy not in PULL_POLICIES:
+            raise InvalidArgument(f'invalid pull policy "{policy}": use missing, always or never')
+        images = self.engine.images
+        if policy in ("missing", "never"):
+            try:
+                return images.resolve(name)
+            except NotFound:
+                if policy == "never":
+                    raise NotFound(f"No such image: {name}") from None
+        results = self.pull(name, progress=progress)
+        return images.resolve(results[0].image_id)
+
+    # ---- push ----------------------------------------------------------------------------
+    def push(self, name: str, all_tags: bool = False, progress: ProgressFn = no_progress,
+             tls_verify: bool | None = None, compression: str | None = None,
+             level: int | None = None) -> list[PushResult]:
+        from cargohold.transport.copy import copy_images
+        from cargohold.transport.local import LocalSource
+        from cargohold.transport.registry_dest import RegistryDestination
+
+        ref = parse_reference(name)
+        if ref.digest:
+            raise InvalidArgument("cannot push a digest reference")
+        store = self.engine.stores.images
+        targets = self._push_targets(ref, all_tags)
+        settings = self.engine.settings
+        algo = compression or settings.compression
+        if algo not in ("gzip", "zstd"):
+            raise InvalidArgument(f"unsupported compression format {algo!r}: use gzip or zstd")
+        lvl = level if level is not None else (settings.compression_level if algo == "gzip"
+                                               else 3)
+        progress(Event("", f"The push refers to repository [{ref.repository}]"))
+        endpoint = self.file_settings.registries.endpoint(ref.domain, tls_verify)
+        client = self._client(ref.domain, endpoint)
+        results = []
+        try:
+            for record, target in targets:
+                dest = RegistryDestination(client, target, self.cache, algo, lvl,  # type: ignore[arg-type]
+                                           progress, self.options.parallel if self.options else 3)
+                source = LocalSource(self.engine.stores, [(record, (str(target),))])
+                copy_images(source, dest)
+                tag, digest, size = dest.pushed[-1]
+                progress(Event("", f"{tag}: digest: {digest} size: {size}"))
+                store.add_repo_digest(record.id, f"{ref.repository}@{digest}")
+                results.append(PushResult(str(target), tag, digest, size))
+        finally:
+            client.close()
+        return results
+
+    def _push_targets(self, ref: Reference, all_tags: bool) -> list[tuple[ImageRecord, Reference]]:
+        store = self.engine.stores.images
+        if all_tags:
+            out = []
+            for record in store.list():
+                for t in record.repo_tags:
+                    tref = parse_reference(t)
+                    if tref.repository == ref.repository:
+                        out.append((record, tref))
+            if not out:
+                raise NotFound(f"An image does not exist locally with the tag: {ref.familiar()}")
+            return sorted(out, key=lambda rt: rt[1].tag or "")
+        target = ref.with_default_tag()
+        found = store.by_tag(str(target))
+        if found is None:
+            raise NotFound(f"An image does not exist locally with the tag: {ref.familiar()}")
+        return [(found, target)]
+
+    # ---- login / logout ------------------------------------------------------------------
+    def login(self, server: str | None, username: str, password: str,
+              tls_verify: bool | None = None) -> str:
+        from cargohold.transport.registry.auth import Credentials
+        from cargohold.transport.registry.client import ClientOptions, RegistryClient
+
+        if not username or not password:
+            raise InvalidArgument("Username and password required")
+        host = registry_host(server)
+        endpoint = self.file_settings.registries.endpoint(host, tls_verify)
+        creds = Credentials(username, password)
+        client = RegistryClient(host, endpoint, creds, self.options or ClientOptions())
+        try:
+            client.check_login()
+        finally:
+            client.close()
+        self.auth.store(host, creds)
+        return "Login Succeeded"
+
+    def logout(self, server: str | None) -> str:
+        host = registry_host(server)
+        shown = "https://index.docker.io/v1/" if host == DEFAULT_DOMAIN else host
+        if not self.auth.remove(host):
+            return f"Not logged in to {shown}"
+        return f"Removing login credentials for {shown}"
