@@ -217,6 +217,38 @@ class HostConfig:
     nano_cpus: int = field(default=0, metadata=_k("NanoCpus"))
     pids_limit: int | None = field(default=None, metadata=_k("PidsLimit"))
     init: bool | None = field(default=None, metadata=_k("Init"))
+    publish_all_ports: bool = field(default=False, metadata=_k("PublishAllPorts"))
+    memory_swap: int = field(default=0, metadata=_k("MemorySwap"))
+
+
+@dataclass(frozen=True)
+class MountRecord:
+    """A container mount resolved at create time (named volumes for anonymous ones included);
+    ``inspect`` shows it in ``Mounts``."""
+
+    type: str = field(default="volume", metadata=_k("Type"))
+    name: str = field(default="", metadata=_k("Name"))
+    source: str = field(default="", metadata=_k("Source"))
+    destination: str = field(default="", metadata=_k("Destination"))
+    driver: str = field(default="", metadata=_k("Driver"))
+    mode: str = field(default="", metadata=_k("Mode"))
+    rw: bool = field(default=True, metadata=_k("RW"))
+    propagation: str = field(default="", metadata=_k("Propagation"))
+    anonymous: bool = field(default=False, metadata=_k("Anonymous"))
+    nocopy: bool = field(default=False, metadata=_k("NoCopy"))
+    options: tuple[str, ...] = field(default=(), metadata=_k("Options"))
+    tmpfs_size: int = field(default=0, metadata=_k("TmpfsSize"))
+    tmpfs_mode: int = field(default=0, metadata=_k("TmpfsMode"))
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """What a container asked of one network (``--network-alias``, ``--ip``, ...)."""
+
+    aliases: tuple[str, ...] = field(default=(), metadata=_k("Aliases"))
+    links: tuple[str, ...] = field(default=(), metadata=_k("Links"))
+    ipv4_address: str = field(default="", metadata=_k("IPv4Address"))
+    mac_address: str = field(default="", metadata=_k("MacAddress"))
 
 
 @dataclass(frozen=True)
@@ -302,6 +334,8 @@ class ContainerRecord:
     driver: str = field(default="", metadata=_k("Driver"))
     layer_id: str = field(default="", metadata=_k("LayerId"))
     annotations: dict[str, str] = field(default_factory=dict, metadata=_k("Annotations"))
+    mount_points: tuple[MountRecord, ...] = field(default=(), metadata=_k("MountPoints"))
+    networks: dict[str, EndpointSettings] = field(default_factory=dict, metadata=_k("Networks"))
 
     @property
     def short_id(self) -> str:

@@ -15,6 +15,7 @@ from cargohold.errors import NotFound
 if TYPE_CHECKING:
     from cargohold.container.records import ContainerStore
     from cargohold.engine.container_ops import ContainerOps
+    from cargohold.engine.containers import ContainerService
     from cargohold.engine.images import ImageService
     from cargohold.engine.networks import NetworkService
     from cargohold.engine.registry import RegistryService
@@ -102,6 +103,12 @@ class Engine:
         return RegistryService(self)
 
     @cached_property
+    def containers(self) -> ContainerService:
+        from cargohold.engine.containers import ContainerService
+
+        return ContainerService(self)
+
+    @cached_property
     def container_ops(self) -> ContainerOps:
         from cargohold.engine.container_ops import ContainerOps
 
@@ -121,10 +128,17 @@ class Engine:
 
     def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
         """(container id, running) for every container created from ``image_id``."""
-        return []
+        if not self.container_store.base.is_dir():
+            return []
+        return self.containers.using_image(image_id)
 
     def inspect_object(self, name: str, kind: str | None = None) -> dict[str, Any]:
         """``docker inspect``: the first object of any (or the given) type named ``name``."""
+        if kind in (None, "container"):
+            try:
+                return self.containers.inspect(name)
+            except NotFound:
+                pass
         if kind in (None, "image"):
             try:
                 return self.images.inspect(name)
@@ -148,7 +162,7 @@ class Engine:
 
         return [
             self.images.disk_usage(),
-            DiskUsage("Containers", 0, 0, 0, 0),
+            self.containers.disk_usage(),
             self.volumes.disk_usage(),
             DiskUsage("Build Cache", 0, 0, 0, 0),
         ]

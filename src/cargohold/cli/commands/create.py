@@ -1,0 +1,21 @@
+"""``cargohold create [OPTIONS] IMAGE [COMMAND] [ARG...]``: prints the new container's id."""
+
+from __future__ import annotations
+
+import argparse
+
+from cargohold.cli import runopts
+from cargohold.cli.context import Context
+
+HELP = "Create a new container"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    runopts.configure(parser, run=False)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    opts = runopts.to_options(args)
+    record = ctx.engine.containers.create(opts)
+    print(record.id, file=ctx.stdout)
+    return 0

@@ -1,0 +1,59 @@
+"""``cargohold run [OPTIONS] IMAGE [COMMAND] [ARG...]``.
+
+``-d`` prints the id once the container runs; otherwise the CLI attaches (a raw terminal with
+``-t``, stdin piped with ``-i``) and exits with the container's exit code.  ``--rm`` removes
+the container when it exits (its monitor does, even when this CLI is gone).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cargohold.cli import runopts
+from cargohold.cli.context import Context
+
+HELP = "Run a command in a new container"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    runopts.configure(parser, run=True)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from cargohold.cli.output import parse_bool
+
+    opts = runopts.to_options(args)
+    sig_proxy = parse_bool(args.sig_proxy, "sig-proxy")
+    service = ctx.engine.containers
+    record = service.create(opts)
+    if args.detach:
+        try:
+            service.start(record.id)
+        except BaseException:
+            _remove_on_failure(ctx, record.id, args.rm)
+            raise
+        print(record.id, file=ctx.stdout)
+        return 0
+    try:
+        service.start(record.id, wait_for_attach=True)
+    except BaseException:
+        _remove_on_failure(ctx, record.id, args.rm)
+        raise
+    code = runopts.attach_foreground(
+        ctx,
+        record.id,
+        stdin=bool(args.interactive),
+        tty=bool(args.tty),
+        sig_proxy=sig_proxy,
+        detach_keys=args.detach_keys,
+    )
+    return 0 if code is None else code
+
+
+def _remove_on_failure(ctx: Context, cid: str, auto_remove: bool) -> None:
+    """A --rm container that failed to start goes away too (Docker does the same)."""
+    if auto_remove:
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            ctx.engine.containers.remove([cid], force=True, volumes=True)

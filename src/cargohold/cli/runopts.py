@@ -1,0 +1,385 @@
+"""The flags shared by ``create`` and ``run`` and their parsing into engine options.
+
+Options stop at the image (``run [OPTIONS] IMAGE [COMMAND] [ARG...]``): the image is a
+positional argument and everything after it is the command (argparse REMAINDER).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cargohold.cli.context import Context
+    from cargohold.container.model import HealthcheckConfig
+    from cargohold.engine.container_create import CreateOptions
+
+
+def configure(parser: argparse.ArgumentParser, *, run: bool = False) -> None:
+    # -h is --hostname here; --help stays
+    parser.conflict_handler = "resolve"
+    parser._optionals.conflict_handler = "resolve"
+    a = parser.add_argument
+    if run:
+        a("-d", "--detach", action="store_true", help="Run container in background")
+        a("--rm", action="store_true", help="Automatically remove the container when it exits")
+        a("--sig-proxy", default="true", help="Proxy received signals to the process")
+        a("--detach-keys", default="", help="Override the key sequence for detaching")
+    else:
+        parser.set_defaults(detach=True, rm=False)
+    a("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
+    a("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    a("-a", "--attach", action="append", default=[], help="Attach to STDIN, STDOUT or STDERR")
+    a("--name", default="", help="Assign a name to the container")
+    a("-e", "--env", action="append", default=[], help="Set environment variables")
+    a("--env-file", action="append", default=[], help="Read in a file of environment variables")
+    a("-w", "--workdir", default="", help="Working directory inside the container")
+    a("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])")
+    a("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image")
+    a("-h", "--hostname", default="", help="Container host name")
+    a("--domainname", default="", help="Container NIS domain name")
+    a("-l", "--label", action="append", default=[], help="Set meta data on a container")
+    a("--label-file", action="append", default=[], help="Read in a line delimited file of labels")
+    a("--restart", default="no", help="Restart policy to apply when a container exits")
+    a("--stop-signal", default="", help="Signal to stop the container")
+    a("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container")
+    a("--init", action="store_true", default=None, help="Run an init inside the container")
+    a("--health-cmd", default="", help="Command to run to check health")
+    a("--health-interval", default="", help="Time between running the check (ms|s|m|h)")
+    a("--health-timeout", default="", help="Maximum time to allow one check to run")
+    a(
+        "--health-retries",
+        type=int,
+        default=0,
+        help="Consecutive failures needed to report unhealthy",
+    )
+    a("--health-start-period", default="", help="Start period for the container to initialize")
+    a("--health-start-interval", default="", help="Time between checks during the start period")
+    a("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
+    a("--privileged", action="store_true", help="Give extended privileges to this container")
+    a("--cap-add", action="append", default=[], help="Add Linux capabilities")
+    a("--cap-drop", action="append", default=[], help="Drop Linux capabilities")
+    a("--security-opt", action="append", default=[], help="Security Options")
+    a("--read-only", action="store_true", help="Mount the container's root filesystem as read only")
+    a("--group-add", action="append", default=[], help="Add additional groups to join")
+    a("-m", "--memory", default="", help="Memory limit")
+    a("--memory-swap", default="", help="Swap limit equal to memory plus swap: '-1' unlimited")
+    a("--cpus", default="", help="Number of CPUs")
+    a("--pids-limit", type=int, default=None, help="Tune container pids limit (-1 for unlimited)")
+    a("-v", "--volume", action="append", default=[], help="Bind mount a volume")
+    a("--mount", action="append", default=[], help="Attach a filesystem mount to the container")
+    a("--tmpfs", action="append", default=[], help="Mount a tmpfs directory")
+    a("--volumes-from", action="append", default=[], help="Mount volumes from the container(s)")
+    a("-p", "--publish", action="append", default=[], help="Publish a container's port(s)")
+    a("-P", "--publish-all", action="store_true", help="Publish all exposed ports to random ports")
+    a("--expose", action="append", default=[], help="Expose a port or a range of ports")
+    a("--network", "--net", default="", help="Connect a container to a network")
+    a(
+        "--network-alias",
+        "--net-alias",
+        action="append",
+        default=[],
+        help="Add network-scoped alias for the container",
+    )
+    a("--link", action="append", default=[], help="Add link to another container")
+    a("--dns", action="append", default=[], help="Set custom DNS servers")
+    a("--dns-search", action="append", default=[], help="Set custom DNS search domains")
+    a("--dns-option", "--dns-opt", action="append", default=[], help="Set DNS options")
+    a("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping")
+    a("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+    a("--mac-address", default="", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
+    a("--runtime", default="", help="Runtime to use for this container")
+    a("--pull", default="missing", help='Pull image before running ("always"|"missing"|"never")')
+    a("--platform", default="", help="Set platform if server is multi-platform capable")
+    a("--log-driver", default="", help="Logging driver for the container")
+    a("image", metavar="IMAGE")
+    a("command", nargs=argparse.REMAINDER, metavar="[COMMAND] [ARG...]")
+
+
+def _read_lines(path: str) -> list[str]:
+    from cargohold.errors import InvalidArgument
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InvalidArgument(f"open {path}: {exc.strerror or exc}") from None
+    return [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+
+
+def parse_env(values: list[str], files: list[str]) -> tuple[str, ...]:
+    """``--env-file`` first, then ``-e``; ``-e NAME`` takes NAME from our environment (and is
+    dropped when unset, as Docker does)."""
+    import os
+
+    from cargohold.errors import InvalidArgument
+
+    out: list[str] = []
+    for item in [ln for f in files for ln in _read_lines(f)] + list(values):
+        key, eq, _ = item.partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid environment variable: {item}")
+        if eq:
+            out.append(item)
+        elif key in os.environ:
+            out.append(f"{key}={os.environ[key]}")
+    return tuple(out)
+
+
+def parse_labels(values: list[str], files: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in [ln for f in files for ln in _read_lines(f)] + list(values):
+        key, _, value = item.partition("=")
+        labels[key] = value
+    return labels
+
+
+def parse_duration(text: str, flag: str) -> int:
+    """Go's time.ParseDuration subset (``1h2m3s``, ``500ms``, ``1.5s``) -> nanoseconds."""
+    import re
+
+    from cargohold.errors import InvalidArgument
+
+    if not text:
+        return 0
+    units = {
+        "ns": 1,
+        "us": 1_000,
+        "µs": 1_000,
+        "ms": 1_000_000,
+        "s": 10**9,
+        "m": 60 * 10**9,
+        "h": 3600 * 10**9,
+    }
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise InvalidArgument(
+            f'invalid argument "{text}" for "--{flag}" flag: time: invalid duration "{text}"'
+        )
+    total = sum(float(n) * units[u] for n, u in parts)
+    if total < 0:
+        raise InvalidArgument(f"--{flag} cannot be negative")
+    return int(total)
+
+
+def _healthcheck(args: argparse.Namespace) -> HealthcheckConfig | None:
+    from cargohold.container.model import HealthcheckConfig
+    from cargohold.errors import InvalidArgument
+
+    hc = HealthcheckConfig(
+        test=("CMD-SHELL", args.health_cmd) if args.health_cmd else (),
+        interval=parse_duration(args.health_interval, "health-interval"),
+        timeout=parse_duration(args.health_timeout, "health-timeout"),
+        start_period=parse_duration(args.health_start_period, "health-start-period"),
+        start_interval=parse_duration(args.health_start_interval, "health-start-interval"),
+        retries=args.health_retries,
+    )
+    if args.health_retries < 0:
+        raise InvalidArgument("--health-retries cannot be negative")
+    given = hc != HealthcheckConfig()
+    if args.no_healthcheck and given:
+        raise InvalidArgument("--no-healthcheck conflicts with --health-* options")
+    return hc if given else None
+
+
+def _mounts(args: argparse.Namespace) -> tuple[object, ...]:
+    from cargohold.volume import mounts as vm
+
+    specs = [vm.parse_volume(v) for v in args.volume]
+    specs += [vm.parse_mount(m) for m in args.mount]
+    specs += [vm.parse_tmpfs(t) for t in args.tmpfs]
+    for raw in args.volumes_from:
+        vm.parse_volumes_from(raw)
+    return tuple(specs)
+
+
+def to_options(args: argparse.Namespace) -> CreateOptions:
+    """Validate every flag (nothing is created yet) and build the engine's options."""
+    from cargohold.container.model import (
+        ContainerConfig,
+        EndpointSettings,
+        HostConfig,
+        RestartPolicy,
+    )
+    from cargohold.container.spec import parse_cpus, parse_memory
+    from cargohold.engine.container_create import CreateOptions
+    from cargohold.errors import InvalidArgument
+    from cargohold.network import ports as P
+    from cargohold.network.hosts import parse_add_host
+    from cargohold.network.links import parse_link
+
+    if args.rm and args.restart not in ("", "no"):
+        raise InvalidArgument("Conflicting options: --restart and --rm")
+    restart = RestartPolicy.parse(args.restart)
+    publish = tuple(P.parse_publish_all(args.publish))
+    exposed: set[str] = set()
+    for e in args.expose:
+        exposed.update(P.parse_expose(e))
+    for link in args.link:
+        parse_link(link)
+    for h in args.add_host:
+        if "host-gateway" not in h:
+            parse_add_host(h)
+    attach = [x.lower() for x in args.attach]
+    for x in attach:
+        if x not in ("stdin", "stdout", "stderr"):
+            raise InvalidArgument(f'invalid argument {x!r} for "-a, --attach" flag')
+    detach = bool(args.detach)
+    entrypoint = None
+    if args.entrypoint is not None:
+        entrypoint = tuple(args.entrypoint.split()) if args.entrypoint.strip() else ()
+    open_stdin = bool(args.interactive)
+    config = ContainerConfig(
+        hostname=args.hostname,
+        domainname=args.domainname,
+        user=args.user,
+        attach_stdin=open_stdin and not detach,
+        attach_stdout=not detach,
+        attach_stderr=not detach,
+        exposed_ports=frozenset(exposed),
+        tty=bool(args.tty),
+        open_stdin=open_stdin,
+        stdin_once=open_stdin and not detach,
+        env=parse_env(args.env, args.env_file),
+        entrypoint=entrypoint,
+        labels=parse_labels(args.label, args.label_file),
+        working_dir=args.workdir,
+        stop_signal=args.stop_signal,
+        stop_timeout=args.stop_timeout,
+        healthcheck=_healthcheck(args),
+    )
+    if args.workdir and not args.workdir.startswith("/"):
+        raise InvalidArgument(
+            f"the working directory '{args.workdir}' is invalid, it needs to be an absolute path"
+        )
+    memory = parse_memory(args.memory) if args.memory else 0
+    swap = 0
+    if args.memory_swap:
+        swap = -1 if args.memory_swap == "-1" else parse_memory(args.memory_swap)
+    tmpfs = {}
+    for t in args.tmpfs:
+        target, _, opts = t.partition(":")
+        tmpfs[target] = opts
+    host = HostConfig(
+        binds=tuple(args.volume),
+        network_mode=args.network,
+        restart_policy=restart,
+        auto_remove=bool(args.rm),
+        volumes_from=tuple(args.volumes_from),
+        cap_add=tuple(args.cap_add),
+        cap_drop=tuple(args.cap_drop),
+        dns=tuple(args.dns),
+        dns_options=tuple(args.dns_option),
+        dns_search=tuple(args.dns_search),
+        extra_hosts=tuple(args.add_host),
+        group_add=tuple(args.group_add),
+        links=tuple(args.link),
+        privileged=bool(args.privileged),
+        readonly_rootfs=bool(args.read_only),
+        security_opt=tuple(args.security_opt),
+        tmpfs=tmpfs,
+        runtime=args.runtime,
+        memory=memory,
+        memory_swap=swap,
+        nano_cpus=parse_cpus(args.cpus) if args.cpus else 0,
+        pids_limit=args.pids_limit,
+        init=args.init,
+        publish_all_ports=bool(args.publish_all),
+    )
+    from cargohold.engine.container_start import security_options
+
+    security_options(host.security_opt)
+    if args.mac_address:
+        import re
+
+        if not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", args.mac_address):
+            raise InvalidArgument(f"{args.mac_address} is not a valid mac address")
+    if args.ip:
+        import ipaddress
+
+        try:
+            ipaddress.IPv4Address(args.ip)
+        except ValueError:
+            raise InvalidArgument(f"invalid IPv4 address: {args.ip}") from None
+    endpoint = EndpointSettings(
+        aliases=tuple(args.network_alias),
+        links=tuple(args.link),
+        ipv4_address=args.ip,
+        mac_address=args.mac_address.lower(),
+    )
+    return CreateOptions(
+        image=args.image,
+        command=tuple(args.command),
+        name=args.name,
+        config=config,
+        host_config=host,
+        mounts=_mounts(args),  # type: ignore[arg-type]
+        publish=publish,
+        endpoint=endpoint,
+        no_healthcheck=bool(args.no_healthcheck),
+        pull=args.pull,
+    )
+
+
+def attach_foreground(
+    ctx: Context,
+    cid: str,
+    *,
+    stdin: bool,
+    tty: bool,
+    sig_proxy: bool = True,
+    detach_keys: str = "",
+) -> int | None:
+    """Attach to a container its monitor holds for us (``wait_for_attach``) until it exits:
+    its exit code, or None when the user detached."""
+    import sys
+
+    from cargohold.container import attach as proto
+
+    sock = proto.connect(ctx.engine.container_store.run_dir(cid))
+    keys = proto.parse_detach_keys(detach_keys) if detach_keys else proto.DEFAULT_DETACH_KEYS
+    out = getattr(ctx.stdout, "buffer", None) or sys.stdout.buffer
+    err = getattr(ctx.stderr, "buffer", None) or sys.stderr.buffer
+    with sock:
+        result = proto.attach(
+            sock,
+            stdin=sys.stdin.buffer if stdin else None,
+            stdout=out,
+            stderr=err,
+            tty_mode=tty,
+            detach_keys=keys,
+            sig_proxy=sig_proxy and not tty,
+        )
+    if result.detached:
+        return None
+    if result.exit_code is not None:
+        return result.exit_code
+    try:
+        return ctx.engine.container_store.read_state(cid).exit_code
+    except Exception:
+        return 0
+
+
+def each_container(
+    ctx: Context, refs: list[str], action: Callable[[str], object], verb: str
+) -> int:
+    """Docker's multi-container verbs: print each ref on success, each error on stderr, and
+    exit 1 when any failed."""
+    from cargohold.errors import CargoholdError
+
+    failed: list[str] = []
+    for ref in refs:
+        try:
+            action(ref)
+        except CargoholdError as exc:
+            print(f"Error response from daemon: {exc.message}", file=ctx.stderr)
+            failed.append(ref)
+            continue
+        print(ref, file=ctx.stdout)
+    if failed:
+        print(f"Error: failed to {verb} containers: {', '.join(failed)}", file=ctx.stderr)
+        return 1
+    return 0

@@ -1,0 +1,280 @@
+"""``create``: merge the run options with the image config (as Docker does) and store a new
+container with its rw layer and volumes, undoing every step when one fails.
+
+Docker's merge rules: run arguments replace the image's CMD; ``--entrypoint`` replaces the
+ENTRYPOINT and resets CMD (unless arguments are given); Env entries of the run override the
+image's by key; WorkingDir, User, StopSignal come from the image unless given; ExposedPorts and
+Volumes are unions; ``--health-*`` flags override the image's HEALTHCHECK field by field and
+``--no-healthcheck`` disables it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cargohold.container.model import (
+    ContainerConfig,
+    ContainerRecord,
+    EndpointSettings,
+    HealthcheckConfig,
+    HostConfig,
+    now_ns,
+)
+from cargohold.errors import CargoholdError, InvalidArgument, NotFound
+from cargohold.network.ports import PortSpec, host_config_port_bindings
+
+if TYPE_CHECKING:
+    from cargohold.engine import Engine
+    from cargohold.store.images import ImageRecord
+    from cargohold.volume.mounts import MountSpec
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    """Everything ``create``/``run`` flags asked for, already parsed.
+
+    ``config`` holds the run-level Config fields (unset ones are taken from the image);
+    ``config.entrypoint`` None means "the image's", ``()`` means ``--entrypoint ""``.
+    """
+
+    image: str
+    command: tuple[str, ...] = ()
+    name: str = ""
+    config: ContainerConfig = field(default_factory=ContainerConfig)
+    host_config: HostConfig = field(default_factory=HostConfig)
+    mounts: tuple[MountSpec, ...] = ()
+    publish: tuple[PortSpec, ...] = ()
+    endpoint: EndpointSettings = field(default_factory=EndpointSettings)
+    no_healthcheck: bool = False
+    pull: str = "missing"
+
+
+class Undo:
+    """Steps to revert, run in reverse order when the block fails."""
+
+    def __init__(self) -> None:
+        self.steps: list[Callable[[], object]] = []
+
+    def add(self, step: Callable[[], object]) -> None:
+        self.steps.append(step)
+
+    def run(self) -> None:
+        for step in reversed(self.steps):
+            with contextlib.suppress(Exception):
+                step()
+        self.steps.clear()
+
+
+def _env_key(item: str) -> str:
+    return item.split("=", 1)[0]
+
+
+def merge_env(image_env: list[str], run_env: tuple[str, ...]) -> tuple[str, ...]:
+    out = list(image_env)
+    for item in run_env:
+        key = _env_key(item)
+        out = [e for e in out if _env_key(e) != key]
+        out.append(item)
+    return tuple(out)
+
+
+def _duration(value: Any) -> int:
+    return int(value or 0)
+
+
+def image_healthcheck(cfg: Mapping[str, Any]) -> HealthcheckConfig | None:
+    hc = cfg.get("Healthcheck")
+    if not hc:
+        return None
+    return HealthcheckConfig(
+        test=tuple(hc.get("Test") or ()),
+        interval=_duration(hc.get("Interval")),
+        timeout=_duration(hc.get("Timeout")),
+        start_period=_duration(hc.get("StartPeriod")),
+        start_interval=_duration(hc.get("StartInterval")),
+        retries=int(hc.get("Retries") or 0),
+    )
+
+
+def merge_config(
+    opts: CreateOptions, image_cfg: Mapping[str, Any], exposed_extra: frozenset[str]
+) -> ContainerConfig:
+    """The container's Config from the run options over the image's config section."""
+    from cargohold.container import health
+
+    run = opts.config
+    if run.entrypoint is not None:
+        entrypoint: tuple[str, ...] | None = run.entrypoint or None
+        cmd: tuple[str, ...] | None = opts.command or None
+    else:
+        entrypoint = tuple(image_cfg.get("Entrypoint") or ()) or None
+        cmd = opts.command or tuple(image_cfg.get("Cmd") or ()) or None
+    if opts.no_healthcheck:
+        hc: HealthcheckConfig | None = HealthcheckConfig(test=("NONE",))
+    else:
+        image_hc = image_healthcheck(image_cfg)
+        hc = health.merge(image_hc, run.healthcheck) if (image_hc or run.healthcheck) else None
+    labels = dict(image_cfg.get("Labels") or {})
+    labels.update(run.labels)
+    return dataclasses.replace(
+        run,
+        env=merge_env(list(image_cfg.get("Env") or ()), run.env),
+        cmd=cmd,
+        entrypoint=entrypoint,
+        image=opts.image,
+        working_dir=run.working_dir or str(image_cfg.get("WorkingDir") or ""),
+        user=run.user or str(image_cfg.get("User") or ""),
+        exposed_ports=frozenset(image_cfg.get("ExposedPorts") or ())
+        | run.exposed_ports
+        | exposed_extra,
+        volumes=frozenset(image_cfg.get("Volumes") or ()) | run.volumes,
+        healthcheck=hc,
+        labels=labels,
+        stop_signal=run.stop_signal or str(image_cfg.get("StopSignal") or ""),
+    )
+
+
+def _find_image(engine: Engine, opts: CreateOptions) -> ImageRecord:
+    policy = opts.pull or "missing"
+    if policy not in ("missing", "never", "always"):
+        raise InvalidArgument(
+            f'invalid pull option: \'{policy}\': must be one of "always", "missing" or "never"'
+        )
+    pull = getattr(engine.images, "pull", None)
+    if policy == "always" and pull is not None:
+        pull(opts.image)
+    try:
+        return engine.images.resolve(opts.image)
+    except NotFound:
+        pass
+    if policy != "never" and pull is not None:
+        pull(opts.image)
+        return engine.images.resolve(opts.image)
+    from cargohold.oci.reference import parse_reference
+
+    try:
+        shown = parse_reference(opts.image).with_default_tag().familiar()
+    except CargoholdError:
+        shown = opts.image
+    raise NotFound(f"Unable to find image '{shown}' locally")
+
+
+def _check_network_options(opts: CreateOptions) -> str:
+    mode = opts.host_config.network_mode or "bridge"
+    if mode in ("default",):
+        mode = "bridge"
+    special = mode in ("host", "none") or mode.startswith("container:")
+    if special:
+        if (opts.publish or opts.host_config.publish_all_ports) and mode != "host":
+            raise InvalidArgument(
+                "conflicting options: port publishing and the container type network mode"
+            )
+        if opts.host_config.links and mode != "host":
+            raise InvalidArgument("conflicting options: container type network can't use links")
+        if mode.startswith("container:") and (
+            opts.host_config.dns or opts.host_config.extra_hosts or opts.config.hostname
+        ):
+            raise InvalidArgument(
+                "conflicting options: dns, add-host and hostname cannot be used with a "
+                "container network"
+            )
+    if (opts.endpoint.ipv4_address or opts.endpoint.aliases) and mode in ("bridge", "host", "none"):
+        if opts.endpoint.ipv4_address:
+            raise InvalidArgument(
+                "user specified IP address is supported on user defined networks only"
+            )
+        raise InvalidArgument(
+            "network-scoped alias is supported only for containers in user defined networks"
+        )
+    return mode
+
+
+def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
+    """Validate, then store the record, rw layer and volumes (all undone on failure)."""
+    from cargohold.engine import container_volumes as vols
+    from cargohold.util.ids import random_id
+
+    mode = _check_network_options(opts)
+    image = _find_image(engine, opts)
+    image_cfg = engine.images.config(image).get("config") or {}
+    exposed = {s.key for s in opts.publish}
+    config = merge_config(opts, image_cfg, frozenset(exposed))
+    argv = [*(config.entrypoint or ()), *(config.cmd or ())]
+    if not argv:
+        raise InvalidArgument("No command specified")
+    if mode not in ("host", "none", "bridge") and not mode.startswith("container:"):
+        engine.network_store.get(mode)  # NotFound "network x not found"
+    elif mode.startswith("container:"):
+        engine.container_store.get(mode.split(":", 1)[1])
+    for link in opts.host_config.links:
+        from cargohold.network.links import parse_link
+
+        target = parse_link(link)
+        try:
+            engine.container_store.get(target.name)
+        except NotFound:
+            raise NotFound(f"Could not get container for {target.name}") from None
+    cid = random_id()
+    host = dataclasses.replace(
+        opts.host_config,
+        network_mode=mode if mode != "bridge" or opts.host_config.network_mode else "default",
+        port_bindings=_port_bindings(opts.publish),
+        runtime=opts.host_config.runtime or engine.settings.runtime or "runc",
+    )
+    networks: dict[str, EndpointSettings] = {}
+    if mode not in ("none", "host") and not mode.startswith("container:"):
+        networks[mode] = opts.endpoint
+    elif mode in ("none", "host"):
+        networks[mode] = EndpointSettings()
+    record = ContainerRecord(
+        id=cid,
+        name=opts.name,
+        created=now_ns(),
+        image_id=image.id,
+        path=argv[0],
+        args=tuple(argv[1:]),
+        config=config,
+        host_config=host,
+        driver=engine.driver.name,
+        layer_id=cid,
+        networks=networks,
+    )
+    undo = Undo()
+    try:
+        record = engine.container_store.add(record)
+        undo.add(lambda: engine.container_store.remove(cid))
+        if not config.hostname:
+            import os
+
+            hostname = os.uname().nodename if mode == "host" else cid[:12]
+            record = dataclasses.replace(
+                record, config=dataclasses.replace(config, hostname=hostname)
+            )
+        engine.layers.create_rw(cid, image.top_layer)
+        undo.add(lambda: engine.layers.remove_rw(cid))
+        mounts = vols.resolve_mounts(engine, cid, opts.mounts, host.volumes_from, config, undo)
+        anon = frozenset(m.destination for m in mounts if m.anonymous)
+        record = dataclasses.replace(
+            record,
+            mount_points=mounts,
+            config=dataclasses.replace(record.config, volumes=record.config.volumes | anon),
+        )
+        engine.container_store.update_record(record)
+    except BaseException:
+        undo.run()
+        raise
+    return record
+
+
+def _port_bindings(specs: tuple[PortSpec, ...]) -> dict[str, Any]:
+    from cargohold.container.model import PortBinding
+
+    raw = host_config_port_bindings(specs)
+    return {
+        key: tuple(PortBinding(b["HostIp"], b["HostPort"]) for b in items)
+        for key, items in raw.items()
+    }

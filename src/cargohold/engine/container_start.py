@@ -1,0 +1,165 @@
+"""``start``: mount the rw layer, fill new volumes, set up networking, write the bundle's
+config.json from the record (``with_*`` builders), record the cleanup actions and hand the
+container to its monitor.  Any failure undoes what was set up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cargohold.container.model import ContainerRecord
+from cargohold.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from cargohold.container.monitor import SpawnResult
+    from cargohold.engine import Engine
+    from cargohold.engine.container_network import NetSetup
+
+CGROUP_PARENT = "/cargohold"
+
+
+def security_options(opts: tuple[str, ...]) -> tuple[bool, str]:
+    """(no-new-privileges, seccomp profile) from ``--security-opt`` values."""
+    nnp = False
+    seccomp = "default"
+    for raw in opts:
+        key, sep, value = raw.partition("=")
+        if not sep:
+            key, sep, value = raw.partition(":")
+        if key == "no-new-privileges":
+            nnp = value.lower() in ("", "true", "1") if sep else True
+            continue
+        if not sep:
+            raise InvalidArgument(f"Invalid --security-opt: {raw!r}")
+        if key == "seccomp":
+            seccomp = value
+        elif key in ("apparmor", "label", "systempaths"):
+            continue  # accepted; not enforced on this host
+        else:
+            raise InvalidArgument(f"invalid --security-opt 2: {raw!r}")
+    return nnp, seccomp
+
+
+def _swap_limit(memory: int, swap: int) -> int | None:
+    if not memory:
+        return None
+    if swap:
+        return swap
+    if not Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
+        return 0  # no swap accounting on this host: memory limit only
+    return None  # Docker's default: twice the memory
+
+
+def build_spec(record: ContainerRecord, rootfs: Path, net: NetSetup) -> dict[str, Any]:
+    """The OCI config.json of ``record``."""
+    from cargohold.container import spec as S
+    from cargohold.engine.container_volumes import oci_mounts
+
+    cfg, host = record.config, record.host_config
+    args = [record.path, *record.args]
+    privileged = host.privileged
+    spec = S.base_spec()
+    S.with_process(spec, args, env=[*cfg.env, *net.env], cwd=cfg.working_dir or "/", tty=cfg.tty)
+    S.with_hostname(spec, cfg.hostname or record.id[:12])
+    S.with_rootfs(spec, rootfs, readonly=host.readonly_rootfs)
+    S.with_default_mounts(spec, privileged=privileged)
+    user_mounts = oci_mounts(record.mount_points)
+    taken = {m.destination for m in user_mounts}
+    etc = [m for m in net.mounts if m.destination not in taken]
+    S.with_mounts(spec, [*etc, *user_mounts])
+    S.with_namespaces(spec, network=net.namespace)
+    S.with_capabilities(spec, host.cap_add, host.cap_drop, privileged)
+    S.with_masked_paths(spec, privileged=privileged)
+    nnp, seccomp = security_options(host.security_opt)
+    S.with_seccomp(spec, seccomp, privileged=privileged)
+    if nnp:
+        S.with_no_new_privileges(spec)
+    S.with_devices(spec, privileged=privileged)
+    S.with_rlimits(spec)
+    S.with_resources(
+        spec,
+        memory=host.memory or None,
+        memory_swap=_swap_limit(host.memory, host.memory_swap),
+        nano_cpus=host.nano_cpus or None,
+        pids_limit=host.pids_limit,
+    )
+    S.with_cgroups_path(spec, f"{CGROUP_PARENT}/{record.id}")
+    S.with_user(spec, rootfs, cfg.user, host.group_add)
+    if host.init:
+        S.with_init(spec)
+    if cfg.tty:
+        spec["process"]["consoleSize"] = {"height": 24, "width": 80}
+    return spec
+
+
+def start_container(
+    engine: Engine, record: ContainerRecord, wait_for_attach: bool = False
+) -> SpawnResult:
+    """Set everything up and spawn the monitor; on failure nothing stays behind."""
+    from cargohold.container import monitor
+    from cargohold.container.reconcile import CleanupAction, record_cleanup, run_cleanup
+    from cargohold.container.spec import write_spec
+    from cargohold.engine import container_network as cnet
+    from cargohold.engine.container_create import Undo
+    from cargohold.engine.container_volumes import populate
+
+    store = engine.container_store
+    settings = engine.settings
+    cid = record.id
+    undo = Undo()
+    spawned = False
+    try:
+        rootfs = engine.layers.mount_rw(cid)
+        undo.add(lambda: engine.layers.unmount_rw(cid))
+        populate(engine, record, rootfs)
+        net = cnet.setup(engine, record, undo)
+        spec = build_spec(record, rootfs, net)
+        bundle = store.bundle_dir(cid)
+        bundle.mkdir(parents=True, exist_ok=True)
+        write_spec(bundle, spec)
+        root, runroot = str(settings.root), str(settings.runroot)
+        actions = []
+        if cnet.uses_netns(cnet.mode_of(record.host_config)):
+            actions.append(
+                CleanupAction(
+                    "call", ("cargohold.engine.container_network:teardown", root, runroot, cid)
+                )
+            )
+        actions.append(CleanupAction("unmount", (str(rootfs),)))
+        if record.host_config.auto_remove:
+            actions.append(
+                CleanupAction(
+                    "call",
+                    (
+                        "cargohold.engine.container_volumes:remove_storage",
+                        root,
+                        runroot,
+                        engine.driver.name,
+                        cid,
+                    ),
+                )
+            )
+            actions.append(CleanupAction("remove_container"))
+        record_cleanup(store, cid, actions)
+        spec_m = monitor.MonitorSpec(
+            settings.root,
+            settings.runroot,
+            cid,
+            runtime_binary=record.host_config.runtime or settings.runtime or "runc",
+            runtime_root=settings.runroot / "runc",
+            wait_for_attach=wait_for_attach,
+        )
+        spawned = True
+        result = monitor.spawn(spec_m)
+    except BaseException:
+        undo.run()
+        if spawned and store.dir(cid).is_dir():
+            with contextlib.suppress(Exception):
+                run_cleanup(store, cid)
+        raise
+    if record.name:
+        with contextlib.suppress(Exception):
+            cnet.refresh_links(engine, record)
+    return result

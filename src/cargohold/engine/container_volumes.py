@@ -1,0 +1,186 @@
+"""A container's mounts: resolved once at create (volumes created and referenced), turned into
+OCI mounts at every start (new volumes filled from the image first), released at ``rm``.
+
+Resolved mounts live in the record (``ContainerRecord.mount_points``), so ``--volumes-from``
+and ``inspect`` read them without touching the volume store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cargohold.container.model import ContainerConfig, ContainerRecord, MountRecord
+from cargohold.errors import NotFound
+
+if TYPE_CHECKING:
+    from cargohold.container.spec import Mount
+    from cargohold.engine import Engine
+    from cargohold.engine.container_create import Undo
+    from cargohold.volume.mounts import MountSpec
+
+
+def _inherited(engine: Engine, volumes_from: Sequence[str]) -> list[MountSpec]:
+    from cargohold.volume import mounts as vm
+
+    out: list[MountSpec] = []
+    for raw in volumes_from:
+        spec = vm.parse_volumes_from(raw)
+        source = engine.container_store.get(spec.container)
+        for mp in source.mount_points:
+            if mp.type == "tmpfs":
+                continue
+            entry = {
+                "Type": mp.type,
+                "Name": mp.name,
+                "Source": mp.source,
+                "Destination": mp.destination,
+                "RW": mp.rw,
+                "Propagation": mp.propagation,
+                "Mode": mp.mode,
+            }
+            out.append(vm.inherit(vm.from_inspect_entry(entry), spec))
+    return out
+
+
+def resolve_mounts(
+    engine: Engine,
+    cid: str,
+    specs: Sequence[MountSpec],
+    volumes_from: Sequence[str],
+    config: ContainerConfig,
+    undo: Undo,
+) -> tuple[MountRecord, ...]:
+    """Create/reference every volume the container mounts; bind sources of ``-v`` are created
+    when missing (as Docker does)."""
+    from cargohold.volume import mounts as vm
+
+    inherited = _inherited(engine, volumes_from)
+    combined = vm.combine(list(specs), inherited, sorted(config.volumes))
+    store = engine.volume_store
+    out: list[MountRecord] = []
+    for spec in combined:
+        if spec.type == "bind":
+            vm.check_bind_source(spec)
+            out.append(
+                MountRecord(
+                    type="bind",
+                    source=spec.source,
+                    destination=spec.target,
+                    mode=spec.mode,
+                    rw=not spec.readonly,
+                    propagation=spec.propagation or "rprivate",
+                )
+            )
+        elif spec.type == "volume":
+            existed = bool(spec.source) and store.exists(spec.source)
+            labels = dict(spec.labels)
+            opts = dict(o.split("=", 1) for o in spec.options if "=" in o)
+            vol = store.create(spec.source or None, labels=labels or None, options=opts or None)
+            if not existed:
+                undo.add(functools.partial(store.remove, vol.name, force=True))
+            store.add_ref(vol.name, cid)
+            undo.add(functools.partial(store.remove_ref, vol.name, cid))
+            out.append(
+                MountRecord(
+                    type="volume",
+                    name=vol.name,
+                    source=vol.mountpoint,
+                    destination=spec.target,
+                    driver="local",
+                    mode=spec.mode,
+                    rw=not spec.readonly,
+                    anonymous=vol.anonymous,
+                    nocopy=spec.nocopy,
+                )
+            )
+        else:
+            out.append(
+                MountRecord(
+                    type="tmpfs",
+                    destination=spec.target,
+                    rw=not spec.readonly,
+                    options=spec.options,
+                    tmpfs_size=spec.tmpfs_size,
+                    tmpfs_mode=spec.tmpfs_mode,
+                )
+            )
+    return tuple(out)
+
+
+def _tmpfs_options(options: Sequence[str]) -> tuple[str, ...]:
+    return tuple(
+        o for o in options if o not in ("ro", "rw") and o.split("=", 1)[0] not in ("size", "mode")
+    )
+
+
+def oci_mounts(mounts: Sequence[MountRecord]) -> list[Mount]:
+    from cargohold.container.spec import Mount
+
+    out: list[Mount] = []
+    for m in mounts:
+        if m.type == "tmpfs":
+            out.append(
+                Mount(
+                    "tmpfs",
+                    m.destination,
+                    readonly=not m.rw,
+                    tmpfs_size=m.tmpfs_size or None,
+                    tmpfs_mode=m.tmpfs_mode or None,
+                    options=_tmpfs_options(m.options),
+                )
+            )
+        elif m.type == "volume":
+            out.append(Mount("volume", m.destination, m.source, readonly=not m.rw))
+        else:
+            out.append(
+                Mount("bind", m.destination, m.source, readonly=not m.rw, propagation=m.propagation)
+            )
+    return out
+
+
+def populate(engine: Engine, record: ContainerRecord, rootfs: Path) -> None:
+    """Fill each new volume with the image's content at its target (once per volume)."""
+    store = engine.volume_store
+    for m in record.mount_points:
+        if m.type != "volume" or m.nocopy:
+            continue
+        try:
+            vol = store.get(m.name)
+        except NotFound:
+            vol = store.create(m.name)  # removed behind our back: recreate, as Docker does
+            store.add_ref(vol.name, record.id)
+        if not vol.populated:
+            store.populate_from(m.name, m.destination, beneath=rootfs)
+
+
+def release(engine: Engine, record: ContainerRecord, remove_anonymous: bool) -> None:
+    """Drop the container's volume references; ``rm -v`` / ``--rm`` also removes its
+    anonymous volumes (a volume another container still uses stays, as Docker)."""
+    from cargohold.errors import Conflict
+
+    store = engine.volume_store
+    for m in record.mount_points:
+        if m.type != "volume" or not m.name:
+            continue
+        store.remove_ref(m.name, record.id)
+        if remove_anonymous and m.anonymous:
+            with contextlib.suppress(Conflict):
+                store.remove(m.name, force=True)
+
+
+def remove_storage(root: str, runroot: str, driver: str, cid: str) -> None:
+    """Cleanup action of ``--rm``: release volumes (removing anonymous ones) and the rw layer."""
+    from cargohold.config import Settings
+    from cargohold.engine import Engine
+
+    engine = Engine(Settings(root=Path(root), runroot=Path(runroot), storage_driver=driver))
+    try:
+        record = engine.container_store.load(cid)
+    except FileNotFoundError:
+        return
+    release(engine, record, remove_anonymous=True)
+    engine.layers.remove_rw(cid)

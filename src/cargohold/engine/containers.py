@@ -1,0 +1,453 @@
+"""Container service: the lifecycle verbs (create, start, stop, restart, kill, rm, wait, pause,
+unpause, rename), listing, inspect, prune and port.
+
+Every verb first reconciles the containers it touches (container/reconcile.py: a dead monitor
+means the container exited; its cleanup actions run), which costs one flock test per container
+while monitors are alive.  Waiting for a container to exit listens on its monitor's attach
+socket for the EXIT frame (sent after the monitor's cleanup), falling back to polling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal as _signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cargohold.container.model import ContainerRecord, State, Status
+from cargohold.errors import CargoholdError, Conflict, InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from cargohold.container.monitor import SpawnResult
+    from cargohold.engine import Engine
+    from cargohold.engine.container_create import CreateOptions
+    from cargohold.engine.reports import DiskUsage
+    from cargohold.network.ports import PortBinding
+
+DEFAULT_STOP_TIMEOUT = 10
+KILL_WAIT = 30.0
+
+
+@dataclass(frozen=True)
+class ContainerView:
+    """A record with its reconciled state (what ``ps`` and ``inspect`` show)."""
+
+    record: ContainerRecord
+    state: State
+
+
+def parse_signal(value: str | int) -> int:
+    """``KILL``, ``SIGKILL``, ``9`` -> 9 (Docker's signal names)."""
+    text = str(value).strip().upper()
+    if text.isdigit():
+        num = int(text)
+        if 0 < num < 65:
+            return num
+    else:
+        name = text if text.startswith("SIG") else "SIG" + text
+        with contextlib.suppress(KeyError):
+            return int(_signal.Signals[name])
+    raise InvalidArgument(f"Invalid signal: {value}")
+
+
+class ContainerService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.store = engine.container_store
+
+    # ------------------------------------------------------------------ lookups
+    def reconcile(self, cid: str) -> State:
+        from cargohold.container.reconcile import reconcile
+
+        return reconcile(self.store, self.engine.runtime, cid)
+
+    def get(self, ref: str) -> ContainerView:
+        record = self.store.get(ref)
+        return ContainerView(record, self.reconcile(record.id))
+
+    def views(self, show_all: bool = True) -> list[ContainerView]:
+        out = []
+        for record in self.store.list():
+            try:
+                state = self.reconcile(record.id)
+            except (NotFound, FileNotFoundError):
+                continue
+            if show_all or state.running:
+                out.append(ContainerView(record, state))
+        return out
+
+    # ------------------------------------------------------------------ create / start
+    def create(self, opts: CreateOptions) -> ContainerRecord:
+        from cargohold.engine.container_create import create_container
+
+        return create_container(self.engine, opts)
+
+    def start(self, ref: str, wait_for_attach: bool = False) -> ContainerView:
+        """Start a created or stopped container (a running one is left alone, as Docker)."""
+        from cargohold.engine.container_start import start_container
+
+        view = self.get(ref)
+        status = view.state.status
+        if status in (Status.RUNNING, Status.RESTARTING):
+            return view
+        if status is Status.PAUSED:
+            raise Conflict("cannot start a paused container, try unpause instead")
+        if status in (Status.REMOVING, Status.DEAD):
+            raise Conflict(
+                f"container {view.record.id} is marked for removal and cannot be started"
+            )
+        result = start_container(self.engine, view.record, wait_for_attach)
+        return ContainerView(view.record, self._state_after(view.record.id, result))
+
+    def _state_after(self, cid: str, result: SpawnResult) -> State:
+        try:
+            return self.store.read_state(cid)
+        except NotFound:  # --rm container already gone
+            return State(status=Status.EXITED, pid=result.pid)
+
+    # ------------------------------------------------------------------ signals / stop
+    def _signal(self, view: ContainerView, signum: int) -> None:
+        state = view.state
+        if state.pid > 0:
+            try:
+                os.kill(state.pid, signum)
+                return
+            except ProcessLookupError:
+                return
+            except PermissionError:
+                pass
+            self.engine.runtime.kill(view.record.id, signum)
+        elif state.monitor_pid > 0 and state.status is Status.RESTARTING:
+            # Between restarts: the monitor itself cancels the pending restart.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(state.monitor_pid, _signal.SIGTERM)
+
+    def _mark_stopped(self, cid: str) -> None:
+        with contextlib.suppress(NotFound):
+            self.store.update_state(cid, lambda s: dataclasses.replace(s, manually_stopped=True))
+
+    def kill(self, ref: str, signal: str | int = "KILL") -> ContainerRecord:
+        view = self.get(ref)
+        signum = parse_signal(signal)
+        if not view.state.running:
+            raise Conflict(
+                f"Cannot kill container: {ref}: Container {view.record.id} is not running"
+            )
+        stop_sig = parse_signal(view.record.config.stop_signal or "TERM")
+        if signum in (_signal.SIGKILL, stop_sig):
+            self._mark_stopped(view.record.id)
+        self._signal(view, signum)
+        if view.state.paused and signum == _signal.SIGKILL:
+            with contextlib.suppress(CargoholdError):
+                self.engine.runtime.resume(view.record.id)
+        return view.record
+
+    def stop(self, ref: str, timeout: int | None = None) -> ContainerRecord:
+        view = self.get(ref)
+        self._stop(view, timeout)
+        return view.record
+
+    def _stop(self, view: ContainerView, timeout: int | None) -> None:
+        if not view.state.running:
+            return
+        cid = view.record.id
+        self._mark_stopped(cid)
+        if view.state.paused:
+            with contextlib.suppress(CargoholdError):
+                self.engine.runtime.resume(cid)
+        if timeout is None:
+            timeout = view.record.config.stop_timeout
+        if timeout is None:
+            timeout = DEFAULT_STOP_TIMEOUT
+        if timeout != 0:
+            self._signal(view, parse_signal(view.record.config.stop_signal or "TERM"))
+            if timeout < 0 or self.wait_exit(cid, float(timeout)):
+                return
+        self._signal(view, _signal.SIGKILL)
+        self.wait_exit(cid, KILL_WAIT)
+
+    def restart(self, ref: str, timeout: int | None = None) -> ContainerRecord:
+        view = self.get(ref)
+        self._stop(view, timeout)
+        self.start(view.record.id)
+        return view.record
+
+    def wait_exit(self, cid: str, timeout: float | None) -> bool:
+        """Wait until the container's process has ended (True) or ``timeout`` passed."""
+        from cargohold.container import attach as proto
+        from cargohold.container.reconcile import monitor_alive
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with contextlib.suppress(OSError):
+            sock = proto.connect(self.store.run_dir(cid))
+            with sock:
+                reader = proto.FrameReader()
+                while True:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    sock.settimeout(left)
+                    try:
+                        data = sock.recv(65536)
+                    except TimeoutError:
+                        return False
+                    if not data:
+                        break
+                    if any(kind == proto.EXIT for kind, _ in reader.feed(data)):
+                        return True
+        while True:  # no socket (yet, or any more): poll
+            try:
+                state = self.store.read_state(cid)
+            except NotFound:
+                return True
+            if not state.running or not monitor_alive(self.store, cid):
+                self.reconcile(cid)
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def wait(self, ref: str) -> int:
+        view = self.get(ref)
+        cid = view.record.id
+        if view.state.running:
+            self.wait_exit(cid, None)
+        try:
+            return self.store.read_state(cid).exit_code
+        except NotFound:
+            return view.state.exit_code
+
+    # ------------------------------------------------------------------ pause
+    def pause(self, ref: str) -> ContainerRecord:
+        view = self.get(ref)
+        cid = view.record.id
+        if not view.state.running:
+            raise Conflict(f"Container {cid} is not running")
+        if view.state.paused:
+            raise Conflict(f"Container {cid} is already paused")
+        if view.state.restarting:
+            raise Conflict(f"Container {cid} is restarting, wait until the container is running")
+        self.engine.runtime.pause(cid)
+        self.store.update_state(cid, lambda s: dataclasses.replace(s, status=Status.PAUSED))
+        return view.record
+
+    def unpause(self, ref: str) -> ContainerRecord:
+        view = self.get(ref)
+        cid = view.record.id
+        if not view.state.paused:
+            raise Conflict(f"Container {cid} is not paused")
+        self.engine.runtime.resume(cid)
+        self.store.update_state(
+            cid,
+            lambda s: (
+                dataclasses.replace(s, status=Status.RUNNING) if s.status is Status.PAUSED else s
+            ),
+        )
+        return view.record
+
+    # ------------------------------------------------------------------ removal
+    def remove(
+        self, refs: Sequence[str], force: bool = False, volumes: bool = False
+    ) -> list[tuple[str, CargoholdError | None]]:
+        """Remove containers; running ones only with ``force`` (all killed first, then
+        waited for together).  Returns (ref, error or None) per container, in order."""
+        views: list[tuple[str, ContainerView | None, CargoholdError | None]] = []
+        for ref in refs:
+            try:
+                view = self.get(ref)
+            except CargoholdError as exc:
+                views.append((ref, None, exc))
+                continue
+            if view.state.running and not force:
+                views.append(
+                    (
+                        ref,
+                        None,
+                        Conflict(
+                            f"You cannot remove a running container {view.record.id}. Stop the "
+                            "container before attempting removal or force remove"
+                        ),
+                    )
+                )
+                continue
+            views.append((ref, view, None))
+        for _, pending, _ in views:
+            if pending is not None and pending.state.running:
+                self._mark_stopped(pending.record.id)
+                self._signal(pending, _signal.SIGKILL)
+                if pending.state.paused:
+                    with contextlib.suppress(CargoholdError):
+                        self.engine.runtime.resume(pending.record.id)
+        out: list[tuple[str, CargoholdError | None]] = []
+        for ref, target, err in views:
+            if target is None:
+                out.append((ref, err))
+                continue
+            try:
+                if target.state.running:
+                    self.wait_exit(target.record.id, KILL_WAIT)
+                self._remove_stopped(target.record, volumes)
+                out.append((ref, None))
+            except CargoholdError as exc:
+                out.append((ref, exc))
+        return out
+
+    def _remove_stopped(self, record: ContainerRecord, volumes: bool) -> None:
+        from cargohold.container.reconcile import run_cleanup
+        from cargohold.engine.container_volumes import release
+
+        cid = record.id
+        state = self.reconcile(cid)
+        if state.running:
+            raise Conflict(f"container {cid} did not stop")
+        if not self.store.dir(cid).is_dir():
+            return  # --rm got there first
+        errors = [e for e in run_cleanup(self.store, cid) if "remove_container" not in e]
+        if errors:
+            raise CargoholdError(f"cleaning up container {cid}: {errors[0]}")
+        with contextlib.suppress(CargoholdError):
+            self.engine.runtime.delete(cid, force=True)
+        release(self.engine, record, remove_anonymous=volumes)
+        self.engine.layers.remove_rw(cid)
+        with contextlib.suppress(NotFound):
+            self.store.remove(cid)
+
+    def prune(self) -> tuple[list[str], int]:
+        deleted: list[str] = []
+        reclaimed = 0
+        for view in self.views():
+            if view.state.running:
+                continue
+            cid = view.record.id
+            with contextlib.suppress(CargoholdError, OSError):
+                reclaimed += self.engine.layers.rw_size(cid)
+            try:
+                self._remove_stopped(view.record, volumes=False)
+            except CargoholdError:
+                continue
+            deleted.append(cid)
+        return deleted, reclaimed
+
+    def rename(self, ref: str, new_name: str) -> ContainerRecord:
+        from cargohold.engine import container_network as cnet
+        from cargohold.network.hosts import HostsRegistry
+
+        record = self.store.rename(ref, new_name)
+        if self.reconcile(record.id).running:
+            eps = cnet.load_endpoints(self.store, record.id)
+            registry = HostsRegistry(self.engine.network_store.root)
+            hosts = self.store.dir(record.id) / "hosts"
+            for name, att in eps.networks.items():
+                if name != "bridge":
+                    registry.join(
+                        att.network_id, record.id, record.name, att.aliases, att.ip, hosts
+                    )
+        return record
+
+    # ------------------------------------------------------------------ views
+    def ports(self, ref: str) -> list[PortBinding]:
+        from cargohold.engine.container_network import published
+
+        view = self.get(ref)
+        if not view.state.running:
+            return []
+        return published(self.store, view.record.id)
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        from cargohold.engine.container_inspect import inspect_container
+
+        view = self.get(ref)
+        return inspect_container(self.engine, view.record, view.state)
+
+    def size(self, cid: str) -> int:
+        try:
+            return self.engine.layers.rw_size(cid)
+        except (CargoholdError, OSError):
+            return 0
+
+    def disk_usage(self) -> DiskUsage:
+        from cargohold.engine.reports import DiskUsage
+
+        views = self.views()
+        sizes = {v.record.id: self.size(v.record.id) for v in views}
+        active = [v for v in views if v.state.running]
+        reclaimable = sum(sizes[v.record.id] for v in views if not v.state.running)
+        return DiskUsage("Containers", len(views), len(active), sum(sizes.values()), reclaimable)
+
+    def using_image(self, image_id: str) -> list[tuple[str, bool]]:
+        out = []
+        for record in self.store.list():
+            if record.image_id == image_id:
+                try:
+                    running = self.store.read_state(record.id).running
+                except NotFound:
+                    continue
+                out.append((record.id, running))
+        return out
+
+
+def view_filter(filters: Sequence[str]) -> Callable[[ContainerView], bool]:
+    """``ps --filter``: status, name, label, ancestor, exited, id (AND between keys, OR within
+    one key, as Docker)."""
+    import re
+
+    groups: dict[str, list[str]] = {}
+    for raw in filters:
+        key, eq, value = raw.partition("=")
+        key = key.strip().lower()
+        if not eq:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {raw}")
+        if key not in ("status", "name", "label", "ancestor", "exited", "id", "health"):
+            raise InvalidArgument(f"invalid filter '{key}'")
+        if key == "status" and value not in [s.value for s in Status]:
+            raise InvalidArgument(
+                f"invalid filter 'status={value}': Invalid filter 'status={value}'"
+            )
+        if key == "exited" and not value.lstrip("-").isdigit():
+            raise InvalidArgument(f"invalid filter 'exited={value}'")
+        groups.setdefault(key, []).append(value)
+
+    def one(key: str, value: str, v: ContainerView) -> bool:
+        rec, st = v.record, v.state
+        if key == "status":
+            return st.status.value == value
+        if key == "name":
+            return re.search(value, rec.name) is not None
+        if key == "id":
+            return rec.id.startswith(value)
+        if key == "exited":
+            return st.status is Status.EXITED and st.exit_code == int(value)
+        if key == "health":
+            health = st.health.status.value if st.health else "none"
+            return health == value
+        if key == "label":
+            k, eq2, val = value.partition("=")
+            labels = rec.config.labels
+            return k in labels and (not eq2 or labels[k] == val)
+        # ancestor: the image name as given (tag defaults to latest) or its id (prefix)
+        return _ancestor(value, rec)
+
+    def match(v: ContainerView) -> bool:
+        return all(any(one(k, val, v) for val in vals) for k, vals in groups.items())
+
+    return match
+
+
+def _ancestor(value: str, rec: ContainerRecord) -> bool:
+    def norm(name: str) -> str:
+        last = name.rsplit("/", 1)[-1]
+        return name if ":" in last or "@" in last else name + ":latest"
+
+    bare = rec.image_id.split(":", 1)[-1]
+    wanted = value.split(":", 1)[-1] if value.startswith("sha256:") else value
+    if rec.config.image and norm(value) == norm(rec.config.image):
+        return True
+    return (
+        len(wanted) >= 4
+        and all(c in "0123456789abcdef" for c in wanted)
+        and bare.startswith(wanted)
+    )
