@@ -1,0 +1,107 @@
+"""``commit``: one new layer from the container's upper dir on top of its image.
+
+The diff is written from the rw layer's upper directory (never a walk of the merged tree)
+while the container is paused (``-p``, the default), then registered like any other layer:
+the uncompressed tar is kept as a blob named by its diff_id (``save``/``push`` hand it out).
+The config is Docker's: the container's Config with the ``-c`` changes applied, parent
+history plus one entry (created_by = the container's Cmd), ``author``, ``comment``,
+``container`` and ``container_config``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from cargohold.errors import InvalidArgument, NotFound
+from cargohold.oci import image as oci_image
+
+if TYPE_CHECKING:
+    from cargohold.engine.container_ops import ContainerOps
+
+
+def commit_container(
+    ops: ContainerOps,
+    ref: str,
+    reference: str | None,
+    *,
+    author: str = "",
+    message: str = "",
+    pause: bool = True,
+    changes: Sequence[str] = (),
+) -> str:
+    from cargohold.oci.reference import parse_reference
+    from cargohold.transport.local import register_layer
+
+    engine = ops.engine
+    target = None
+    if reference:
+        parsed = parse_reference(reference)
+        if parsed.digest:
+            raise InvalidArgument("refusing to create a tag with a digest reference")
+        target = str(parsed.with_default_tag())
+    oci_image.apply_changes({}, changes)  # bad change lines fail before any work
+    record, state = ops._get(ref)
+    layer_id = record.layer_id or record.id
+    layers = engine.layers
+    parent = layers.rw_parent(layer_id)
+    try:
+        parent_config = engine.image_store.config(record.image_id) if record.image_id else {}
+    except NotFound:
+        parent_config = {}
+    layers.layout.tmp.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=layers.layout.tmp) as tmp:
+        resume = ops.pause_during(record, state, pause)
+        try:
+            layers.rw_diff(layer_id, tmp)  # type: ignore[arg-type]
+        finally:
+            resume()
+        tmp.flush()
+        tmp.seek(0)
+        layer = register_layer(engine.stores, tmp, parent)  # type: ignore[arg-type]
+    container_config = ops.container_config_json(record)
+    config = _image_config(parent_config, container_config, changes)
+    created = oci_image.rfc3339_nano()
+    diff_ids = list((parent_config.get("rootfs") or {}).get("diff_ids") or [])
+    if not diff_ids and parent is not None:
+        diff_ids = [ly.diff_id for ly in layers.chain(parent)]
+    history = [dict(h) for h in parent_config.get("history") or [] if isinstance(h, dict)]
+    cmd = record.config.cmd or ()
+    history.append(oci_image.history_entry(" ".join(cmd), created=created, author=author,
+                                           comment=message))  # fmt: skip
+    image_config = oci_image.new_config(
+        config=config,
+        diff_ids=[*diff_ids, layer.diff_id],
+        history=history,
+        created=created,
+        author=author,
+        platform=_platform(parent_config),
+        comment=message,
+        container=record.id,
+        container_config=container_config,
+    )
+    size = sum(ly.size for ly in layers.chain(layer.chain_id))
+    image = engine.image_store.add(oci_image.encode_json(image_config), layer.chain_id, size=size)
+    if target:
+        engine.image_store.tag(image.id, target)
+    return image.id
+
+
+def _image_config(
+    parent: dict[str, Any], container: dict[str, Any], changes: Sequence[str]
+) -> dict[str, Any]:
+    """The new image's config: the container's Config (which merged the image's with the run
+    options, as Docker's does); fields a container config has no place for (OnBuild, Shell,
+    ArgsEscaped) come from the image."""
+    base = {k: v for k, v in (parent.get("config") or {}).items() if k not in container}
+    base.update(container)
+    return oci_image.apply_changes(base, changes)
+
+
+def _platform(parent: dict[str, Any]) -> oci_image.Platform | None:
+    os_name, arch = parent.get("os"), parent.get("architecture")
+    if isinstance(os_name, str) and isinstance(arch, str) and os_name and arch:
+        variant = parent.get("variant")
+        return oci_image.Platform(os_name, arch, variant if isinstance(variant, str) else None)
+    return None
