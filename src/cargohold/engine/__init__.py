@@ -13,6 +13,7 @@ from cargohold.config import Settings
 from cargohold.errors import NotFound
 
 if TYPE_CHECKING:
+    from cargohold.engine.builds import BuildService
     from cargohold.container.records import ContainerStore
     from cargohold.engine.container_ops import ContainerOps
     from cargohold.engine.containers import ContainerService
@@ -95,6 +96,12 @@ class Engine:
         from cargohold.engine.images import ImageService
 
         return ImageService(self)
+
+    @cached_property
+    def builds(self) -> BuildService:
+        from cargohold.engine.builds import BuildService
+
+        return BuildService(self)
 
     @cached_property
     def registry(self) -> RegistryService:

@@ -1,0 +1,542 @@
+"""The build executor: plan -> per step (expand, key, cache hit or run) -> image.
+
+The engine hands in a :class:`Backend` (stores, runtime, image lookups) so this layer never
+imports the engine.  Every step either comes from the cache (nothing mounted) or runs: a
+config-only step edits the config; RUN/COPY/ADD use a working container that is removed on
+success, failure or interruption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import posixpath
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cargohold.build import dispatch_config
+from cargohold.build.cache import BuildCache, ImageState, base_key, step_key
+from cargohold.build.context import BuildContext, ContextError, Source
+from cargohold.build.instruction_support import ParseError
+from cargohold.build.instructions import (
+    EXPANDED_INSTRUCTIONS,
+    AddInstruction,
+    ArgInstruction,
+    CopyInstruction,
+    Dockerfile,
+    DockerfileError,
+    Instruction,
+    OnbuildInstruction,
+    RunInstruction,
+    parse_dockerfile,
+    parse_instruction,
+)
+from cargohold.build.plan import PROXY_ARGS, Plan, PlannedStage, make_plan, stage_ref
+from cargohold.build.progress import Progress
+from cargohold.build.shell_lex import EnvExpander, ExpansionError
+from cargohold.errors import CargoholdError, InvalidArgument, NotFound
+from cargohold.transport.local import LocalStores
+
+
+class BuildFailed(InvalidArgument):
+    """A build step failed; ``docker build`` exits 1."""
+
+    exit_code = 1
+
+
+@dataclass
+class BuildOptions:
+    dockerfile: str = "Dockerfile"
+    tags: tuple[str, ...] = ()
+    build_args: dict[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    pull: bool = False
+    target: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    network: str = "default"
+    secrets: dict[str, str] = field(default_factory=dict)
+    source_date_epoch: int | None = None
+
+
+@dataclass
+class Backend:
+    stores: LocalStores
+    root: Path
+    runroot: Path
+    resolve_image: Callable[[str], tuple[str, dict[str, Any], str | None]]
+    pull_image: Callable[[str], None]
+    tag_image: Callable[[str, str], str]  # image id, name -> normalized name
+    runtime: Callable[[], Any]
+    network_store: Callable[[], Any]
+
+
+@dataclass
+class Scope:
+    """Per-stage build-arg scope: declared ARG names and their values."""
+
+    args: dict[str, str | None] = field(default_factory=dict)
+
+    def values(self) -> dict[str, str]:
+        return {k: v for k, v in self.args.items() if v is not None}
+
+
+def display(inst: Instruction) -> str:
+    text = " ".join(inst.original.split("\n", 1)[0].split())
+    kw, _, rest = text.partition(" ")
+    text = f"{kw.upper()} {rest}".strip()
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def canonical(inst: Instruction) -> list[Any]:
+    """The expanded instruction without its source text and lines, for cache keys."""
+    if isinstance(inst, OnbuildInstruction):
+        return [inst.keyword, inst.expression]
+    out: list[Any] = [inst.keyword]
+    for f in dataclasses.fields(inst):
+        if f.name in ("original", "start_line", "end_line", "keyword", "mount_specs"):
+            continue
+        value = getattr(inst, f.name)
+        out.append([f.name, _plain(value)])
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Executor:
+    def __init__(
+        self,
+        backend: Backend,
+        options: BuildOptions,
+        context: BuildContext,
+        progress: Progress,
+    ) -> None:
+        self.backend = backend
+        self.options = options
+        self.context = context
+        self.progress = progress
+        self.cache = BuildCache(backend.root, backend.stores.layers.exists)
+        self.results: dict[int, ImageState] = {}
+        self.df: Dockerfile | None = None
+        self.plan: Plan | None = None
+        self.used_args: set[str] = set()
+        self._ro_mounts: list[Path] = []
+
+    # -- entry point -----------------------------------------------------------------------
+
+    def build(self, text: str, filename: str = "Dockerfile") -> str:
+        self.progress.start(f"[internal] load build definition from {filename}")
+        self.progress.note(f"transferring dockerfile: {len(text.encode())}B done")
+        df = parse_dockerfile(text, filename)
+        if not df.stages:
+            raise DockerfileError(filename, None, "file with no instructions")
+        for warning in df.warnings:
+            self.progress.note(f"WARNING: {warning}")
+        if df.directives.syntax:
+            self.progress.note(f"# syntax={df.directives.syntax} is ignored")
+        self.progress.done()
+        self.df = df
+        self.plan = make_plan(df, self.options.build_args, self.options.target)
+        try:
+            for ps in self.plan.stages:
+                self.results[ps.index] = self._stage(ps)
+            final = self.results[self.plan.target]
+            return self._export(final)
+        finally:
+            for path in self._ro_mounts:
+                self.backend.stores.layers.unmount_ro(path)
+            self.context.close()
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def _counter(self, ps: PlannedStage, k: int, total: int) -> str:
+        assert self.plan is not None
+        prefix = f"{ps.label} " if self.plan.all_stages > 1 else ""
+        return f"[{prefix}{k}/{total}]"
+
+    def _stage(self, ps: PlannedStage) -> ImageState:
+        insts = list(ps.stage.instructions)
+        total = len(insts) + 1
+        self.progress.start(f"{self._counter(ps, 1, total)} FROM {ps.base}")
+        state, cached = self._base(ps)
+        if cached:
+            self.progress.cached()
+        else:
+            self.progress.done()
+        scope = Scope()
+        triggers = state.section.pop("OnBuild", None) or []
+        if triggers:
+            state.key = step_key(state.key, ["onbuild-reset"])
+        for expr in triggers:
+            inst = self._parse_trigger(str(expr), ps)
+            self.progress.start(f"{self._counter(ps, 1, total)} ONBUILD {display(inst)}")
+            state = self._step(inst, state, scope, ps)
+        for k, inst in enumerate(insts, start=2):
+            self.progress.start(f"{self._counter(ps, k, total)} {display(inst)}")
+            state = self._step(inst, state, scope, ps)
+        return state
+
+    def _parse_trigger(self, expr: str, ps: PlannedStage) -> Instruction:
+        from cargohold.build.parser import parse
+
+        assert self.df is not None
+        result = parse(expr, self.df.filename)
+        if not result.nodes:
+            raise DockerfileError(self.df.filename, ps.stage.start_line, "empty ONBUILD trigger")
+        return parse_instruction(result.nodes[0], self.df.filename)
+
+    def _base(self, ps: PlannedStage) -> tuple[ImageState, bool]:
+        if ps.base_stage is not None:
+            src = self.results[ps.base_stage]
+            state = src.fork()
+            state.cmd_set = False
+            return state, True
+        if ps.base.lower() == "scratch":
+            config = {"architecture": "", "os": "linux", "config": {},
+                      "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
+            from cargohold.oci.image import host_platform
+
+            plat = host_platform()
+            config["architecture"] = plat.architecture
+            if plat.variant:
+                config["variant"] = plat.variant
+            return ImageState(base_key(None), None, config), True
+        image_id, config, top = self._image(ps.base, ps.stage.start_line)
+        fields = ("created", "author", "architecture", "variant", "os", "config", "rootfs",
+                  "history")
+        keep: dict[str, Any] = {k: config[k] for k in fields if k in config}
+        keep.setdefault("config", {})
+        keep.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+        keep.setdefault("history", [])
+        return ImageState(base_key(image_id, ps.platform or ""), top, keep), True
+
+    def _image(self, name: str, line: int) -> tuple[str, dict[str, Any], str | None]:
+        if self.options.pull:
+            self._pull(name, line)
+        try:
+            return self.backend.resolve_image(name)
+        except NotFound:
+            self._pull(name, line)
+            return self.backend.resolve_image(name)
+
+    def _pull(self, name: str, line: int) -> None:
+        assert self.df is not None
+        try:
+            self.backend.pull_image(name)
+        except CargoholdError as exc:
+            raise BuildFailed(f"{self.df.filename}:{line}: {exc.message}") from None
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _error(self, inst: Instruction, message: str) -> BuildFailed:
+        assert self.df is not None
+        self.progress.error(message)
+        return BuildFailed(f"{self.df.filename}:{inst.start_line}: {message}")
+
+    def _step(
+        self, inst: Instruction, state: ImageState, scope: Scope, ps: PlannedStage
+    ) -> ImageState:
+        assert self.df is not None
+        env = {**scope.values(), **state.env()}
+        expander = EnvExpander(env, self.df.directives.escape)
+        try:
+            expanded = inst.expand(expander) if inst.keyword in EXPANDED_INSTRUCTIONS else inst
+            self.used_args |= expander.matched & set(scope.args)
+            return self._dispatch(expanded, state, scope, ps)
+        except (ParseError, ExpansionError, ContextError) as exc:
+            raise self._error(inst, exc.message) from None
+        except BuildFailed:
+            raise
+        except DockerfileError as exc:
+            self.progress.error(exc.detail)
+            raise BuildFailed(exc.message) from None
+
+    def _dispatch(
+        self, inst: Instruction, state: ImageState, scope: Scope, ps: PlannedStage
+    ) -> ImageState:
+        if isinstance(inst, ArgInstruction):
+            return self._arg(inst, state, scope)
+        if isinstance(inst, RunInstruction):
+            return self._run(inst, state, scope, ps)
+        if isinstance(inst, CopyInstruction | AddInstruction):
+            return self._copy(inst, state, ps)
+        key = step_key(state.key, canonical(inst))
+
+        def run(new: ImageState) -> str:
+            return dispatch_config.apply_config(inst, new)
+
+        return self._cached_or(key, state, run, empty=True)
+
+    def _cached_or(
+        self,
+        key: str,
+        state: ImageState,
+        run: Callable[[ImageState], str],
+        empty: bool,
+    ) -> ImageState:
+        if not self.options.no_cache:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.progress.cached()
+                return hit
+        new = state.fork()
+        new.key = key
+        created_by = run(new)
+        created = self._now()
+        from cargohold.oci.image import history_entry
+
+        new.history.append(history_entry(created_by, created=created, empty_layer=empty))
+        new.config["created"] = created
+        self.cache.put(new)
+        self.progress.done()
+        return new
+
+    def _now(self) -> str:
+        from cargohold.oci.image import rfc3339_nano
+
+        epoch = self.options.source_date_epoch
+        return rfc3339_nano(epoch * 1_000_000_000 if epoch is not None else None)
+
+    def _arg(self, inst: ArgInstruction, state: ImageState, scope: Scope) -> ImageState:
+        assert self.plan is not None
+        parts: list[str] = []
+        for spec in inst.args:
+            if spec.name in self.options.build_args:
+                value: str | None = self.options.build_args[spec.name]
+            elif spec.default is not None:
+                value = spec.default
+            else:
+                value = self.plan.meta_args.get(spec.name)
+            scope.args[spec.name] = value
+            self.used_args.add(spec.name)
+            parts.append(f"{spec.name}={value}" if value is not None else spec.name)
+        key = step_key(state.key, ["ARG", parts])
+        text = "ARG " + " ".join(
+            f"{a.name}={a.default}" if a.default is not None else a.name for a in inst.args
+        )
+        return self._cached_or(key, state, lambda new: dispatch_config.NOP + text, empty=True)
+
+    # -- RUN -----------------------------------------------------------------------------------
+
+    def _run(
+        self, inst: RunInstruction, state: ImageState, scope: Scope, ps: PlannedStage
+    ) -> ImageState:
+        from cargohold.build.dispatch_run import run_argv
+
+        argv = run_argv(inst, dispatch_config.shell_of(state))
+        args = {k: v for k, v in scope.values().items() if k not in PROXY_ARGS}
+        proxies = {k: v for k, v in self.options.build_args.items() if k in PROXY_ARGS}
+        self.used_args |= proxies.keys()
+        network = inst.network if inst.network != "default" else self.options.network
+        if args:
+            pairs = " ".join(f"{k}={v}" for k, v in sorted(args.items()))
+            created_by = f"|{len(args)} {pairs} " + " ".join(argv)
+        else:
+            created_by = " ".join(argv)
+        key = step_key(state.key, [*canonical(inst), sorted(args.items()), network])
+
+        def run(new: ImageState) -> str:
+            proc_env = {**args, **proxies, **state.env()}
+            cwd = state.section.get("WorkingDir") or "/"
+            user = str(state.section.get("User") or "")
+            self._in_container(new, lambda wc: self._exec(wc, inst, argv, proc_env, cwd, user,
+                                                          network, created_by, ps))
+            return created_by
+
+        return self._cached_or(key, state, run, empty=False)
+
+    def _exec(self, wc: Any, inst: RunInstruction, argv: list[str], proc_env: dict[str, str],
+              cwd: str, user: str, network: str, created_by: str, ps: PlannedStage) -> None:
+        from cargohold.build.dispatch_run import RunEnv, execute
+
+        run_env = RunEnv(
+            runtime=self.backend.runtime(),
+            network_store=self.backend.network_store() if network != "host" else None,
+            runroot=self.backend.runroot,
+            cache_mounts=self.backend.root / "buildcache" / "mounts",
+            secrets=self.options.secrets,
+            context_root=self.context.root,
+            mount_ro=lambda name: self._source_root(name, ps, inst),
+        )
+        code = execute(wc, run_env, inst, argv, proc_env, cwd, user, network,
+                       self.progress.output)
+        self.progress.flush_output()
+        if code != 0:
+            raise self._error(inst, f"The command '{created_by}' returned a non-zero code: {code}")
+
+    def _in_container(self, new: ImageState, work: Callable[[Any], None]) -> None:
+        from cargohold.build.workdir import WorkingContainer
+
+        with WorkingContainer(self.backend.stores, new.top) as wc:
+            work(wc)
+            layer = wc.commit(self.options.source_date_epoch)
+        new.top = layer.chain_id
+        new.diff_ids.append(layer.diff_id)
+
+    # -- COPY / ADD ----------------------------------------------------------------------------
+
+    def _source_root(self, name: str, ps: PlannedStage, inst: Instruction) -> Path:
+        """A read-only rootfs of a stage or image named by --from (mounted once per build)."""
+        assert self.df is not None
+        ref = stage_ref(self.df, name, ps.index)
+        if ref is not None:
+            top = self.results[ref].top
+        else:
+            _, _, top = self._image(name, inst.start_line)
+        path = self.backend.stores.layers.mount_ro(top)
+        self._ro_mounts.append(path)
+        return path
+
+    def _from_key(self, name: str, ps: PlannedStage, inst: Instruction) -> str:
+        assert self.df is not None
+        ref = stage_ref(self.df, name, ps.index)
+        if ref is not None:
+            return self.results[ref].key
+        image_id, _, _ = self._image(name, inst.start_line)
+        return image_id
+
+    def _copy(
+        self, inst: CopyInstruction | AddInstruction, state: ImageState, ps: PlannedStage
+    ) -> ImageState:
+        from cargohold.build import dispatch_copy as dc
+
+        from_ = inst.from_ if isinstance(inst, CopyInstruction) else ""
+        dest, explicit_dir = dc.destination(inst.dest, state.section.get("WorkingDir") or "/")
+        urls = [s for s in inst.sources if dc.is_url(s)] if isinstance(inst, AddInstruction) else []
+        if urls and len(inst.sources) > 1 and not explicit_dir:
+            raise ContextError(dc.MULTI_SOURCE.format(kw=inst.keyword))
+        parts: list[Any] = [*canonical(inst)]
+        if from_:
+            parts.append(["from", self._from_key(from_, ps, inst)])
+            sources: list[Source] = []
+            content = ""
+        else:
+            sources = dc.context_sources(self.context, inst)
+            if len(sources) + len(urls) + len(inst.contents) > 1 and not explicit_dir:
+                raise ContextError(dc.MULTI_SOURCE.format(kw=inst.keyword))
+            content = self.context.digest(sources)
+            parts.append(["content", content])
+        downloads = [dc.fetch_url(u, self.backend.root / "buildcache" / "urls",
+                                  getattr(inst, "checksum", "")) for u in urls]
+        parts.append(["urls", [d.digest for d in downloads]])
+        key = step_key(state.key, parts)
+        kind = "multi" if len(sources) + len(urls) > 1 else (
+            "dir" if sources and sources[0].is_dir else "file")
+        created_by = f"{dispatch_config.NOP[:-1]}{inst.keyword} {kind}:{content or key} in {dest} "
+
+        def run(new: ImageState) -> str:
+            self._in_container(new, lambda wc: self._copy_into(
+                wc, inst, ps, sources, downloads, dest, explicit_dir))
+            return created_by
+
+        return self._cached_or(key, state, run, empty=False)
+
+    def _copy_into(self, wc: Any, inst: CopyInstruction | AddInstruction, ps: PlannedStage,
+                   sources: list[Source], downloads: list[Any], dest: str,
+                   explicit_dir: bool) -> None:
+        from cargohold.build import dispatch_copy as dc
+        from cargohold.build.dockerignore import IgnoreMatcher
+
+        assert wc.rootfs is not None
+        from_ = inst.from_ if isinstance(inst, CopyInstruction) else ""
+        ctx = self.context
+        if from_:
+            ctx = BuildContext(self._source_root(from_, ps, inst), use_ignore=False)
+            sources = [s for p in inst.sources for s in ctx.sources(p, inst.keyword)]
+            if len(sources) > 1 and not explicit_dir:
+                raise ContextError(dc.MULTI_SOURCE.format(kw=inst.keyword))
+        owner_ids: tuple[int | None, int | None] = (None, None)
+        if inst.chown:
+            owner_ids = dc.resolve_chown(inst.chown, wc.rootfs)
+        owner = dc.Owner(owner_ids[0], owner_ids[1], dc.parse_chmod(inst.chmod))
+        writer = dc.Writer(owner, keep_owner=bool(from_), epoch=self.options.source_date_epoch)
+        excludes = IgnoreMatcher(list(inst.excludes)) if inst.excludes else None
+        root_fd = wc.root_fd()
+        try:
+            for source, target in dc.place(root_fd, sources, dest, explicit_dir, inst.keyword):
+                if isinstance(inst, CopyInstruction) and inst.parents:
+                    target = posixpath.join(dest, source.name)
+                if isinstance(inst, AddInstruction) and not source.is_dir \
+                        and dc.is_archive(source.path):
+                    dc.extract_archive(root_fd, source.path, dest)
+                    continue
+                entries = ctx.walk(source)
+                if excludes is not None:
+                    entries = (e for e in entries if not e.rel or not excludes.matches(e.rel))
+                dc.copy_source(root_fd, entries, source, target, writer)
+            for inline in inst.contents:
+                target = posixpath.join(dest, inline.name) if explicit_dir else dest
+                self._write_inline(root_fd, target, inline.data.encode(), writer)
+            for d in downloads:
+                target = posixpath.join(dest, d.filename) if explicit_dir else dest
+                parent, name = posixpath.split(target)
+                pfd = dc.mkdir_beneath(root_fd, parent)
+                try:
+                    with open(d.path, "rb") as body:
+                        writer.data(pfd, name, body, 0o600, d.mtime_ns)
+                finally:
+                    os.close(pfd)
+        finally:
+            os.close(root_fd)
+
+    @staticmethod
+    def _write_inline(root_fd: int, target: str, data: bytes, writer: Any) -> None:
+        import io
+
+        from cargohold.build import dispatch_copy as dc
+
+        parent, name = posixpath.split(target)
+        pfd = dc.mkdir_beneath(root_fd, parent)
+        try:
+            writer.data(pfd, name, io.BytesIO(data), 0o644, time.time_ns())
+        finally:
+            os.close(pfd)
+
+    # -- export --------------------------------------------------------------------------------
+
+    def _export(self, state: ImageState) -> str:
+        from cargohold.oci.image import Platform, encode_json, new_config
+
+        self.progress.start("exporting to image")
+        section = dict(state.section)
+        if self.options.labels:
+            section["Labels"] = {**(section.get("Labels") or {}), **self.options.labels}
+        plat = Platform(str(state.config.get("os") or "linux"),
+                        str(state.config.get("architecture") or ""),
+                        state.config.get("variant"))
+        created = state.config.get("created")
+        if self.options.source_date_epoch is not None or not created:
+            created = self._now()
+        config = new_config(
+            config=section,
+            diff_ids=state.diff_ids,
+            history=state.history,
+            created=str(created),
+            author=str(state.config.get("author") or ""),
+            platform=plat if plat.architecture else None,
+        )
+        stores = self.backend.stores
+        size = sum(ly.size for ly in stores.layers.chain(state.top)) if state.top else 0
+        record = stores.images.add(encode_json(config), state.top, size=size)
+        self.progress.note(f"writing image {record.id} done")
+        for tag in self.options.tags:
+            name = self.backend.tag_image(record.id, tag)
+            self.progress.note(f"naming to {name} done")
+        self.progress.done()
+        self._warn_unused()
+        return record.id
+
+    def _warn_unused(self) -> None:
+        unused = sorted(set(self.options.build_args) - self.used_args - PROXY_ARGS)
+        if unused:
+            self.progress.warn(
+                f"[Warning] One or more build-args {unused} were not consumed".replace("'", "")
+            )

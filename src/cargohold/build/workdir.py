@@ -1,0 +1,161 @@
+"""The working container of a RUN/COPY/ADD step: an rw layer on the parent chain, mounted,
+changed, diffed into a registered layer, and always removed (success, failure or Ctrl-C)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import stat
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import BinaryIO
+
+from cargohold.errors import CargoholdError
+from cargohold.store.layers import Layer
+from cargohold.transport.local import LocalStores, register_layer
+
+# where runc creates mount points the image may lack; removed again before the diff
+MOUNT_STUBS = ("proc", "sys", "dev", "etc/resolv.conf", "etc/hosts", "etc/hostname", "etc")
+
+
+class Interrupted(CargoholdError):
+    exit_code = 130
+
+
+@contextmanager
+def interrupts_as_errors() -> Iterator[None]:
+    """SIGTERM/SIGHUP raise like Ctrl-C does, so every ``finally`` cleanup runs."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(f"build interrupted by signal {signum}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@dataclass
+class WorkingContainer:
+    stores: LocalStores
+    parent: str | None
+    rw_id: str = field(default_factory=lambda: "build-" + secrets.token_hex(8))
+    rootfs: Path | None = None
+
+    def __enter__(self) -> WorkingContainer:
+        layers = self.stores.layers
+        layers.create_rw(self.rw_id, self.parent)
+        try:
+            self.rootfs = layers.mount_rw(self.rw_id)
+        except BaseException:
+            layers.remove_rw(self.rw_id)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stores.layers.remove_rw(self.rw_id)
+
+    def root_fd(self) -> int:
+        assert self.rootfs is not None
+        return os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def missing_stubs(self) -> list[str]:
+        assert self.rootfs is not None
+        return [p for p in MOUNT_STUBS if not os.path.lexists(self.rootfs / p)]
+
+    def remove_stubs(self, stubs: list[str]) -> None:
+        """Drop mount points runc created (empty dirs and files) so they stay out of the layer."""
+        assert self.rootfs is not None
+        for rel in stubs:
+            path = self.rootfs / rel
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            try:
+                if stat.S_ISDIR(st.st_mode):
+                    os.rmdir(path)
+                elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                    os.unlink(path)
+            except OSError:
+                continue
+
+    def commit(self, epoch: int | None) -> Layer:
+        """Diff the rw layer into a registered layer on ``parent`` (mtimes clamped to epoch)."""
+        layers = self.stores.layers
+        layers.unmount_rw(self.rw_id)
+        read_fd, write_fd = os.pipe()
+        failure: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
+                    if epoch is None:
+                        layers.rw_diff(self.rw_id, out)
+                    else:
+                        _clamped_diff(lambda o: layers.rw_diff(self.rw_id, o), out, epoch)
+            except BaseException as exc:
+                failure.append(exc)
+
+        worker = threading.Thread(target=produce, daemon=True)
+        worker.start()
+        try:
+            with os.fdopen(read_fd, "rb", buffering=1 << 20) as inp:
+                layer = register_layer(self.stores, inp, self.parent)
+        finally:
+            worker.join()
+        if failure:
+            raise failure[0]
+        return layer
+
+
+def _clamped_diff(write: Callable[[BinaryIO], None], out: BinaryIO, epoch: int) -> None:
+    """Re-emit a tar stream with every mtime clamped to ``epoch`` (SOURCE_DATE_EPOCH)."""
+    read_fd, write_fd = os.pipe()
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with os.fdopen(write_fd, "wb", buffering=1 << 20) as pipe_out:
+                write(pipe_out)
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        with os.fdopen(read_fd, "rb", buffering=1 << 20) as inp:
+            clamp_tar(inp, out, epoch)
+    finally:
+        worker.join()
+    if failure:
+        raise failure[0]
+
+
+def clamp_tar(inp: BinaryIO, out: BinaryIO, epoch: int) -> None:
+    with tarfile.open(fileobj=inp, mode="r|") as tf:
+        for info in tf:
+            info.mtime = min(int(info.mtime), epoch)
+            info.pax_headers = {
+                k: v for k, v in info.pax_headers.items() if k not in ("mtime", "atime", "ctime")
+            }
+            out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+            if info.isreg() and info.size:
+                src = tf.extractfile(info)
+                assert src is not None
+                shutil.copyfileobj(src, out, 1 << 20)
+                if info.size % 512:
+                    out.write(bytes(512 - info.size % 512))
+    out.write(bytes(1024))
