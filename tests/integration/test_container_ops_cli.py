@@ -58,7 +58,8 @@ def busybox_tar(path: Path) -> Path:
             info.linkname = "busybox"
             tf.addfile(info)
         for name, text in (
-            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"),
+            ("etc/passwd",
+             "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"),
             ("etc/group", "root:x:0:\napp:x:1000:\n"),
             ("etc/motd", "hello from the image\n"),
             ("bin/notexec", "#!/bin/sh\necho no\n"),
@@ -383,14 +384,15 @@ def test_cp_both_ways_and_tar_streams(
     src.write_text("from host\n")
     assert env.ch("cp", str(src), f"{running}:/tmp/") == 0
     code, out, _ = env.out(capfd, "exec", running, "cat", "/tmp/hostfile")
-    assert out == "from host\n"
+    assert (code, out) == (0, "from host\n")
     assert env.ch("cp", f"{running}:/etc/motd", str(tmp_path / "motd")) == 0
     assert (tmp_path / "motd").read_text() == "hello from the image\n"
     exe = shutil.which("cargohold")
     if exe is not None:
         base = [exe, "--root", str(env.root), "--runroot", str(env.run)]
         r = subprocess.run([*base, "cp", f"{running}:/etc", "-"], capture_output=True, check=True)
-        names = tarfile.open(fileobj=io.BytesIO(r.stdout)).getnames()
+        with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tf_out:
+            names = tf_out.getnames()
         assert "etc/motd" in names and "etc/passwd" in names
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tf:
@@ -398,7 +400,7 @@ def test_cp_both_ways_and_tar_streams(
             info.size = 3
             tf.addfile(info, io.BytesIO(b"abc"))
         subprocess.run([*base, "cp", "-", f"{running}:/root"], input=buf.getvalue(), check=True)
-        code, out, _ = env.out(capfd, "exec", running, "cat", "/root/streamed.txt")
+        _, out, _ = env.out(capfd, "exec", running, "cat", "/root/streamed.txt")
         assert out == "abc"
 
 
@@ -475,9 +477,9 @@ def test_commit_then_run_the_new_image(env: Env, capfd: pytest.CaptureFixture[st
     assert len(info["RootFS"]["Layers"]) == 2
     code, out, _ = env.out(capfd, "history", "--no-trunc", "--format",
                            "{{.CreatedBy}}|{{.Comment}}", "centos:test")  # fmt: skip
-    assert out.splitlines()[0] == f"sh -c echo committed > /root/file; rm /etc/motd; sleep 1000|new"
-    new = env.create(["sh", "-c", "cat /root/file; test -e /etc/motd || echo gone; echo $COMMITTED"],
-                     image="centos:test")  # fmt: skip
+    assert out.splitlines()[0] == "sh -c echo committed > /root/file; rm /etc/motd; sleep 1000|new"
+    script = "cat /root/file; test -e /etc/motd || echo gone; echo $COMMITTED"
+    new = env.create(["sh", "-c", script], image="centos:test")
     env.wait_exited(new)
     code, out, _ = env.out(capfd, "logs", new)
     assert out == "committed\ngone\n1\n"
