@@ -65,7 +65,7 @@ class LocalDestination:
         parent: str | None = None
         for ref in image.layers:
             chain = chain_id(parent, ref.diff_id)
-            if self.stores.layers.exists(chain) and self.stores.blobs.has(ref.diff_id):
+            if self.stores.layers.exists(chain):  # tar-split layers keep no diff_id blob
                 parent = chain
                 continue
             with source.open_blob(ref) as raw:
