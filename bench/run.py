@@ -168,7 +168,38 @@ def w_images50() -> Workload:
                     lambda t: None)
 
 
-WORKLOADS = {"import": w_import, "save-load": w_save_load, "images": w_images50}
+def w_bootstrap() -> Workload:
+    """image bootstrap debian:bookworm (minbase) beside one plain debootstrap of the same suite.
+
+    Network-bound: run it alone, e.g. ``bench/run.py bootstrap --runs 1 --tools cargohold``.
+    docker and podman have no such verb; the reference row is ``debootstrap``.
+    """
+    target = WORK / "debootstrap-bookworm"
+
+    def prepare() -> None:
+        from cargohold.engine.bootstrap import detect_mirror
+
+        shutil.rmtree(target, ignore_errors=True)
+        t0 = time.perf_counter()
+        sh(["debootstrap", "--variant=minbase", "bookworm", str(target), detect_mirror("debian")])
+        wl.results.setdefault("debootstrap", []).append(time.perf_counter() - t0)
+        shutil.rmtree(target, ignore_errors=True)
+
+    def timed(tool: str) -> None:
+        if tool != "cargohold":
+            raise subprocess.CalledProcessError(1, tool, stderr=b"no bootstrap verb (skipped)")
+        sh([*cli(tool), "image", "bootstrap", "-q", "debian:bookworm"])
+
+    def cleanup(tool: str) -> None:
+        sh([*cli(tool), "rmi", "-f", "debian:bookworm"], check=False)
+
+    wl = Workload("image bootstrap debian:bookworm minbase", "<= plain debootstrap",
+                  prepare, lambda t: None, timed, cleanup)
+    return wl
+
+
+WORKLOADS = {"import": w_import, "save-load": w_save_load, "images": w_images50,
+             "bootstrap": w_bootstrap}
 
 
 def main() -> int:

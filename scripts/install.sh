@@ -10,6 +10,8 @@ PKGS=(python3 python3-venv python3-dev gcc runc iptables iproute2 util-linux bus
 PKGS+=(skopeo podman)
 # Registry tests: a real Distribution registry on 127.0.0.1, htpasswd for its auth.
 PKGS+=(docker-registry apache2-utils openssl)
+# `cargohold image bootstrap debian:SUITE` (debootstrap is the fallback).
+PKGS+=(mmdebstrap)
 
 missing=()
 for p in "${PKGS[@]}"; do
