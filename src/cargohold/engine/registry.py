@@ -142,7 +142,7 @@ class RegistryService:
         clients = [self._client(ref.domain, ep) for ep in endpoints]
 
         def present(chain: str, diff_id: str) -> bool:
-            return stores.layers.exists(chain) and stores.blobs.has(diff_id)
+            return stores.layers.exists(chain)
 
         source = RegistrySource(clients, ref, self.engine.settings.root / "tmp", platform,
                                 present, progress,

@@ -10,11 +10,11 @@ always gets the same digest.  Layers go up in parallel; the config and then the 
 
 from __future__ import annotations
 
-import os
+import contextlib
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import BinaryIO, cast
 
 from cargohold.errors import InvalidArgument
@@ -26,43 +26,73 @@ from cargohold.transport.registry.cache import BlobEntry, DigestCache
 from cargohold.transport.registry.client import RegistryClient
 from cargohold.transport.registry.events import Event, ProgressFn, no_progress, short
 
-_READ = 1 << 20
+Feed = Callable[[bytes | memoryview], object]
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        self.parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        out = b"".join(self.parts)
-        self.parts.clear()
-        return out
+class _Stopped(Exception):
+    pass
 
 
-def compressed_chunks(path: Path, algo: Algorithm, level: int,
+def compressed_chunks(produce: Callable[[Feed], None], algo: Algorithm, level: int,
                       on_read: Callable[[int], None]) -> Iterator[bytes]:
-    """The compressed bytes of the file at ``path``, produced while they are consumed."""
-    sink = _Sink()
-    done = 0
-    with open(path, "rb") as f:
-        writer = compressor(cast(BinaryIO, sink), algo, level)
-        while data := f.read(_READ):
-            writer.write(data)
-            done += len(data)
-            on_read(done)
-            if sink.parts:
-                yield sink.take()
-        writer.close()
-    tail = sink.take()
-    if tail:
-        yield tail
+    """The compressed bytes of what ``produce`` feeds, made in a thread while they are sent.
+
+    ``produce(feed)`` pushes the uncompressed tar (``LocalSource.write_layer``); a bounded
+    queue hands compressed pieces to the consumer, so compression overlaps the upload.
+    """
+    q: queue.Queue[bytes | BaseException | None] = queue.Queue(16)
+    stop = threading.Event()
+
+    def put(item: bytes | BaseException | None) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped()
+
+    class Sink:
+        def write(self, data: bytes | bytearray | memoryview) -> int:
+            put(bytes(data))
+            return len(data)
+
+        def flush(self) -> None:
+            pass
+
+    def run() -> None:
+        done = 0
+        try:
+            writer = compressor(cast(BinaryIO, Sink()), algo, level)
+
+            def feed(chunk: bytes | memoryview) -> None:
+                nonlocal done
+                writer.write(chunk)
+                done += len(chunk)
+                on_read(done)
+
+            produce(feed)
+            writer.close()
+            put(None)
+        except _Stopped:
+            pass
+        except BaseException as e:  # handed to the consumer
+            with contextlib.suppress(_Stopped):
+                put(e)
+
+    worker = threading.Thread(target=run, name="compress", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 class RegistryDestination:
@@ -88,14 +118,15 @@ class RegistryDestination:
         return f"{self.algo}:{self.level}"
 
     def put(self, image: SourceImage, source: ImageSource) -> str:
-        layer_path = getattr(source, "layer_path", None)
-        if layer_path is None:
+        write_layer = getattr(source, "write_layer", None)
+        layer_size = getattr(source, "layer_size", None)
+        if write_layer is None or layer_size is None:
             raise InvalidArgument("this source cannot provide layers for push")
         unique = list({ly.diff_id: ly for ly in image.layers}.values())
         for layer in reversed(unique):
             self.progress(Event(short(layer.diff_id), "Preparing"))
         with ThreadPoolExecutor(self.parallel, thread_name_prefix="push") as pool:
-            futures = {ly.diff_id: pool.submit(self._push_layer, ly, layer_path(ly))
+            futures = {ly.diff_id: pool.submit(self._push_layer, ly, write_layer, layer_size(ly))
                        for ly in reversed(unique)}
             done = {d: f.result() for d, f in futures.items()}
         repo = self.ref.path
@@ -118,7 +149,8 @@ class RegistryDestination:
                 and (not e.compression or e.compression == self.want
                      or e.compression.startswith(self.algo + ":"))]
 
-    def _push_layer(self, layer: LayerRef, path: Path) -> BlobEntry:
+    def _push_layer(self, layer: LayerRef, write_layer: Callable[[LayerRef, Feed], None],
+                    total: int) -> BlobEntry:
         sid = short(layer.diff_id)
         repo = self.ref.path
         entries = sorted(self._usable(layer.diff_id),
@@ -135,12 +167,11 @@ class RegistryDestination:
                 if self.client.mount_blob(repo, e.digest, src.path):
                     self.progress(Event(sid, f"Mounted from {src.name_familiar}"))
                     return self._record(layer, e)
-        total = os.stat(path).st_size
-
         def report(n: int) -> None:
             self.progress(Event(sid, "Pushing", n, total))
 
-        chunks = compressed_chunks(path, self.algo, self.level, report)
+        chunks = compressed_chunks(lambda feed: write_layer(layer, feed), self.algo, self.level,
+                                   report)
         digest, size = self.client.upload_stream(repo, chunks, f"layer {layer.diff_id}")
         self.progress(Event(sid, "Pushed"))
         entry = BlobEntry(digest, size, oci_image.layer_media_type(self.algo, True), self.want, ())

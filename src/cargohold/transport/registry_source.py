@@ -184,8 +184,9 @@ class RegistrySource:
     def open_blob(self, layer: LayerRef) -> BinaryIO:
         self.wait()
         future = self._downloads.get(layer.digest)
-        if future is None:  # present locally after all (another pull won the race)
-            raise InvalidArgument(f"blob {layer.digest} was not downloaded")
+        if future is None:  # gone locally since images() looked (an rmi in between)
+            raise InvalidArgument(f"blob {layer.digest} was not downloaded: the local layer "
+                                  "disappeared during the pull; pull again")
         f = future.result()
         f.seek(0)
         return _Extracting(f, short(layer.digest), layer.size or 0, self.progress)  # type: ignore[return-value]
@@ -227,7 +228,7 @@ class _Extracting(io.RawIOBase):
         return int(n or 0)
 
     def close(self) -> None:
-        if not self.closed and self.eof:
+        if not self.closed and self.count:  # a failure raises past this line
             self.progress(Event(self.sid, "Pull complete"))
         super().close()
 

@@ -200,13 +200,16 @@ class RegistryClient:
                                                         or isinstance(body, bytes | bytearray)),
                 )
             except urllib3.exceptions.SSLError as e:
-                raise Unavailable(f"{method} {url}: {_describe(e)}") from None
+                if "WRONG_VERSION_NUMBER" in str(e):
+                    raise Unavailable(f'{method.capitalize()} "{url}": http: server gave HTTP '
+                                      "response to HTTPS client") from None
+                raise Unavailable(f'{method.capitalize()} "{url}": {_describe(e)}') from None
             except urllib3.exceptions.HTTPError as e:
                 if replayable and attempt < self.opts.retries:
                     self._sleep(self._backoff(attempt))
                     attempt += 1
                     continue
-                raise Unavailable(f"{method} {url}: {_describe(e)}") from None
+                raise Unavailable(f'{method.capitalize()} "{url}": {_describe(e)}') from None
             if follow and resp.status in REDIRECT_STATUS and resp.headers.get("Location"):
                 target = urljoin(url, resp.headers["Location"])
                 _discard(resp)
@@ -226,7 +229,7 @@ class RegistryClient:
                 attempt += 1
                 continue
             if resp.status >= 300:
-                resp.read(MAX_MANIFEST)  # small error body, kept for error_detail
+                _ = resp.data  # small error body, cached for error_detail
             return resp
 
     def ping(self) -> None:
