@@ -19,8 +19,8 @@ from cargohold.util.ids import short_id
 if TYPE_CHECKING:
     from cargohold.engine import Engine
     from cargohold.engine.registry import PullResult, PushResult
-    from cargohold.transport.registry.events import ProgressFn
     from cargohold.store.images import ImageRecord
+    from cargohold.transport.registry.events import ProgressFn
 
 
 class ImageService:
