@@ -168,6 +168,43 @@ def w_images50() -> Workload:
                     lambda t: None)
 
 
+def w_commit() -> Workload:
+    """commit of a running container whose rw layer holds a 64 MB change (paused, default)."""
+    small = WORK / "small-commit.tar"
+    names = {"cargohold": "bench-commit", "docker": "bench-commit", "podman": "bench-commit"}
+
+    def prepare() -> None:
+        if not small.exists():
+            d = WORK / "small-commit"
+            (d / "bin").mkdir(parents=True, exist_ok=True)
+            shutil.copy2("/bin/busybox", d / "bin/busybox")
+            subprocess.run(["tar", "-C", str(d), "-cf", str(small), "."], check=True)
+
+    def setup(tool: str) -> None:
+        sh([*cli(tool), "rm", "-f", names[tool]], check=False)
+        sh([*cli(tool), "import", str(small), "bench/commit-base:1"])
+        script = ("/bin/busybox dd if=/dev/urandom of=/big bs=1M count=64 2>/dev/null; "
+                  "/bin/busybox touch /done; exec /bin/busybox sleep 1000")
+        sh([*cli(tool), "run", "-d", "--network", "none", "--name", names[tool],
+            "bench/commit-base:1", "/bin/busybox", "sh", "-c", script])
+        for _ in range(200):
+            if sh([*cli(tool), "exec", names[tool], "/bin/busybox", "test", "-e", "/done"],
+                  check=False).returncode == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{tool}: the 64 MB change was never written")
+
+    def timed(tool: str) -> None:
+        sh([*cli(tool), "commit", names[tool], "bench/committed:1"])
+
+    def cleanup(tool: str) -> None:
+        sh([*cli(tool), "rm", "-f", names[tool]], check=False)
+        sh([*cli(tool), "rmi", "-f", "bench/committed:1", "bench/commit-base:1"], check=False)
+
+    return Workload("commit of a 64 MB change", "<= 0.3 s (docker 0.59 s, podman 1.15 s)",
+                    prepare, setup, timed, cleanup)
+
+
 def w_bootstrap() -> Workload:
     """image bootstrap debian:bookworm (minbase) beside one plain debootstrap of the same suite.
 
@@ -198,8 +235,138 @@ def w_bootstrap() -> Workload:
     return wl
 
 
-WORKLOADS = {"import": w_import, "save-load": w_save_load, "images": w_images50,
+def _busybox_image(tool: str, name: str = "bench/busybox:latest") -> None:
+    """A busybox base image in the tool's store (imported from the host's /bin/busybox)."""
+    tar = WORK / "busybox-rootfs.tar"
+    if not tar.exists():
+        d = WORK / "busybox-rootfs"
+        (d / "bin").mkdir(parents=True, exist_ok=True)
+        shutil.copy2("/bin/busybox", d / "bin/busybox")
+        for applet in ("sh", "echo", "mkdir", "chmod", "touch", "cat", "true", "ls"):
+            link = d / "bin" / applet
+            if not link.is_symlink():
+                link.symlink_to("busybox")
+        subprocess.run(["tar", "-C", str(d), "-cf", str(tar), "."], check=True)
+    r = subprocess.run([*cli(tool), "image", "inspect", name], capture_output=True)
+    if r.returncode != 0:
+        sh([*cli(tool), "import", "-c", 'CMD ["/bin/sh"]', str(tar), name])
+
+
+def _build_context12() -> Path:
+    """A 12-step Dockerfile (RUN, COPY, ADD and config steps) and its small context."""
+    ctx = WORK / "build12"
+    ctx.mkdir(parents=True, exist_ok=True)
+    (ctx / "index.html").write_text("this is test dockerfile web\n")
+    (ctx / "run.sh").write_text("#!/bin/sh\nexec httpd -f -p 80\n")
+    (ctx / "Dockerfile").write_text(
+        "FROM bench/busybox:latest\n"
+        "MAINTAINER bench <bench@example.com>\n"
+        "ENV APP=/srv/app\n"
+        "RUN mkdir -p $APP /var/www/html\n"
+        "EXPOSE 80\n"
+        "ADD index.html /var/www/html/\n"
+        "COPY run.sh /run.sh\n"
+        "RUN chmod +x /run.sh\n"
+        "WORKDIR /srv/app\n"
+        "LABEL org.example.bench=12\n"
+        "RUN echo built > /srv/app/stamp\n"
+        'CMD ["/run.sh"]\n'
+    )
+    return ctx
+
+
+def w_build() -> Workload:
+    ctx: list[Path] = []
+
+    def prepare() -> None:
+        ctx.append(_build_context12())
+
+    def setup(tool: str) -> None:
+        _busybox_image(tool)
+
+    def timed(tool: str) -> None:
+        sh([*cli(tool), "build", "--no-cache", "-q", "-t", "bench/build12:latest", str(ctx[0])])
+
+    def cleanup(tool: str) -> None:
+        sh([*cli(tool), "rmi", "-f", "bench/build12:latest"], check=False)
+
+    return Workload("12-step busybox build without cache", "<= 1.0 s", prepare, setup, timed,
+                    cleanup)
+
+
+def w_build_cached() -> Workload:
+    ctx: list[Path] = []
+
+    def prepare() -> None:
+        ctx.append(_build_context12())
+
+    def setup(tool: str) -> None:
+        _busybox_image(tool)
+        sh([*cli(tool), "build", "-q", "-t", "bench/build12c:latest", str(ctx[0])])
+
+    def timed(tool: str) -> None:
+        sh([*cli(tool), "build", "-q", "-t", "bench/build12c:latest", str(ctx[0])])
+
+    return Workload("the same 12-step build fully cached", "<= 0.09 s", prepare, setup, timed,
+                    lambda t: None)
+
+
+def _big_context() -> Path:
+    """~170 MB in ~9,000 files copied from /usr (built once) and a one-COPY Dockerfile."""
+    ctx = WORK / "build-big"
+    data = ctx / "data"
+    if not data.exists():
+        tmp = WORK / "build-big.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        total = files = 0
+        for dirpath, _dirs, names in os.walk("/usr"):
+            for name in sorted(names):
+                src = os.path.join(dirpath, name)
+                if not os.path.isfile(src) or os.path.islink(src):
+                    continue
+                size = os.path.getsize(src)
+                if size > 8 << 20:
+                    continue
+                dst = tmp / os.path.relpath(src, "/usr")
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    shutil.copy2(src, dst)
+                except OSError:
+                    continue
+                total += size
+                files += 1
+                if files >= 9000 or total >= 170 << 20:
+                    break
+            if files >= 9000 or total >= 170 << 20:
+                break
+        tmp.rename(data)
+    (ctx / "Dockerfile").write_text("FROM bench/busybox:latest\nCOPY data /data\n")
+    return ctx
+
+
+def w_build_copy() -> Workload:
+    ctx: list[Path] = []
+
+    def prepare() -> None:
+        ctx.append(_big_context())
+
+    def setup(tool: str) -> None:
+        _busybox_image(tool)
+
+    def timed(tool: str) -> None:
+        sh([*cli(tool), "build", "--no-cache", "-q", "-t", "bench/buildcopy:latest", str(ctx[0])])
+
+    def cleanup(tool: str) -> None:
+        sh([*cli(tool), "rmi", "-f", "bench/buildcopy:latest"], check=False)
+
+    return Workload("COPY of a ~170 MB / ~9,000-file context without cache", "<= 2.0 s",
+                    prepare, setup, timed, cleanup)
+
+
+WORKLOADS = {"build": w_build, "build-cached": w_build_cached, "build-copy": w_build_copy,
+             "import": w_import, "save-load": w_save_load, "images": w_images50,
              "bootstrap": w_bootstrap}
+WORKLOADS["commit"] = w_commit
 
 
 def main() -> int:

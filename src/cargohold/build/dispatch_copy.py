@@ -41,6 +41,8 @@ def is_url(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Owner:
+    """Owner (dataclass)."""
+
     uid: int | None  # None: keep the source's (COPY --from) / 0 for context files
     gid: int | None
     mode: int | None  # --chmod
@@ -348,6 +350,8 @@ def extract_archive(root_fd: int, path: str, dest: str) -> None:
 
 @dataclass(frozen=True)
 class Download:
+    """A URL body in the download cache."""
+
     url: str
     path: Path  # cached body
     digest: str  # sha256:<hex>

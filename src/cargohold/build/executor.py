@@ -9,13 +9,14 @@ success, failure or interruption.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cargohold.build import dispatch_config
 from cargohold.build.cache import BuildCache, ImageState, base_key, step_key
@@ -38,7 +39,10 @@ from cargohold.build.plan import PROXY_ARGS, Plan, PlannedStage, make_plan, stag
 from cargohold.build.progress import Progress
 from cargohold.build.shell_lex import EnvExpander, ExpansionError
 from cargohold.errors import CargoholdError, InvalidArgument, NotFound
-from cargohold.transport.local import LocalStores
+
+
+if TYPE_CHECKING:
+    from cargohold.transport.local import LocalStores
 
 
 class BuildFailed(InvalidArgument):
@@ -49,6 +53,8 @@ class BuildFailed(InvalidArgument):
 
 @dataclass
 class BuildOptions:
+    """What ``build`` was asked for (flags of the command)."""
+
     dockerfile: str = "Dockerfile"
     tags: tuple[str, ...] = ()
     build_args: dict[str, str] = field(default_factory=dict)
@@ -63,6 +69,8 @@ class BuildOptions:
 
 @dataclass
 class Backend:
+    """The engine side of a build: stores, lookups and lazily made runtime/networks."""
+
     stores: LocalStores
     root: Path
     runroot: Path
@@ -524,8 +532,13 @@ class Executor:
             platform=plat if plat.architecture else None,
         )
         stores = self.backend.stores
-        size = sum(ly.size for ly in stores.layers.chain(state.top)) if state.top else 0
-        record = stores.images.add(encode_json(config), state.top, size=size)
+        data = encode_json(config)
+        image_id = "sha256:" + hashlib.sha256(data).hexdigest()
+        try:
+            record = stores.images.get(image_id)  # a rebuild of a stored image: no writes
+        except NotFound:
+            size = sum(ly.size for ly in stores.layers.chain(state.top)) if state.top else 0
+            record = stores.images.add(data, state.top, size=size)
         self.progress.note(f"writing image {record.id} done")
         for tag in self.options.tags:
             name = self.backend.tag_image(record.id, tag)

@@ -58,6 +58,8 @@ def suggest(message: str, value: str, options: Iterable[str], case_sensitive: bo
 
 @dataclass
 class Flag:
+    """Flag (dataclass)."""
+
     name: str
     kind: str  # "bool" | "string" | "strings"
     value: str = ""

@@ -59,6 +59,8 @@ class Instruction:
 
 @dataclass(frozen=True)
 class KeyValue:
+    """KeyValue (dataclass)."""
+
     key: str
     value: str
     legacy: bool = False  # ``ENV key value`` form
@@ -66,6 +68,8 @@ class KeyValue:
 
 @dataclass(frozen=True)
 class ArgSpec:
+    """ArgSpec (dataclass)."""
+
     name: str
     default: str | None = None
 
@@ -82,6 +86,8 @@ class InlineFile:
 
 @dataclass(frozen=True, kw_only=True)
 class FromInstruction(Instruction):
+    """The FROM instruction."""
+
     base: str
     stage_name: str | None = None
     platform: str | None = None
@@ -93,11 +99,15 @@ class FromInstruction(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class MaintainerInstruction(Instruction):
+    """The MAINTAINER instruction."""
+
     maintainer: str
 
 
 @dataclass(frozen=True, kw_only=True)
 class _CommandLine(Instruction):
+    """Shared part of RUN, CMD and ENTRYPOINT."""
+
     command: tuple[str, ...]
     shell_form: bool  # True: run through SHELL; False: JSON exec form
     files: tuple[InlineFile, ...] = ()
@@ -105,6 +115,8 @@ class _CommandLine(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class RunInstruction(_CommandLine):
+    """The RUN instruction."""
+
     mounts: tuple[Mount, ...] = ()
     mount_specs: tuple[str, ...] = ()
     network: str = "default"
@@ -117,21 +129,29 @@ class RunInstruction(_CommandLine):
 
 @dataclass(frozen=True, kw_only=True)
 class CmdInstruction(_CommandLine):
+    """The CMD instruction."""
+
     pass
 
 
 @dataclass(frozen=True, kw_only=True)
 class EntrypointInstruction(_CommandLine):
+    """The ENTRYPOINT instruction."""
+
     pass
 
 
 @dataclass(frozen=True, kw_only=True)
 class ShellInstruction(Instruction):
+    """The SHELL instruction."""
+
     shell: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ExposeInstruction(Instruction):
+    """The EXPOSE instruction."""
+
     ports: tuple[str, ...]
 
     def expand(self, ex: Expander) -> ExposeInstruction:
@@ -144,6 +164,8 @@ def _expand_pairs(pairs: tuple[KeyValue, ...], ex: Expander) -> tuple[KeyValue, 
 
 @dataclass(frozen=True, kw_only=True)
 class EnvInstruction(Instruction):
+    """The ENV instruction."""
+
     pairs: tuple[KeyValue, ...]
 
     def expand(self, ex: Expander) -> EnvInstruction:
@@ -152,6 +174,8 @@ class EnvInstruction(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class LabelInstruction(Instruction):
+    """The LABEL instruction."""
+
     pairs: tuple[KeyValue, ...]
 
     def expand(self, ex: Expander) -> LabelInstruction:
@@ -160,6 +184,8 @@ class LabelInstruction(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class _Transfer(Instruction):
+    """Shared part of ADD and COPY."""
+
     sources: tuple[str, ...]
     dest: str
     contents: tuple[InlineFile, ...] = ()
@@ -181,6 +207,8 @@ class _Transfer(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class AddInstruction(_Transfer):
+    """The ADD instruction."""
+
     checksum: str = ""
     keep_git_dir: bool | None = None
     unpack: bool | None = None
@@ -191,6 +219,8 @@ class AddInstruction(_Transfer):
 
 @dataclass(frozen=True, kw_only=True)
 class CopyInstruction(_Transfer):
+    """The COPY instruction."""
+
     from_: str = ""
     parents: bool = False
 
@@ -200,6 +230,8 @@ class CopyInstruction(_Transfer):
 
 @dataclass(frozen=True, kw_only=True)
 class VolumeInstruction(Instruction):
+    """The VOLUME instruction."""
+
     volumes: tuple[str, ...]
 
     def expand(self, ex: Expander) -> VolumeInstruction:
@@ -208,6 +240,8 @@ class VolumeInstruction(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class UserInstruction(Instruction):
+    """The USER instruction."""
+
     user: str
 
     def expand(self, ex: Expander) -> UserInstruction:
@@ -216,6 +250,8 @@ class UserInstruction(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class WorkdirInstruction(Instruction):
+    """The WORKDIR instruction."""
+
     path: str
 
     def expand(self, ex: Expander) -> WorkdirInstruction:
@@ -224,6 +260,8 @@ class WorkdirInstruction(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class StopsignalInstruction(Instruction):
+    """The STOPSIGNAL instruction."""
+
     signal: str
 
     def expand(self, ex: Expander) -> StopsignalInstruction:
@@ -232,6 +270,8 @@ class StopsignalInstruction(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class ArgInstruction(Instruction):
+    """The ARG instruction."""
+
     args: tuple[ArgSpec, ...]
 
     def expand(self, ex: Expander) -> ArgInstruction:
@@ -261,5 +301,7 @@ class HealthcheckInstruction(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class OnbuildInstruction(Instruction):
+    """The ONBUILD instruction."""
+
     expression: str  # the trigger's source text (with heredoc bodies), stored in the image
     trigger: Instruction

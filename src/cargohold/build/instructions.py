@@ -104,6 +104,8 @@ RESERVED_STAGE_NAMES = frozenset({"scratch", "context"})
 
 @dataclass(frozen=True)
 class _Req:
+    """_Req (dataclass)."""
+
     node: Node
     flags: Flags
 
@@ -474,6 +476,8 @@ def parse_instruction(node: Node, filename: str = "Dockerfile") -> Instruction:
 
 @dataclass(frozen=True)
 class Stage:
+    """Stage (dataclass)."""
+
     index: int
     name: str | None  # lower-case, None when the stage has no AS name
     base: str  # unexpanded FROM argument (an image, a stage name or "scratch")
@@ -486,6 +490,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class Dockerfile:
+    """Dockerfile (dataclass)."""
+
     filename: str
     directives: Directives
     meta_args: tuple[ArgInstruction, ...]  # global ARGs before the first FROM

@@ -99,6 +99,8 @@ class Node:
 
 @dataclass(frozen=True)
 class Directives:
+    """Directives (dataclass)."""
+
     escape: str = DEFAULT_ESCAPE
     syntax: str | None = None
     check: str | None = None
@@ -106,6 +108,8 @@ class Directives:
 
 @dataclass(frozen=True)
 class ParseResult:
+    """ParseResult (dataclass)."""
+
     nodes: tuple[Node, ...]
     directives: Directives
     warnings: tuple[str, ...] = ()
@@ -116,6 +120,8 @@ class ParseResult:
 
 @dataclass
 class _Directives:
+    """_Directives (dataclass)."""
+
     escape: str = DEFAULT_ESCAPE
     values: dict[str, str] = field(default_factory=dict)
     done: bool = False

@@ -38,6 +38,8 @@ def platform_args() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class PlannedStage:
+    """A stage to run, with its expanded base and the stages it reads."""
+
     stage: Stage
     base: str  # expanded FROM name: an image reference, "scratch", or a stage's name
     base_stage: int | None  # index of the stage used as base
@@ -55,6 +57,8 @@ class PlannedStage:
 
 @dataclass(frozen=True)
 class Plan:
+    """The stages a build runs, in order, and the target."""
+
     dockerfile: Dockerfile
     stages: tuple[PlannedStage, ...]  # the stages to run, in order
     target: int

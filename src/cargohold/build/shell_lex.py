@@ -93,6 +93,8 @@ class _Words:
 
 @dataclass
 class _State:
+    """_State (dataclass)."""
+
     text: str
     env: Mapping[str, str]
     pos: int = 0

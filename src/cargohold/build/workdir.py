@@ -15,11 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from cargohold.errors import CargoholdError
-from cargohold.store.layers import Layer
-from cargohold.transport.local import LocalStores, register_layer
+
+if TYPE_CHECKING:
+    from cargohold.store.layers import Layer
+    from cargohold.transport.local import LocalStores
 
 # where runc creates mount points the image may lack; removed again before the diff
 MOUNT_STUBS = ("proc", "sys", "dev", "etc/resolv.conf", "etc/hosts", "etc/hostname", "etc")
@@ -49,6 +51,8 @@ def interrupts_as_errors() -> Iterator[None]:
 
 @dataclass
 class WorkingContainer:
+    """An rw layer on ``parent``, mounted while the step writes into it."""
+
     stores: LocalStores
     parent: str | None
     rw_id: str = field(default_factory=lambda: "build-" + secrets.token_hex(8))
@@ -94,6 +98,8 @@ class WorkingContainer:
 
     def commit(self, epoch: int | None) -> Layer:
         """Diff the rw layer into a registered layer on ``parent`` (mtimes clamped to epoch)."""
+        from cargohold.transport.local import register_layer
+
         layers = self.stores.layers
         layers.unmount_rw(self.rw_id)
         read_fd, write_fd = os.pipe()

@@ -40,7 +40,9 @@ class BuildService:
         from cargohold.oci.reference import parse_reference
 
         ref = str(parse_reference(name).with_default_tag())
-        self.engine.image_store.tag(image_id, ref)
+        store = self.engine.image_store
+        if ref not in store.get(image_id).repo_tags:
+            store.tag(image_id, ref)
         return ref
 
     def backend(self) -> Backend:
