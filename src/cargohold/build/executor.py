@@ -40,7 +40,6 @@ from cargohold.build.progress import Progress
 from cargohold.build.shell_lex import EnvExpander, ExpansionError
 from cargohold.errors import CargoholdError, InvalidArgument, NotFound
 
-
 if TYPE_CHECKING:
     from cargohold.transport.local import LocalStores
 

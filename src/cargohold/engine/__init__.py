@@ -13,8 +13,8 @@ from cargohold.config import Settings
 from cargohold.errors import NotFound
 
 if TYPE_CHECKING:
-    from cargohold.engine.builds import BuildService
     from cargohold.container.records import ContainerStore
+    from cargohold.engine.builds import BuildService
     from cargohold.engine.container_ops import ContainerOps
     from cargohold.engine.containers import ContainerService
     from cargohold.engine.images import ImageService
