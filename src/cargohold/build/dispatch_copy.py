@@ -338,14 +338,12 @@ def extract_archive(root_fd: int, path: str, dest: str) -> None:
 
     dfd = _open_dir(root_fd, dest)
     try:
-        real = os.open(f"/proc/self/fd/{dfd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # the directory as resolved in-root; nothing else runs in the rootfs meanwhile
+        real = os.readlink(f"/proc/self/fd/{dfd}")
     finally:
         os.close(dfd)
-    try:
-        with open(path, "rb") as f:
-            apply_layer(open_decompressed(f), f"/proc/self/fd/{real}", whiteouts="delete")
-    finally:
-        os.close(real)
+    with open(path, "rb") as f:
+        apply_layer(open_decompressed(f), real, whiteouts="delete")
 
 
 @dataclass(frozen=True)

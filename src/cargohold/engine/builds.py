@@ -106,7 +106,7 @@ class BuildService:
             return
         from cargohold.build.context import extract_context
 
-        tmp_parent = self.engine.settings.root / "tmp"
+        tmp_parent = self.engine.settings.root / "buildcache" / "contexts"
         tmp_parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="build-context-", dir=tmp_parent))
         try:

@@ -104,6 +104,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     except CargoholdError as exc:
         print(f"ERROR: {exc.message}", file=ctx.stderr)
         return 1
+    except OSError as exc:
+        print(f"ERROR: {exc}", file=ctx.stderr)
+        return 1
     if args.iidfile:
         with open(args.iidfile, "w") as f:
             f.write(image_id)
