@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.cli.main import main
 
 APPLETS = ("sh", "true", "false", "cat", "echo", "mkdir", "chmod", "ls", "touch", "rm", "httpd")
 
