@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-
 APPLETS = ("sh", "true", "false", "cat", "echo", "mkdir", "chmod", "ls", "touch", "rm", "httpd")
 
 
