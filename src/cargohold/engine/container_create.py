@@ -24,7 +24,7 @@ from cargohold.container.model import (
     HostConfig,
     now_ns,
 )
-from cargohold.errors import CargoholdError, InvalidArgument, NotFound
+from cargohold.errors import CargoholdError, Conflict, InvalidArgument, NotFound
 from cargohold.network.ports import PortSpec, host_config_port_bindings
 
 if TYPE_CHECKING:
@@ -230,6 +230,19 @@ def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
         networks[mode] = opts.endpoint
     elif mode in ("none", "host"):
         networks[mode] = EndpointSettings()
+    if not config.hostname:
+        import os
+
+        hostname = os.uname().nodename if mode == "host" else cid[:12]
+        config = dataclasses.replace(config, hostname=hostname)
+    store = engine.container_store
+    if opts.name:  # fail early (nothing created yet); add() re-checks under its lock
+        from cargohold.container.records import conflict_message, validate_name
+
+        name = validate_name(opts.name)
+        owner = store.names().get(name)
+        if owner is not None:
+            raise Conflict(conflict_message(name, owner))
     record = ContainerRecord(
         id=cid,
         name=opts.name,
@@ -245,15 +258,6 @@ def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
     )
     undo = Undo()
     try:
-        record = engine.container_store.add(record)
-        undo.add(lambda: engine.container_store.remove(cid))
-        if not config.hostname:
-            import os
-
-            hostname = os.uname().nodename if mode == "host" else cid[:12]
-            record = dataclasses.replace(
-                record, config=dataclasses.replace(config, hostname=hostname)
-            )
         engine.layers.create_rw(cid, image.top_layer)
         undo.add(lambda: engine.layers.remove_rw(cid))
         mounts = vols.resolve_mounts(engine, cid, opts.mounts, host.volumes_from, config, undo)
@@ -261,9 +265,9 @@ def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
         record = dataclasses.replace(
             record,
             mount_points=mounts,
-            config=dataclasses.replace(record.config, volumes=record.config.volumes | anon),
+            config=dataclasses.replace(config, volumes=config.volumes | anon),
         )
-        engine.container_store.update_record(record)
+        record = store.add(record)  # Conflict when another create took the name meanwhile
     except BaseException:
         undo.run()
         raise
