@@ -10,15 +10,20 @@ history plus one entry (created_by = the container's Cmd), ``author``, ``comment
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Sequence
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cargohold.errors import InvalidArgument, NotFound
 from cargohold.oci import image as oci_image
 
 if TYPE_CHECKING:
+    from cargohold.engine import Engine
     from cargohold.engine.container_ops import ContainerOps
+    from cargohold.store.layers import Layer
 
 
 def commit_container(
@@ -32,7 +37,6 @@ def commit_container(
     changes: Sequence[str] = (),
 ) -> str:
     from cargohold.oci.reference import parse_reference
-    from cargohold.transport.local import register_layer
 
     engine = ops.engine
     target = None
@@ -50,16 +54,11 @@ def commit_container(
         parent_config = engine.image_store.config(record.image_id) if record.image_id else {}
     except NotFound:
         parent_config = {}
-    layers.layout.tmp.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=layers.layout.tmp) as tmp:
-        resume = ops.pause_during(record, state, pause)
-        try:
-            layers.rw_diff(layer_id, tmp)  # type: ignore[arg-type]
-        finally:
-            resume()
-        tmp.flush()
-        tmp.seek(0)
-        layer = register_layer(engine.stores, tmp, parent)  # type: ignore[arg-type]
+    resume = ops.pause_during(record, state, pause)
+    try:
+        layer = _register_diff(engine, layer_id, parent, resume)
+    finally:
+        resume()
     container_config = ops.container_config_json(record)
     config = _image_config(parent_config, container_config, changes)
     created = oci_image.rfc3339_nano()
@@ -86,6 +85,45 @@ def commit_container(
     if target:
         engine.image_store.tag(image.id, target)
     return image.id
+
+
+def _register_diff(
+    engine: Engine, layer_id: str, parent: str | None, done_reading: Callable[[], None]
+) -> Layer:
+    """Stream the rw layer's diff straight into a new layer (no temporary copy: on this kind
+    of host every freshly written page costs).  ``done_reading`` runs as soon as the whole
+    diff has been read from the upper dir (it resumes a paused container)."""
+    from cargohold.transport.local import register_layer
+
+    r, w = os.pipe2(os.O_CLOEXEC)
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(w, 1031, 1 << 20)  # F_SETPIPE_SZ: fewer wake-ups
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with open(w, "wb", buffering=1 << 20) as out:
+                engine.layers.rw_diff(layer_id, out)
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+        finally:
+            done_reading()
+
+    writer = threading.Thread(target=produce, name="commit-diff", daemon=True)
+    writer.start()
+    try:
+        with open(r, "rb", buffering=0) as stream:
+            try:
+                layer = register_layer(engine.stores, stream, parent)
+            except BaseException:
+                if failure:
+                    raise failure[0] from None
+                raise
+    finally:
+        writer.join()
+    if failure and not isinstance(failure[0], BrokenPipeError):
+        raise failure[0]
+    return layer
 
 
 def _image_config(

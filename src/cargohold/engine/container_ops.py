@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from cargohold.container.model import ContainerRecord, State, Status, to_json
-from cargohold.errors import CargoholdError, Conflict, Internal, InvalidArgument, NotFound
+from cargohold.errors import (
+    CannotExecute,
+    CargoholdError,
+    CommandNotFound,
+    Conflict,
+    ContainerExit,
+    Internal,
+    InvalidArgument,
+    NotFound,
+)
 
 if TYPE_CHECKING:
     from cargohold.container.attach import AttachResult
@@ -113,13 +122,12 @@ def filter_mountpoint_changes(
         while parent not in ("/", ""):
             parents.add(parent)
             parent = os.path.dirname(parent)
-    kept = [(k, p) for k, p in changes if p not in targets or k != "A"]
-    out = []
-    for kind, path in kept:
-        if path in parents and not any(q.startswith(path + "/") for _, q in kept):
-            continue
-        out.append((kind, path))
-    return out
+    dropped = {p for k, p in changes if k == "A" and p in targets}
+    for parent in sorted(parents, key=lambda p: p.count("/"), reverse=True):  # deepest first
+        prefix = parent + "/"
+        if not any(p.startswith(prefix) for _, p in changes if p not in dropped):
+            dropped.add(parent)
+    return [(k, p) for k, p in changes if p not in dropped]
 
 
 class ContainerOps:
@@ -262,11 +270,15 @@ class ContainerOps:
                         keys,
                     )
                 with _ignore_interrupts():
-                    return runtime.exec(
-                        record.id,
-                        spec_path,
-                        stdio=Stdio(stdin if opts.interactive else null, stdout, stderr),
-                    )
+                    try:
+                        return runtime.exec(
+                            record.id,
+                            spec_path,
+                            stdio=Stdio(stdin if opts.interactive else null, stdout, stderr),
+                        )
+                    except (CommandNotFound, CannotExecute) as exc:
+                        # runc already printed why on the stderr it shares with the process
+                        raise ContainerExit(exc.exit_code) from exc
             finally:
                 os.close(null)
         finally:
@@ -454,8 +466,12 @@ class ContainerOps:
         """``diff``: ("A"|"C"|"D", path), sorted by path."""
         record, _ = self._get(ref)
         found = self.engine.layers.rw_changes(record.layer_id or record.id)
-        targets = [m.destination for m in self._mount_points(record)]
-        return filter_mountpoint_changes(found, targets)
+        try:
+            mounts = self._bundle_spec(record.id).get("mounts") or []
+        except Internal:
+            mounts = []
+        targets = [str(m.get("destination", "")) for m in mounts if isinstance(m, dict)]
+        return filter_mountpoint_changes(found, [*targets, *_SYSTEM_MOUNTS])
 
     def export(self, ref: str, out: BinaryIO) -> None:
         """The container's merged file system (not its volumes) as an uncompressed tar."""
@@ -494,9 +510,12 @@ class ContainerOps:
         except CargoholdError:
             return lambda: None
 
-        def resume() -> None:
-            with contextlib.suppress(CargoholdError):
-                runtime.resume(record.id)
+        paused = [True]
+
+        def resume() -> None:  # idempotent
+            if paused and paused.pop():
+                with contextlib.suppress(CargoholdError):
+                    runtime.resume(record.id)
 
         return resume
 
