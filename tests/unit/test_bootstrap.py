@@ -203,3 +203,31 @@ def test_clean_rootfs_clamps_and_removes(tmp_path: Path) -> None:
     assert os.lstat(root / "usr/bin/tool").st_mtime == 100  # older files keep their time
     assert os.lstat(root / "usr/bin/link").st_mtime == 1000
     assert os.lstat(root / "usr").st_mtime == 1000
+
+
+# ---- tmpfs for mmdebstrap's chroot --------------------------------------------------------
+
+MOUNTS = """\
+/dev/vda / ext4 rw,relatime 0 0
+tmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0
+"""
+GIB = 1 << 30
+
+
+def test_fast_tmpdir_prefers_roomy_tmpfs() -> None:
+    assert bs.fast_tmpdir({}, MOUNTS, lambda p: 8 * GIB, 8 * GIB) == "/dev/shm"
+
+
+@pytest.mark.parametrize(
+    ("environ", "mounts", "free", "mem"),
+    [
+        ({"TMPDIR": "/scratch"}, MOUNTS, 8 * GIB, 8 * GIB),  # the user chose
+        ({}, MOUNTS, GIB // 2, 8 * GIB),  # too little space
+        ({}, MOUNTS, 8 * GIB, GIB // 2),  # too little memory
+        ({}, MOUNTS.replace("nodev", "nodev,noexec"), 8 * GIB, 8 * GIB),
+        ({}, "/dev/vda /dev/shm ext4 rw 0 0\n", 8 * GIB, 8 * GIB),  # not a tmpfs
+        ({}, "", 8 * GIB, 8 * GIB),
+    ],
+)
+def test_fast_tmpdir_declines(environ: dict[str, str], mounts: str, free: int, mem: int) -> None:
+    assert bs.fast_tmpdir(environ, mounts, lambda p: free, mem) is None

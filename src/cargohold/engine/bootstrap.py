@@ -233,6 +233,49 @@ def pick_tool(requested: str, which: Callable[[str], str | None] = shutil.which)
     raise Unavailable(f"{' or '.join(tools)} is not installed (apt-get install {tools[0]})")
 
 
+FAST_TMPDIRS = ("/dev/shm",)
+_TMPFS_NEEDS = 2 << 30  # free space and free memory a minbase chroot (and its debs) fits in
+
+
+def fast_tmpdir(environ: dict[str, str], mounts: str, free_bytes: Callable[[str], int],
+                mem_available: int) -> str | None:
+    """A tmpfs for mmdebstrap's chroot: dpkg's fsyncs on disk double the time (23 s vs 11 s
+    here).  None when TMPDIR is set (the user chose), or no roomy, exec-able tmpfs exists."""
+    if environ.get("TMPDIR") or mem_available < _TMPFS_NEEDS:
+        return None
+    table: dict[str, tuple[str, list[str]]] = {}
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) >= 4:
+            table[fields[1]] = (fields[2], fields[3].split(","))  # the last mount wins
+    for path in FAST_TMPDIRS:
+        fstype, options = table.get(path, ("", []))
+        if fstype == "tmpfs" and "noexec" not in options and "ro" not in options:
+            try:
+                if free_bytes(path) >= _TMPFS_NEEDS:
+                    return path
+            except OSError:
+                continue
+    return None
+
+
+def _host_fast_tmpdir() -> str | None:
+    try:
+        with open("/proc/mounts") as f:
+            mounts = f.read()
+        with open("/proc/meminfo") as f:
+            match = re.search(r"^MemAvailable:\s+(\d+) kB", f.read(), re.MULTILINE)
+    except OSError:
+        return None
+    mem = int(match.group(1)) * 1024 if match else 0
+
+    def free(path: str) -> int:
+        st = os.statvfs(path)
+        return st.f_bavail * st.f_frsize
+
+    return fast_tmpdir(dict(os.environ), mounts, free, mem)
+
+
 # ------------------------------------------------------------------------ busybox
 
 
@@ -392,6 +435,9 @@ class BootstrapService:
         changes = [f"ENV {DEFAULT_PATH}", 'CMD ["bash"]']
         if tool == "mmdebstrap":
             cmd = mmdebstrap_command(target, mirror, opts, as_root=os.geteuid() == 0)
+            tmpdir = _host_fast_tmpdir()
+            if tmpdir:
+                env["TMPDIR"] = tmpdir
             with _streamed(cmd, env, say) as stream:
                 image_id = self._import(stream, reference, epoch, changes, created_by, tool)
         else:
