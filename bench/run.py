@@ -346,6 +346,7 @@ def _big_context() -> Path:
                     break
             if files >= 9000 or total >= 170 << 20:
                 break
+        ctx.mkdir(parents=True, exist_ok=True)
         tmp.rename(data)
     (ctx / "Dockerfile").write_text("FROM bench/busybox:latest\nCOPY data /data\n")
     return ctx
@@ -370,10 +371,47 @@ def w_build_copy() -> Workload:
                     prepare, setup, timed, cleanup)
 
 
+def w_run_none() -> Workload:
+    """``run --rm --network none IMAGE true`` (foreground: create, start, wait, remove)."""
+
+    def timed(tool: str) -> None:
+        sh([*cli(tool), "run", "--rm", "--network", "none", "bench/busybox:latest", "true"])
+
+    return Workload("run --rm --network none IMAGE true", "<= 0.12 s (docker 0.39, podman 0.24)",
+                    lambda: None, _busybox_image, timed, lambda t: None)
+
+
+def w_run_bridge() -> Workload:
+    """``run --rm IMAGE true`` on the default bridge (veth, address, NAT rules, teardown)."""
+
+    def timed(tool: str) -> None:
+        sh([*cli(tool), "run", "--rm", "bench/busybox:latest", "true"])
+
+    return Workload("run --rm IMAGE true (default bridge)", "<= 0.18 s (docker 0.36, podman 0.53)",
+                    lambda: None, _busybox_image, timed, lambda t: None)
+
+
+def w_run_10d() -> Workload:
+    """10 x ``run -d -i IMAGE cat`` then one ``rm -f`` of all ten."""
+
+    def timed(tool: str) -> None:
+        ids = []
+        for _ in range(10):
+            # `cat` on the kept-open stdin (-i) runs until removed (the image has no sleep)
+            r = subprocess.run([*cli(tool), "run", "-d", "-i", "bench/busybox:latest", "cat"],
+                               capture_output=True, check=True)
+            ids.append(r.stdout.decode().strip())
+        sh([*cli(tool), "rm", "-f", *ids])
+
+    return Workload("10 x run -d + rm -f of all ten", "<= 1.5 s (docker 3.4, podman 22)",
+                    lambda: None, _busybox_image, timed, lambda t: None)
+
+
 WORKLOADS = {"build": w_build, "build-cached": w_build_cached, "build-copy": w_build_copy,
              "import": w_import, "save-load": w_save_load, "images": w_images50,
              "bootstrap": w_bootstrap}
 WORKLOADS["commit"] = w_commit
+WORKLOADS.update({"run-none": w_run_none, "run-bridge": w_run_bridge, "run-10d": w_run_10d})
 
 
 def main() -> int:
