@@ -124,7 +124,7 @@ def test_entrypoint_resets_inherited_cmd(tmp_path: Path) -> None:
 
 def test_arg_scoping_and_cache(tmp_path: Path) -> None:
     text = "ARG V=global\nFROM base\nLABEL before=${V}\nARG V\nLABEL after=${V}\n"
-    config, out = _build(tmp_path, text)
+    config, _ = _build(tmp_path, text)
     assert config["config"]["Labels"] == {"before": "", "after": "global", "trig": "yes"}
     again, out2 = _build(tmp_path, text)
     assert again == config and out2.count("CACHED") == 5
