@@ -309,8 +309,7 @@ class ContainerService:
         errors = [e for e in run_cleanup(self.store, cid) if "remove_container" not in e]
         if errors:
             raise CargoholdError(f"cleaning up container {cid}: {errors[0]}")
-        with contextlib.suppress(CargoholdError):
-            self.engine.runtime.delete(cid, force=True)
+        # the monitor deleted the runtime's container on exit (reconcile does after a crash)
         release(self.engine, record, remove_anonymous=volumes)
         self.engine.layers.remove_rw(cid)
         with contextlib.suppress(NotFound):
