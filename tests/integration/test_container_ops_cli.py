@@ -38,8 +38,28 @@ pytestmark = [
         reason="needs root, runc and busybox",
     ),
 ]
-APPLETS = ("sh", "echo", "sleep", "cat", "ls", "true", "false", "id", "env", "pwd", "mkdir",
-           "rm", "dd", "touch", "ln", "chmod", "printf", "test", "head", "stat")
+APPLETS = (
+    "sh",
+    "echo",
+    "sleep",
+    "cat",
+    "ls",
+    "true",
+    "false",
+    "id",
+    "env",
+    "pwd",
+    "mkdir",
+    "rm",
+    "dd",
+    "touch",
+    "ln",
+    "chmod",
+    "printf",
+    "test",
+    "head",
+    "stat",
+)
 
 
 def busybox_tar(path: Path) -> Path:
@@ -58,8 +78,10 @@ def busybox_tar(path: Path) -> Path:
             info.linkname = "busybox"
             tf.addfile(info)
         for name, text in (
-            ("etc/passwd",
-             "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"),
+            (
+                "etc/passwd",
+                "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+            ),
             ("etc/group", "root:x:0:\napp:x:1000:\n"),
             ("etc/motd", "hello from the image\n"),
             ("bin/notexec", "#!/bin/sh\necho no\n"),
@@ -111,8 +133,13 @@ class Env:
         img_cfg = engine.images.config(rec_image).get("config") or {}
         cid = random_id()
         config = ContainerConfig(
-            cmd=tuple(cmd), tty=tty, open_stdin=stdin, stdin_once=stdin, image=image,
-            env=tuple(img_cfg.get("Env") or ("PATH=/bin",)), hostname=cid[:12],
+            cmd=tuple(cmd),
+            tty=tty,
+            open_stdin=stdin,
+            stdin_once=stdin,
+            image=image,
+            env=tuple(img_cfg.get("Env") or ("PATH=/bin",)),
+            hostname=cid[:12],
         )
         record = ContainerRecord(id=cid, name=name, image_id=rec_image.id, path=cmd[0],
                                  args=tuple(cmd[1:]), config=config, layer_id=cid,
@@ -162,8 +189,18 @@ class Env:
                            capture_output=True, check=False)  # fmt: skip
             with contextlib.suppress(Exception):
                 self.engine.layers.unmount_rw(cid)
-            for sub in ("cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer",
-                        "cpuset", "systemd", "unified"):
+            for sub in (
+                "cpu",
+                "cpuacct",
+                "memory",
+                "pids",
+                "blkio",
+                "devices",
+                "freezer",
+                "cpuset",
+                "systemd",
+                "unified",
+            ):
                 with contextlib.suppress(OSError):
                     os.rmdir(f"/sys/fs/cgroup/{sub}/cargohold-test/{cid}")
         subprocess.run(["umount", "-R", "-l", str(self.run)], capture_output=True, check=False)
@@ -189,8 +226,18 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     finally:
         e.cleanup()
         with contextlib.suppress(OSError):
-            for sub in ("cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer",
-                        "cpuset", "systemd", "unified"):
+            for sub in (
+                "cpu",
+                "cpuacct",
+                "memory",
+                "pids",
+                "blkio",
+                "devices",
+                "freezer",
+                "cpuset",
+                "systemd",
+                "unified",
+            ):
                 os.rmdir(f"/sys/fs/cgroup/{sub}/cargohold-test")
 
 
@@ -212,7 +259,7 @@ def test_exec_output_env_user_workdir_and_exit_code(
     code, out, _ = env.out(capfd, "exec", "-e", "FOO=bar", "-w", "/etc", running, "sh", "-c",
                            'echo "$FOO $(pwd) $HOSTNAME"')  # fmt: skip
     assert (code, out) == (0, f"bar /etc {running[:12]}\n")
-    code, out, _ = env.out(capfd, "exec", "-u", "app", running, "sh", "-c", 'id -u; echo $HOME')
+    code, out, _ = env.out(capfd, "exec", "-u", "app", running, "sh", "-c", "id -u; echo $HOME")
     assert (code, out) == (0, "1000\n/home/app\n")
     code, out, _ = env.out(capfd, "exec", "-u", "4242:4343", running, "id")
     assert code == 0 and "uid=4242" in out and "gid=4343" in out
@@ -230,11 +277,26 @@ def test_exec_missing_and_not_executable_commands(
 
 
 def test_exec_stdin_and_detach(env: Env, running: str, tmp_path: Path) -> None:
-    r = subprocess.run(
-        [shutil.which("cargohold") or "cargohold", "--root", str(env.root), "--runroot",
-         str(env.run), "exec", "-i", running, "cat"],
-        input=b"piped\n", capture_output=True, check=False,
-    ) if shutil.which("cargohold") else None
+    r = (
+        subprocess.run(
+            [
+                shutil.which("cargohold") or "cargohold",
+                "--root",
+                str(env.root),
+                "--runroot",
+                str(env.run),
+                "exec",
+                "-i",
+                running,
+                "cat",
+            ],
+            input=b"piped\n",
+            capture_output=True,
+            check=False,
+        )
+        if shutil.which("cargohold")
+        else None
+    )
     if r is not None:
         assert (r.returncode, r.stdout) == (0, b"piped\n")
     assert env.ch("exec", "-d", running, "sh", "-c", "sleep 0.2; touch /tmp/detached") == 0
@@ -308,11 +370,20 @@ def test_attach_gets_output_and_exit_code(env: Env) -> None:
         pytest.skip("cargohold is not installed in PATH")
     cid = env.create(["sh", "-c", "read x; echo got $x; exit 7"], stdin=True)
     env.wait(cid, lambda s: s is Status.RUNNING)
-    r = subprocess.run([exe, "--root", str(env.root), "--runroot", str(env.run), "attach", cid],
-                       input=b"hello\n", capture_output=True, timeout=30, check=False)
+    r = subprocess.run(
+        [exe, "--root", str(env.root), "--runroot", str(env.run), "attach", cid],
+        input=b"hello\n",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert (r.returncode, r.stdout) == (7, b"got hello\n")
-    r = subprocess.run([exe, "--root", str(env.root), "--runroot", str(env.run), "attach", cid],
-                       capture_output=True, timeout=30, check=False)
+    r = subprocess.run(
+        [exe, "--root", str(env.root), "--runroot", str(env.run), "attach", cid],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert r.returncode == 1
     assert b"You cannot attach to a stopped container, start it first" in r.stderr
 
@@ -495,3 +566,40 @@ def test_commit_errors(env: Env, capfd: pytest.CaptureFixture[str]) -> None:
     assert (code, err) == (1, "Error: No such container: nosuch\n")
     code, out, _ = env.out(capfd, "commit", "-p=false", cid)
     assert code == 0 and out.startswith("sha256:")
+
+
+# --------------------------------------------------------------------------- the seed tutorial
+
+
+def test_seed_commit_and_export_import_with_run(env: Env) -> None:
+    """Seed section 3: run, change, ``commit -m -a``, run the new image; ``export >`` then
+    ``cat | import -`` and run that image too."""
+    exe = shutil.which("cargohold")
+    if exe is None:
+        pytest.skip("cargohold is not installed in PATH")
+    base = [exe, "--root", str(env.root), "--runroot", str(env.run)]
+
+    def ch(*args: str, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([*base, *args], input=data, capture_output=True, timeout=60,
+                              check=False)  # fmt: skip
+
+    r = ch("run", "-d", "--name", "seed", "--network", "none", "busybox:test", "sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    try:
+        cid = r.stdout.decode().strip()
+        env.ids.append(cid)
+        assert ch("exec", "seed", "sh", "-c", "echo tutorial > /root/note").returncode == 0
+        r = ch("commit", "-m", "new", "-a", "centos", cid[:12], "centos:test")
+        assert r.returncode == 0, r.stderr
+        r = ch("run", "--rm", "--network", "none", "centos:test", "cat", "/root/note")
+        assert (r.returncode, r.stdout) == (0, b"tutorial\n"), r.stderr
+        r = ch("inspect", "-f", "{{.Author}}|{{.Comment}}", "centos:test")
+        assert r.stdout == b"centos|new\n"
+        exported = ch("export", "seed")
+        assert exported.returncode == 0, exported.stderr
+        r = ch("import", "-", "image_name:tag", data=exported.stdout)
+        assert r.returncode == 0, r.stderr
+        r = ch("run", "--rm", "--network", "none", "image_name:tag", "/bin/cat", "/root/note")
+        assert (r.returncode, r.stdout) == (0, b"tutorial\n"), r.stderr
+    finally:
+        ch("rm", "-f", "seed")
