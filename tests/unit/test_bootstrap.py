@@ -231,3 +231,14 @@ def test_fast_tmpdir_prefers_roomy_tmpfs() -> None:
 )
 def test_fast_tmpdir_declines(environ: dict[str, str], mounts: str, free: int, mem: int) -> None:
     assert bs.fast_tmpdir(environ, mounts, lambda p: free, mem) is None
+
+
+# ---- the demo stops with a message naming a missing piece ----------------------------------
+
+
+def test_demo_names_a_missing_verb() -> None:
+    from cargohold import demo
+
+    with pytest.raises(demo.Stop, match=r"`cargohold frobnicate` is not available yet"):
+        demo.require("frobnicate", "frobnicate_does_not_exist", "not written")
+    demo.require("images", "images", "present")  # an existing verb passes
