@@ -120,7 +120,8 @@ def part_apache() -> None:
     print("\n".join("    " + line for line in (EXAMPLE / "Dockerfile").read_text().splitlines()))
     ch("build", "-t", IMAGE, str(EXAMPLE),
        shown=f"cargohold build -t {IMAGE} {EXAMPLE.relative_to(REPO)}")
-    ch("rm", "-f", NAME, check=False, quiet=True)
+    if query("inspect", "--type", "container", "-f", "{{.Id}}", NAME):
+        ch("rm", "-f", NAME)  # the previous demo's container
     ch("run", "-itd", "-p", "6666:80", "--name", NAME, IMAGE)
     page = wait_for_page(URL, timeout=60)
     if page is None:
