@@ -87,8 +87,12 @@ def test_busybox_image(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     assert (diff / "etc/passwd").read_text().startswith("root:x:0:0:")
     assert "root:x:0:" in (diff / "etc/group").read_text()
     # the applet links work once the rootfs is the root
-    out = subprocess.run(["chroot", str(diff), "/bin/sh", "-c", "echo ok; id -u"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["chroot", str(diff), "/bin/sh", "-c", "echo ok; id -u"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.split() == ["ok", "0"]
 
 
@@ -98,8 +102,10 @@ def test_unknown_target_is_a_usage_error(env: Env, capsys: pytest.CaptureFixture
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("mmdebstrap") is None and shutil.which("debootstrap") is None,
-                    reason="neither mmdebstrap nor debootstrap is installed")
+@pytest.mark.skipif(
+    shutil.which("mmdebstrap") is None and shutil.which("debootstrap") is None,
+    reason="neither mmdebstrap nor debootstrap is installed",
+)
 def test_debian_bookworm_minbase(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     mirror = detect_mirror("debian")
     try:
