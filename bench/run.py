@@ -31,7 +31,9 @@ PODMAN = ["podman", "--root", str(WORK / "podman-root"), "--runroot", str(WORK /
 DOCKER = ["docker"]
 
 
-def sh(cmd: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def sh(
+    cmd: list[str], stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
     inp = open(stdin, "rb") if stdin else subprocess.DEVNULL  # noqa: SIM115
     try:
         return subprocess.run(cmd, stdin=inp, stdout=subprocess.DEVNULL,

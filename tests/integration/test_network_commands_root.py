@@ -48,8 +48,17 @@ class Env:
         self.locks: list[FileLock] = []
 
     def __call__(self, *args: str) -> tuple[int, str, str]:
-        code = main(["--root", str(self.root), "--runroot", str(self.root / "run"),
-                     "--storage-driver", "vfs", *args])
+        code = main(
+            [
+                "--root",
+                str(self.root),
+                "--runroot",
+                str(self.root / "run"),
+                "--storage-driver",
+                "vfs",
+                *args,
+            ]
+        )
         out, err = self.capsys.readouterr()
         return code, out, err
 
@@ -114,8 +123,11 @@ def env(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Env]:
                     errors.append(exc)
         links = sh("ip", "-o", "link")
         leftover_links = [b for _, b in created if f" {b}:" in links or f" {b}@" in links]
-        leftover_links += [ln for ln in links.splitlines()
-                           if any(host_veth_name(c, n) in ln for c in e.ids for n, _ in created)]
+        leftover_links += [
+            ln
+            for ln in links.splitlines()
+            if any(host_veth_name(c, n) in ln for c in e.ids for n, _ in created)
+        ]
         snap = firewall.snapshot()
         tags = [firewall.network_tag(n) for n, _ in created]
         tags += [firewall.container_tag(c, n) for c in e.ids for n, _ in created]
@@ -126,8 +138,11 @@ def env(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Env]:
             for ln in t
         ):
             firewall.cleanup_all()
-        leases = [p.name for p in (e.root / "networks" / "leases").glob("*.json")
-                  if json.loads(p.read_text()).get("leases")]
+        leases = [
+            p.name
+            for p in (e.root / "networks" / "leases").glob("*.json")
+            if json.loads(p.read_text()).get("leases")
+        ]
         assert not errors, errors
         assert not leftover_links, leftover_links
         assert not leftover_rules, leftover_rules
