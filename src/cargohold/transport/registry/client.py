@@ -100,6 +100,12 @@ def _discard(resp: urllib3.BaseHTTPResponse) -> None:
     resp.release_conn()
 
 
+def _drop(resp: urllib3.BaseHTTPResponse) -> None:
+    with contextlib.suppress(Exception):
+        resp.close()
+    resp.release_conn()
+
+
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme, parts.netloc
@@ -436,6 +442,8 @@ class RegistryClient:
                                       f"{resp.headers.get('Content-Range')!r} for offset {written}")
                 written = self._stream_body(resp, out, hasher, written, size, what, progress)
             except (urllib3.exceptions.HTTPError, _Stalled, OSError) as e:
+                _drop(resp)  # never drain a broken or endless body
+                written = out.tell()  # what reached ``out`` (and the hasher) before the fault
                 if isinstance(e, _Stalled | urllib3.exceptions.TimeoutError):
                     reason = f"timeout: {e}" if str(e) else "timeout"
                 else:
@@ -446,8 +454,10 @@ class RegistryClient:
                 self._sleep(self._backoff(attempt))
                 attempt += 1
                 continue
-            finally:
-                _discard(resp)
+            except BaseException:
+                _drop(resp)
+                raise
+            _discard(resp)
             break
         if size is not None and written != size:
             raise InvalidArgument(f"{what}: size mismatch: got {written} bytes, expected {size}")
