@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from registry_fake import FakeRegistry, RedirectTarget, digest_of, make_image
 
 from cargohold.config import Settings
 from cargohold.engine import Engine
@@ -20,8 +21,6 @@ from cargohold.transport.registry.auth import Credentials
 from cargohold.transport.registry.client import ClientOptions, RegistryClient
 from cargohold.transport.registry.hosts import Endpoint
 from cargohold.transport.registry_source import RegistrySource
-
-from registry_fake import FakeRegistry, RedirectTarget, digest_of, make_image
 
 OPTS = ClientOptions(retries=3, backoff=0.01, read_timeout=2.0, connect_timeout=2.0,
                      stall_timeout=0.5, min_speed=100_000)
