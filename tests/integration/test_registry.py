@@ -92,7 +92,7 @@ def start_registry(base: Path, tls: bool = False) -> Registry:
             break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError((d / "log").read_text())
+                raise RuntimeError((d / "log").read_text()) from None
             time.sleep(0.05)
     return Registry(f"127.0.0.1:{port}", d, proc, tls, ca)
 
@@ -293,7 +293,7 @@ def test_we_pull_what_skopeo_pushes(cli: Cli, registry: Registry, image: str,
                         f"docker-archive:{tmp_path / 'x.tar'}", f"docker://{target}"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    code, out, err = cli("pull", "--tls-verify=false", target)
+    code, _, err = cli("pull", "--tls-verify=false", target)
     assert code == 0, err
     ids = [cli("inspect", "--format", "{{.Id}}", n)[1].strip() for n in (image, target)]
     assert ids[0] == ids[1]
@@ -309,8 +309,9 @@ def test_podman_pulls_what_we_push(cli: Cli, registry: Registry, image: str,
     base = [podman, "--root", str(store / "root"), "--runroot", str(store / "run"),
             "--storage-driver", "vfs"]
     try:
+        env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONFIG"}
         r = subprocess.run([*base, "pull", "--tls-verify=false", image], capture_output=True,
-                           text=True, timeout=120)
+                           text=True, timeout=120, env=env)
         assert r.returncode == 0, r.stderr
     finally:
         subprocess.run([*base, "rmi", "-af"], capture_output=True, timeout=60)
