@@ -408,12 +408,113 @@ def w_run_10d() -> Workload:
     return Workload("10 x run -d + rm -f of all ten", "<= 1.5 s (docker 3.4, podman 22)",
                     lambda: None, _busybox_image, timed, lambda t: None)
 
+# ---- registry pull / push (a docker-registry on 127.0.0.1, restarted empty for each push) ----
+
+class _LocalRegistry:
+    """Debian's docker-registry on a free 127.0.0.1 port with storage under WORK."""
+
+    def __init__(self) -> None:
+        import atexit
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.dir = WORK / "registry"
+        self.proc: subprocess.Popen[bytes] | None = None
+        atexit.register(self.stop)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, fresh: bool = False) -> None:
+        import socket
+
+        self.stop()
+        if fresh:
+            shutil.rmtree(self.dir / "data", ignore_errors=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        conf = self.dir / "config.yml"
+        conf.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                        f"    rootdirectory: {self.dir / 'data'}\n  delete:\n    enabled: true\n"
+                        f"http:\n  addr: {self.host}\n")
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("docker-registry did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait()
+            self.proc = None
+
+
+def _registry_tool_args(tool: str) -> list[str]:
+    return ["--tls-verify=false"]
+
+
+def w_registry_pull() -> Workload:
+    """pull of a ~200 MB single-layer image (gzip) from a registry on 127.0.0.1."""
+    reg = _LocalRegistry()
+    name: list[str] = []
+
+    def prepare() -> None:
+        if shutil.which("docker-registry") is None:
+            raise SystemExit("docker-registry is not installed (scripts/install.sh)")
+        reg.start(fresh=True)
+        name.append(f"{reg.host}/bench/pull:latest")
+        sh([*CARGOHOLD, "import", str(rootfs_tarball()), name[0]])
+        sh([*CARGOHOLD, "push", "--tls-verify=false", name[0]])
+
+    def setup(tool: str) -> None:
+        sh([*cli(tool), "rmi", "-f", name[0]], check=False)
+
+    def timed(tool: str) -> None:
+        sh([*cli(tool), "pull", *_registry_tool_args(tool), name[0]])
+
+    def cleanup(tool: str) -> None:
+        sh([*cli(tool), "rmi", "-f", name[0]], check=False)
+
+    return Workload("pull of a ~200 MB image from a registry on 127.0.0.1",
+                    "<= 0.5 x podman pull", prepare, setup, timed, cleanup)
+
+
+def w_registry_push() -> Workload:
+    """push (gzip) of a ~200 MB single-layer image to an empty registry on 127.0.0.1."""
+    reg = _LocalRegistry()
+    name: list[str] = []
+
+    def prepare() -> None:
+        if shutil.which("docker-registry") is None:
+            raise SystemExit("docker-registry is not installed (scripts/install.sh)")
+        name.append(f"{reg.host}/bench/push:latest")
+
+    def setup(tool: str) -> None:
+        reg.start(fresh=True)  # nothing to skip or mount: every push compresses and uploads
+        r = subprocess.run([*cli(tool), "image", "inspect", name[0]], capture_output=True)
+        if r.returncode != 0:
+            sh([*cli(tool), "import", str(rootfs_tarball()), name[0]])
+
+    def timed(tool: str) -> None:
+        sh([*cli(tool), "push", *_registry_tool_args(tool), name[0]])
+
+    return Workload("push of a ~200 MB image to an empty registry on 127.0.0.1",
+                    "<= 0.5 x podman push", prepare, setup, timed, lambda t: None)
+
 
 WORKLOADS = {"build": w_build, "build-cached": w_build_cached, "build-copy": w_build_copy,
              "import": w_import, "save-load": w_save_load, "images": w_images50,
              "bootstrap": w_bootstrap}
 WORKLOADS["commit"] = w_commit
 WORKLOADS.update({"run-none": w_run_none, "run-bridge": w_run_bridge, "run-10d": w_run_10d})
+WORKLOADS.update({"pull": w_registry_pull, "push": w_registry_push})
 
 
 def main() -> int:
