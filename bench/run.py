@@ -470,7 +470,16 @@ def w_registry_pull() -> Workload:
             raise SystemExit("docker-registry is not installed (scripts/install.sh)")
         reg.start(fresh=True)
         name.append(f"{reg.host}/bench/pull:latest")
-        sh([*CARGOHOLD, "import", str(rootfs_tarball()), name[0]])
+        unique = WORK / "rootfs-pull.tar"  # a layer no other image of the stores shares
+        if not unique.exists():
+            import tarfile
+
+            shutil.copy(rootfs_tarball(), unique)
+            marker = WORK / "pull-marker"
+            marker.write_text("pull workload\n")
+            with tarfile.open(unique, "a") as tf:
+                tf.add(marker, "pull-marker")
+        sh([*CARGOHOLD, "import", str(unique), name[0]])
         sh([*CARGOHOLD, "push", "--tls-verify=false", name[0]])
 
     def drop(tool: str) -> None:  # by id: a tag alone may leave the image (its digest)
