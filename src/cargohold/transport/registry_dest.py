@@ -15,18 +15,29 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, cast
 
 from cargohold.errors import InvalidArgument
 from cargohold.oci import image as oci_image
 from cargohold.oci.reference import Reference, parse_reference
-from cargohold.store.compression import Algorithm, compressor
+from cargohold.store.compression import Algorithm
 from cargohold.transport.base import ImageSource, LayerRef, SourceImage
 from cargohold.transport.registry.cache import BlobEntry, DigestCache
 from cargohold.transport.registry.client import RegistryClient
 from cargohold.transport.registry.events import Event, ProgressFn, no_progress, short
 
 Feed = Callable[[bytes | memoryview], object]
+BLOCK = 8 << 20  # input bytes per gzip member / zstd frame: part of the digest, keep fixed
+
+
+def compress_block(algo: Algorithm, level: int, block: bytes) -> bytes:
+    """One self-contained gzip member or zstd frame (no timestamps, no names)."""
+    if algo == "gzip":
+        from zlib_ng import zlib_ng
+
+        return bytes(zlib_ng.compress(block, level, 31))
+    import zstandard
+
+    return bytes(zstandard.ZstdCompressor(level=level).compress(block))
 
 
 class _Stopped(Exception):
@@ -34,16 +45,23 @@ class _Stopped(Exception):
 
 
 def compressed_chunks(produce: Callable[[Feed], None], algo: Algorithm, level: int,
-                      on_read: Callable[[int], None]) -> Iterator[bytes]:
-    """The compressed bytes of what ``produce`` feeds, made in a thread while they are sent.
+                      on_read: Callable[[int], None], threads: int = 0) -> Iterator[bytes]:
+    """The compressed bytes of what ``produce`` feeds, made on all cores while they are sent.
 
-    ``produce(feed)`` pushes the uncompressed tar (``LocalSource.write_layer``); a bounded
-    queue hands compressed pieces to the consumer, so compression overlaps the upload.
+    The input is cut in fixed ``BLOCK``s, each compressed on its own into a gzip member (or a
+    zstd frame) by a thread pool (zlib-ng and zstd release the GIL); members are yielded in
+    order.  Concatenated members are one valid gzip (zstd) stream, and the bytes depend only
+    on the input, the algorithm and the level, never on the number of threads.
     """
-    q: queue.Queue[bytes | BaseException | None] = queue.Queue(16)
+    import os
+    from concurrent.futures import Future
+
+    workers = threads or max(1, min(8, os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="compress")
+    q: queue.Queue[Future[bytes] | BaseException | None] = queue.Queue(workers * 2)
     stop = threading.Event()
 
-    def put(item: bytes | BaseException | None) -> None:
+    def put(item: Future[bytes] | BaseException | None) -> None:
         while not stop.is_set():
             try:
                 q.put(item, timeout=0.1)
@@ -52,27 +70,24 @@ def compressed_chunks(produce: Callable[[Feed], None], algo: Algorithm, level: i
                 continue
         raise _Stopped()
 
-    class Sink:
-        def write(self, data: bytes | bytearray | memoryview) -> int:
-            put(bytes(data))
-            return len(data)
-
-        def flush(self) -> None:
-            pass
-
     def run() -> None:
+        buf = bytearray()
         done = 0
+
+        def feed(chunk: bytes | memoryview) -> None:
+            nonlocal done
+            buf.extend(chunk)
+            done += len(chunk)
+            while len(buf) >= BLOCK:
+                block = bytes(buf[:BLOCK])
+                del buf[:BLOCK]
+                put(pool.submit(compress_block, algo, level, block))
+            on_read(done)
+
         try:
-            writer = compressor(cast(BinaryIO, Sink()), algo, level)
-
-            def feed(chunk: bytes | memoryview) -> None:
-                nonlocal done
-                writer.write(chunk)
-                done += len(chunk)
-                on_read(done)
-
             produce(feed)
-            writer.close()
+            if buf or not done:
+                put(pool.submit(compress_block, algo, level, bytes(buf)))
             put(None)
         except _Stopped:
             pass
@@ -80,8 +95,8 @@ def compressed_chunks(produce: Callable[[Feed], None], algo: Algorithm, level: i
             with contextlib.suppress(_Stopped):
                 put(e)
 
-    worker = threading.Thread(target=run, name="compress", daemon=True)
-    worker.start()
+    reader = threading.Thread(target=run, name="layer-reader", daemon=True)
+    reader.start()
     try:
         while True:
             item = q.get()
@@ -89,10 +104,11 @@ def compressed_chunks(produce: Callable[[Feed], None], algo: Algorithm, level: i
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            yield item.result()
     finally:
         stop.set()
-        worker.join()
+        reader.join()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class RegistryDestination:
@@ -115,7 +131,7 @@ class RegistryDestination:
 
     @property
     def want(self) -> str:
-        return f"{self.algo}:{self.level}"
+        return f"{self.algo}:{self.level}:{BLOCK >> 20}m"
 
     def put(self, image: SourceImage, source: ImageSource) -> str:
         write_layer = getattr(source, "write_layer", None)
