@@ -240,7 +240,7 @@ class ContainerOps:
 
         record, state = self._running(ref)
         if state.status is Status.PAUSED:
-            raise Conflict(f"Container {record.id} is paused, unpause the container first")
+            raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
         process = self.exec_process(record, opts)
         run_dir = self.store.run_dir(record.id)
         spec_path = run_dir / f"exec-{secrets.token_hex(8)}.json"
