@@ -504,21 +504,28 @@ class Monitor:
             with contextlib.suppress(ChildProcessError):
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
                 if pid == self.pid:
-                    self.exit_status = _exit_code(status)
-                    self._after(DRAIN_SECONDS, self._drain_over)
-                    self._maybe_exited()
+                    self._reaped(status)
         # Orphans reparented to us (we are a subreaper); never while a probe's runtime call
-        # waits for its own child, which a waitpid(-1) could steal.
+        # waits for its own child, which a waitpid(-1) could steal.  The container's init may
+        # end between the waitpid above and this loop: its status must not be dropped here
+        # (that lost the exit and hung the monitor).
         if self.probe_running.acquire(blocking=False):
             try:
                 while True:
-                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                    pid, status = os.waitpid(-1, os.WNOHANG)
                     if pid == 0:
                         break
+                    if pid == self.pid and self.exit_status is None:
+                        self._reaped(status)
             except ChildProcessError:
                 pass
             finally:
                 self.probe_running.release()
+
+    def _reaped(self, status: int) -> None:
+        self.exit_status = _exit_code(status)
+        self._after(DRAIN_SECONDS, self._drain_over)
+        self._maybe_exited()
 
     def _on_output(self, fd: int) -> None:
         try:

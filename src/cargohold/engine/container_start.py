@@ -111,7 +111,8 @@ def start_container(
     undo = Undo()
     spawned = False
     try:
-        rootfs = engine.layers.mount_rw(cid)
+        # a --rm container's rw layer is discarded: no sync of it (on unmount) is needed
+        rootfs = engine.layers.mount_rw(cid, volatile=record.host_config.auto_remove)
         undo.add(lambda: engine.layers.unmount_rw(cid))
         populate(engine, record, rootfs)
         net = cnet.setup(engine, record, undo)

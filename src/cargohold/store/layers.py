@@ -311,10 +311,11 @@ class LayerStore:
     def rw_parent(self, rw_id: str) -> str | None:
         return self._rw_parent(rw_id)
 
-    def mount_rw(self, rw_id: str) -> Path:
+    def mount_rw(self, rw_id: str, volatile: bool = False) -> Path:
+        """Mount (idempotent); ``volatile`` for layers discarded after use (see the driver)."""
         lowers = self._lowers(self._rw_parent(rw_id))
         with self._lock:
-            return self.driver.mount_rw(self._rw_dir(rw_id), lowers)
+            return self.driver.mount_rw(self._rw_dir(rw_id), lowers, volatile)
 
     def unmount_rw(self, rw_id: str) -> None:
         rw_dir = self._rw_dir(rw_id)

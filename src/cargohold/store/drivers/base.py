@@ -79,8 +79,11 @@ class StorageDriver(Protocol):
         """Fill a fresh (staging) container directory."""
         ...
 
-    def mount_rw(self, rw_dir: Path, lowers: Sequence[str]) -> Path:
-        """Return the container's root file system, mounting it if needed (idempotent)."""
+    def mount_rw(self, rw_dir: Path, lowers: Sequence[str], volatile: bool = False) -> Path:
+        """Return the container's root file system, mounting it if needed (idempotent).
+
+        ``volatile``: the content is thrown away after use (``--rm``), so the driver may skip
+        syncing it (overlay's ``volatile`` option: no sync of the upper fs on unmount)."""
         ...
 
     def unmount_rw(self, rw_dir: Path) -> None:

@@ -40,21 +40,31 @@ def mount_overlay(
     lowers: Sequence[str],
     upper: Path | None = None,
     work: Path | None = None,
+    volatile: bool = False,
 ) -> None:
-    """Mount overlayfs at ``target``; ``lowers`` are paths relative to ``layers_dir``."""
+    """Mount overlayfs at ``target``; ``lowers`` are paths relative to ``layers_dir``.
+
+    ``volatile`` (Linux 5.10+, falls back to a plain mount): no sync of the upper file system,
+    neither on fsync nor on unmount (which otherwise syncs the whole upper file system, 20-80 ms
+    on a busy disk).  Only for upper dirs that are discarded after use."""
     data = "lowerdir=" + ":".join(lowers)
     if upper is not None and work is not None:
         data += f",upperdir={os.path.relpath(upper, layers_dir)}"
         data += f",workdir={os.path.relpath(work, layers_dir)}"
     data += "," + OPTIONS
     raw = data.encode()
-    if len(raw) >= _PAGE:
+    if len(raw) + len(",volatile") >= _PAGE:
         raise InvalidArgument(
             f"overlay mount data too long ({len(raw)} bytes, {len(lowers)} layers)"
         )
     flags = 0 if upper is not None else MS_RDONLY
+    dest = os.fsencode(str(target.resolve()))
     with _in_directory(layers_dir):
-        rc = libc().mount(b"overlay", os.fsencode(str(target.resolve())), b"overlay", flags, raw)
+        rc = -1
+        if volatile and upper is not None:
+            rc = libc().mount(b"overlay", dest, b"overlay", flags, raw + b",volatile")
+        if rc != 0:
+            rc = libc().mount(b"overlay", dest, b"overlay", flags, raw)
     if rc != 0:
         err = ctypes.get_errno()
         raise Internal(f"mounting overlay at {target}: {os.strerror(err)}")
@@ -134,13 +144,15 @@ class OverlayDriver:
             (rw_dir / sub).mkdir(exist_ok=True)
         os.chmod(rw_dir / "upper", 0o755)
 
-    def mount_rw(self, rw_dir: Path, lowers: Sequence[str]) -> Path:
+    def mount_rw(self, rw_dir: Path, lowers: Sequence[str], volatile: bool = False) -> Path:
         merged = rw_dir / "merged"
         if os.path.ismount(merged):
             return merged
         self.layout.empty  # noqa: B018 - makes sure it exists
         args = self._lower_arg(lowers) or [".empty"]
-        mount_overlay(self.layout.layers, merged, args, rw_dir / "upper", rw_dir / "work")
+        mount_overlay(
+            self.layout.layers, merged, args, rw_dir / "upper", rw_dir / "work", volatile
+        )
         return merged
 
     def unmount_rw(self, rw_dir: Path) -> None:

@@ -52,7 +52,7 @@ class VfsDriver:
     def create_rw(self, rw_dir: Path, lowers: Sequence[str]) -> None:
         copy_tree(self._content(lowers), rw_dir / "rootfs")
 
-    def mount_rw(self, rw_dir: Path, lowers: Sequence[str]) -> Path:
+    def mount_rw(self, rw_dir: Path, lowers: Sequence[str], volatile: bool = False) -> Path:
         return rw_dir / "rootfs"
 
     def unmount_rw(self, rw_dir: Path) -> None:
