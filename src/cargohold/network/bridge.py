@@ -16,7 +16,7 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cargohold.errors import CargoholdError, InvalidArgument
+from cargohold.errors import CargoholdError, Internal, InvalidArgument
 from cargohold.network import firewall
 from cargohold.network.base import Attachment, run_ip_batch
 from cargohold.network.hosts import HostsRegistry
@@ -172,8 +172,15 @@ class BridgeBackend:
 
     @staticmethod
     def _delete_link(name: str) -> None:
-        if (SYS_NET / name).exists():
+        if not (SYS_NET / name).exists():
+            return
+        try:
             run_ip_batch([f"link del {name}"])
+        except Internal as exc:
+            # the kernel removes the pair by itself when its namespace goes away: that
+            # may happen between the check above and our delete
+            if "Cannot find device" not in str(exc):
+                raise
 
     # ------------------------------------------------------------------ detach
 
