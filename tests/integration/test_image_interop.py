@@ -135,3 +135,76 @@ def test_we_load_skopeo_oci_archive_with_gzip_layers(env: Env,
     assert "Loaded image" in out
     # skopeo rewrites the manifest (gzip layers) but keeps the config, so the id is kept
     assert src_id in out or _image_id(env, out.split()[-1], capsys) == src_id
+
+
+@pytest.fixture
+def dockerd(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A private Docker 20.10 daemon (no networking, vfs) for archive round trips."""
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        pytest.skip("docker.io (dockerd) is not installed")
+    import os
+    import signal
+    import time
+
+    base = Path(tempfile.mkdtemp(prefix="chd-", dir="/tmp"))  # unix socket paths are short
+    sock = base / "docker.sock"
+    log = open(base / "dockerd.log", "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(
+        ["dockerd", "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
+         "--pidfile", str(base / "docker.pid"), "--host", f"unix://{sock}",
+         "--iptables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none",
+         "--storage-driver", "vfs", "--containerd-namespace", "cargohold-test",
+         "--containerd-plugins-namespace", "cargohold-test-plugins"],
+        stdout=log, stderr=log, start_new_session=True,
+    )
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
+    try:
+        for _ in range(150):
+            if proc.poll() is not None:
+                break
+            if subprocess.run(["docker", "version"], env=env, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.skip("dockerd did not come up within 30 s")
+        if proc.poll() is not None:
+            pytest.skip(f"dockerd could not start: {(base / 'dockerd.log').read_text()[-300:]}")
+        yield env
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+        subprocess.run(["umount", "-R", "-l", str(base / "exec")], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_docker_round_trips_with_us(env: Env, dockerd: dict[str, str],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    tar = busybox_rootfs_tar(env.tmp / "rootfs.tar")
+    assert env.ch("import", "-c", "ENV A=1", str(tar), "interop/docker:1") == 0
+    image_id = _image_id(env, "interop/docker:1", capsys)
+    ours = env.tmp / "ours.tar"
+    assert env.ch("save", "-o", str(ours), "interop/docker:1") == 0
+    r = subprocess.run(["docker", "load", "-i", str(ours)], env=dockerd, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert "Loaded image: interop/docker:1" in r.stdout
+    r = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}} {{.Config.Env}}",
+                        "interop/docker:1"], env=dockerd, capture_output=True, text=True)
+    assert r.stdout.split()[0] == image_id and "A=1" in r.stdout
+    # and back: docker tags it anew and saves it in its own 20.10 layout
+    subprocess.run(["docker", "tag", "interop/docker:1", "fromdocker:2"], env=dockerd, check=True)
+    theirs = env.tmp / "theirs.tar"
+    r = subprocess.run(["docker", "save", "-o", str(theirs), "fromdocker:2"], env=dockerd,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert env.ch("rmi", "interop/docker:1") == 0
+    capsys.readouterr()
+    assert env.ch("load", "-i", str(theirs)) == 0
+    assert capsys.readouterr().out.strip() == "Loaded image: fromdocker:2"
+    assert _image_id(env, "fromdocker:2", capsys) == image_id
