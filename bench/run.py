@@ -52,8 +52,46 @@ def tool_available(tool: str) -> str | None:
     if tool == "docker":
         r = subprocess.run(["docker", "info"], capture_output=True, timeout=20)
         if r.returncode != 0:
-            return "docker daemon is not running"
+            return start_private_dockerd()
     return None
+
+
+def start_private_dockerd() -> str | None:
+    """Start a dockerd of our own (overlay2, its default networking) for the comparison.
+
+    It is stopped when the benchmark ends.  Returns the reason when that is not possible.
+    """
+    import atexit
+    import signal
+
+    if shutil.which("dockerd") is None:
+        return "docker daemon is not running and dockerd is not installed"
+    base = WORK / "docker"
+    base.mkdir(parents=True, exist_ok=True)
+    sock = base / "docker.sock"
+    log = open(base / "dockerd.log", "ab")  # noqa: SIM115 - lives as long as the daemon
+    proc = subprocess.Popen(
+        ["dockerd", "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
+         "--pidfile", str(base / "docker.pid"), "--host", f"unix://{sock}"],
+        stdout=log, stderr=log, start_new_session=True,
+    )
+
+    def stop() -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(60)
+
+    atexit.register(stop)
+    os.environ["DOCKER_HOST"] = f"unix://{sock}"
+    for _ in range(150):
+        if subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+            print(f"# started a private dockerd ({sock}); it stops with the benchmark")
+            return None
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    stop()
+    return "docker daemon is not running and a private dockerd did not start"
 
 
 def cli(tool: str) -> list[str]:
