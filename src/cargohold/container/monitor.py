@@ -281,6 +281,7 @@ class Monitor:
         self.probe_running = threading.Lock()
         self.probe_epoch = 0
         self.done = False
+        self._deleting: threading.Thread | None = None
         self.awaiting_attach = False
         self.log = JsonLogWriter(store.log_path(cid))
         self.hc = self.record.config.healthcheck
@@ -353,19 +354,43 @@ class Monitor:
                 self.runtime.delete(self.cid, force=True)
         pid_file = self.run_dir / "pid"
         pid_file.unlink(missing_ok=True)
+        # Held for the first attach client: create now, start on connect.  Otherwise one
+        # `runc run --detach` creates and starts (one runtime process less than create+start).
+        hold = first and self.wait_for_attach
         if self.record.config.tty:
-            self._create_tty(pid_file)
+            self._create_tty(pid_file, run=not hold)
         else:
-            self._create_pipes(pid_file)
+            self._create_pipes(pid_file, run=not hold)
         self.pid = int(pid_file.read_text())
-        if first and self.wait_for_attach:
+        if hold:
             self.awaiting_attach = True
             self._report({"monitor_pid": os.getpid(), "pid": self.pid, "waiting": True})
             self._after(ATTACH_WAIT_SECONDS, self._attach_wait_over)
             return
-        self._run_created()
+        self._running()
 
-    def _create_pipes(self, pid_file: Path) -> None:
+    def _launch(
+        self, pid_file: Path, stdio: Stdio, run: bool, console_socket: Path | None = None
+    ) -> None:
+        if run:
+            self.runtime.run(
+                self.cid,
+                self.bundle,
+                pid_file=pid_file,
+                console_socket=console_socket,
+                stdio=stdio,
+                detach=True,
+            )
+        else:
+            self.runtime.create(
+                self.cid,
+                self.bundle,
+                pid_file=pid_file,
+                console_socket=console_socket,
+                stdio=stdio,
+            )
+
+    def _create_pipes(self, pid_file: Path, run: bool = False) -> None:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         child_in: int | None = None
@@ -374,7 +399,7 @@ class Monitor:
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             stdio = Stdio(child_in if child_in is not None else null, out_w, err_w)
-            self.runtime.create(self.cid, self.bundle, pid_file=pid_file, stdio=stdio)
+            self._launch(pid_file, stdio, run)
         except BaseException:
             for fd in (out_r, err_r, self.stdin_w):
                 if fd is not None:
@@ -388,7 +413,7 @@ class Monitor:
         self._watch_output(out_r, "stdout")
         self._watch_output(err_r, "stderr")
 
-    def _create_tty(self, pid_file: Path) -> None:
+    def _create_tty(self, pid_file: Path, run: bool = False) -> None:
         tmpdir = None
         path = self.run_dir / "console.sock"
         if len(str(path)) > 100:
@@ -401,13 +426,7 @@ class Monitor:
             listener.listen(1)
             null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
             try:
-                self.runtime.create(
-                    self.cid,
-                    self.bundle,
-                    pid_file=pid_file,
-                    console_socket=path,
-                    stdio=Stdio(null, null, null),
-                )
+                self._launch(pid_file, Stdio(null, null, null), run, console_socket=path)
             finally:
                 os.close(null)
             listener.settimeout(10)
@@ -443,6 +462,9 @@ class Monitor:
         except errors.CargoholdError as exc:
             self._failed_start(exc)
             return
+        self._running()
+
+    def _running(self) -> None:
         self.started_ns = now_ns()
         self.exit_status = None
         hc = Health() if self.probe else None
@@ -594,8 +616,7 @@ class Monitor:
         self.log.flush()
         oom = self._oom_killed()
         self._close_stdio()
-        with contextlib.suppress(errors.CargoholdError):
-            self.runtime.delete(self.cid, force=True)
+        self._delete_in_background()  # joined before a restart or the EXIT frame
         state = self.store.read_state(self.cid)
         ran = now_ns() - self.started_ns
         delay = self.restart.next_delay(code, state.manually_stopped, ran)
@@ -617,7 +638,24 @@ class Monitor:
         self.server.finish(proto.EXIT, json.dumps({"ExitCode": code}).encode())
         self._after(delay / 1e9, self._restart)
 
+    def _delete_in_background(self) -> None:
+        """``runtime delete`` (cgroups, runtime state: ~5 ms) while the cleanup runs."""
+
+        def work() -> None:
+            # holds the probe lock: the orphan loop of _reap must not steal its child's status
+            with self.probe_running, contextlib.suppress(errors.CargoholdError):
+                self.runtime.delete(self.cid, force=True)
+
+        self._deleting = threading.Thread(target=work, daemon=True)
+        self._deleting.start()
+
+    def _deleted(self) -> None:
+        if self._deleting is not None:
+            self._deleting.join()
+            self._deleting = None
+
     def _restart(self) -> None:
+        self._deleted()
         if self.done:
             return
         if self.store.read_state(self.cid).manually_stopped:
@@ -651,6 +689,7 @@ class Monitor:
         if self.record.host_config.auto_remove and self.store.dir(self.cid).is_dir():
             with contextlib.suppress(errors.CargoholdError, OSError):
                 self.store.remove(self.cid)
+        self._deleted()
         self.server.finish(proto.EXIT, json.dumps({"ExitCode": code, "Error": error}).encode())
 
     def _close_stdio(self) -> None:

@@ -86,10 +86,16 @@ class ContainerService:
 
         return create_container(self.engine, opts)
 
-    def start(self, ref: str, wait_for_attach: bool = False) -> ContainerView:
-        """Start a created or stopped container (a running one is left alone, as Docker)."""
+    def start(
+        self, ref: str, wait_for_attach: bool = False, created: ContainerRecord | None = None
+    ) -> ContainerView:
+        """Start a created or stopped container (a running one is left alone, as Docker).
+        ``created``: the record ``create`` just returned (``run``), so it is not read again."""
         from cargohold.engine.container_start import start_container
 
+        if created is not None:
+            result = start_container(self.engine, created, wait_for_attach)
+            return ContainerView(created, self._state_after(created.id, result))
         view = self.get(ref)
         status = view.state.status
         if status in (Status.RUNNING, Status.RESTARTING):

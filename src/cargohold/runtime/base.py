@@ -88,10 +88,12 @@ class OCIRuntime(Protocol):
         console_socket: Path | None = None,
         stdio: Stdio = INHERIT,
         keep: bool = False,
+        detach: bool = False,
     ) -> int:
         """Create, start and wait for a container in the foreground; return its exit status.
 
-        The container is deleted afterwards unless ``keep``.
+        The container is deleted afterwards unless ``keep``.  ``detach``: return (0) as soon
+        as the process runs, like :meth:`create` then :meth:`start` in one runtime call.
         """
         ...
 

@@ -123,9 +123,12 @@ class FakeRuntime:
         console_socket: Path | None = None,
         stdio: Stdio = INHERIT,
         keep: bool = False,
+        detach: bool = False,
     ) -> int:
         self.create(container_id, bundle, pid_file=pid_file, stdio=stdio)
         self.start(container_id)
+        if detach:
+            return 0
         self.exit(container_id, self.run_exit_code)
         if not keep:
             self.delete(container_id)

@@ -214,11 +214,24 @@ class Runc:
         console_socket: Path | None = None,
         stdio: Stdio = INHERIT,
         keep: bool = False,
+        detach: bool = False,
     ) -> int:
         args = _start_args(bundle, pid_file, console_socket, 0)
         if keep:
             args.append("--keep")
-        return self._spawn("run", [*args, check_id(container_id)], container_id, stdio)
+        if detach:
+            args.append("--detach")
+        try:
+            code = self._spawn("run", [*args, check_id(container_id)], container_id, stdio)
+            if detach and code != 0:
+                raise classify("run", f"exit status {code}", container_id)
+        except CargoholdError as exc:
+            if not detach:
+                raise
+            # the wording of create+start (and Docker's), whichever call did both
+            text = exc.message.replace("OCI runtime run failed", "OCI runtime create failed", 1)
+            raise type(exc)(text.replace("runc run failed", "runc create failed", 1)) from None
+        return code
 
     def state(self, container_id: str) -> RuntimeState:
         out = self._call("state", [check_id(container_id)], container_id)

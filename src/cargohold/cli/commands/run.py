@@ -28,14 +28,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     record = service.create(opts)
     if args.detach:
         try:
-            service.start(record.id)
+            service.start(record.id, created=record)
         except BaseException:
             _remove_on_failure(ctx, record.id, args.rm)
             raise
         print(record.id, file=ctx.stdout)
         return 0
     try:
-        service.start(record.id, wait_for_attach=True)
+        service.start(record.id, wait_for_attach=True, created=record)
     except BaseException:
         _remove_on_failure(ctx, record.id, args.rm)
         raise
