@@ -161,12 +161,29 @@ def w_import() -> Workload:
                     prepare, lambda t: None, timed, cleanup)
 
 
+def unique_tarball(name: str) -> Path:
+    """A copy of the 200 MB rootfs with one file that no other image has, so that no tool can
+    skip the layer because another bench image already stored it."""
+    import io
+    import tarfile
+    import uuid
+
+    out = WORK / f"rootfs-{name}.tar"
+    shutil.copyfile(rootfs_tarball(), out)
+    token = uuid.uuid4().hex.encode()
+    with tarfile.open(out, "a") as tf:
+        info = tarfile.TarInfo("etc/bench-unique")
+        info.size = len(token)
+        tf.addfile(info, io.BytesIO(token))
+    return out
+
+
 def w_save_load() -> Workload:
     tarball: list[Path] = []
     archive = WORK / "saved.tar"
 
     def prepare() -> None:
-        tarball.append(rootfs_tarball())
+        tarball.append(unique_tarball("saveload"))
 
     def setup(tool: str) -> None:
         sh([*cli(tool), "import", str(tarball[0]), "bench/saveload:latest"])
