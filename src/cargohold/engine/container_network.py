@@ -337,7 +337,10 @@ def teardown(root: str, runroot: str, cid: str) -> None:
         except NotFound:
             continue
         try:
-            backend.detach(cid, eps.sandbox_key or None, net, delete_link=False)
+            # an attachment without published ports added no rules of its own
+            backend.detach(
+                cid, eps.sandbox_key or None, net, delete_link=False, rules=bool(att.ports)
+            )
         except Exception as exc:
             errors.append(exc)
     try:
