@@ -60,7 +60,8 @@ def record_cleanup(store: ContainerStore, cid: str, actions: Sequence[CleanupAct
         if action.kind not in KINDS:
             raise ValueError(f"unknown cleanup action kind {action.kind!r}")
     with FileLock(store.dir(cid) / "cleanup.lock"):
-        write_json(store.cleanup_path(cid), [to_json(a) for a in actions])
+        # container-private, replaced atomically: no fsync (as the done-marks below)
+        write_json(store.cleanup_path(cid), [to_json(a) for a in actions], fsync=False)
 
 
 def add_cleanup(store: ContainerStore, cid: str, action: CleanupAction) -> None:

@@ -111,8 +111,9 @@ class ContainerStore:
             tmp = self.base / f".tmp-{record.id}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(mode=0o710)
+            # container-private files: written unsynced, published by the rename below
             self._write_record(tmp, record)
-            write_json(tmp / "state.json", to_json(State()))
+            write_json(tmp / "state.json", to_json(State()), fsync=False)
             names = {n: i for n, i in names.items() if self.dir(i).is_dir()}
             names[name] = record.id
             write_json(self._names_path, names)
@@ -122,8 +123,9 @@ class ContainerStore:
     @staticmethod
     def _write_record(directory: Path, record: ContainerRecord) -> None:
         data = to_json(record)
-        write_json(directory / "hostconfig.json", data.pop("HostConfig"))
-        write_json(directory / "config.json", data)
+        # private to the container, each replaced atomically (rename): no fsync needed
+        write_json(directory / "hostconfig.json", data.pop("HostConfig"), fsync=False)
+        write_json(directory / "config.json", data, fsync=False)
 
     def update_record(self, record: ContainerRecord) -> None:
         """Rewrite a container's config (the name must not change here: use ``rename``)."""
