@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from cargohold.cli.context import Context
     from cargohold.container.model import HealthcheckConfig
     from cargohold.engine.container_create import CreateOptions
+    from cargohold.network.ports import PortSpec
 
 
 def configure(parser: argparse.ArgumentParser, *, run: bool = False) -> None:
@@ -186,6 +187,8 @@ def _healthcheck(args: argparse.Namespace) -> HealthcheckConfig | None:
 
 
 def _mounts(args: argparse.Namespace) -> tuple[object, ...]:
+    if not (args.volume or args.mount or args.tmpfs or args.volumes_from):
+        return ()
     from cargohold.volume import mounts as vm
 
     specs = [vm.parse_volume(v) for v in args.volume]
@@ -207,22 +210,29 @@ def to_options(args: argparse.Namespace) -> CreateOptions:
     from cargohold.container.spec import parse_cpus, parse_memory
     from cargohold.engine.container_create import CreateOptions
     from cargohold.errors import InvalidArgument
-    from cargohold.network import ports as P
-    from cargohold.network.hosts import parse_add_host
-    from cargohold.network.links import parse_link
 
     if args.rm and args.restart not in ("", "no"):
         raise InvalidArgument("Conflicting options: --restart and --rm")
     restart = RestartPolicy.parse(args.restart)
-    publish = tuple(P.parse_publish_all(args.publish))
+    publish: tuple[PortSpec, ...] = ()
     exposed: set[str] = set()
-    for e in args.expose:
-        exposed.update(P.parse_expose(e))
-    for link in args.link:
-        parse_link(link)
-    for h in args.add_host:
-        if "host-gateway" not in h:
-            parse_add_host(h)
+    if args.publish or args.expose:  # the network modules only for the flags that need them
+        from cargohold.network import ports as P
+
+        publish = tuple(P.parse_publish_all(args.publish))
+        for e in args.expose:
+            exposed.update(P.parse_expose(e))
+    if args.link:
+        from cargohold.network.links import parse_link
+
+        for link in args.link:
+            parse_link(link)
+    if args.add_host:
+        from cargohold.network.hosts import parse_add_host
+
+        for h in args.add_host:
+            if "host-gateway" not in h:
+                parse_add_host(h)
     attach = [x.lower() for x in args.attach]
     for x in attach:
         if x not in ("stdin", "stdout", "stderr"):

@@ -35,10 +35,10 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cargohold import errors
 from cargohold.container import attach as proto
-from cargohold.container import health
 from cargohold.container.logs import JsonLogWriter
 from cargohold.container.model import (
     ContainerRecord,
@@ -55,6 +55,9 @@ from cargohold.container.records import ContainerStore
 from cargohold.runtime.base import OCIRuntime, Stdio
 from cargohold.runtime.runc import Runc
 from cargohold.util.lockfile import FileLock
+
+if TYPE_CHECKING:
+    from cargohold.container import health
 
 PR_SET_CHILD_SUBREAPER = 36
 _TIOCSWINSZ = 0x5414
@@ -285,7 +288,11 @@ class Monitor:
         self.awaiting_attach = False
         self.log = JsonLogWriter(store.log_path(cid))
         self.hc = self.record.config.healthcheck
-        self.probe = health.probe_argv(self.hc)
+        self.probe: list[str] | None = None
+        if self.hc is not None:  # health.py is imported only for containers with a check
+            from cargohold.container import health
+
+            self.probe = health.probe_argv(self.hc)
 
     # -- reporting to the spawner ---------------------------------------------------
     def _report(self, msg: dict[str, object]) -> None:
@@ -720,6 +727,8 @@ class Monitor:
     def _schedule_probe(self) -> None:
         if not self.probe or not self.hc or self.pid == 0:
             return
+        from cargohold.container import health
+
         state = self.store.read_state(self.cid)
         sched = health.Schedule.of(self.hc)
         delay = health.next_delay(state.health or Health(), sched, self.started_ns, now_ns())
@@ -729,6 +738,8 @@ class Monitor:
     def _launch_probe(self, epoch: int) -> None:
         if epoch != self.probe_epoch or self.pid == 0 or not self.probe or not self.hc:
             return
+        from cargohold.container import health
+
         sched = health.Schedule.of(self.hc)
         exec_fn = health.runtime_exec_fn(
             self.runtime, self.cid, self.bundle, self.run_dir / "probes"
@@ -745,6 +756,8 @@ class Monitor:
         threading.Thread(target=work, daemon=True).start()
 
     def _on_probe_result(self, fd: int) -> None:
+        from cargohold.container import health
+
         with contextlib.suppress(BlockingIOError):
             os.read(fd, 512)
         while not self.probe_results.empty():

@@ -201,6 +201,14 @@ class ContainerStore:
         data["HostConfig"] = read_json(directory / "hostconfig.json")
         return from_json(ContainerRecord, data)
 
+    def links_of(self, cid: str) -> list[str]:
+        """The ``--link`` values of a container, read without decoding its whole record."""
+        try:
+            data = read_json(self.dir(cid) / "hostconfig.json")
+        except (FileNotFoundError, ValueError):
+            return []
+        return [str(x) for x in data.get("Links") or ()]
+
     def list(self) -> list[ContainerRecord]:
         out: list[ContainerRecord] = []
         for cid in self.ids():

@@ -25,10 +25,10 @@ from cargohold.container.model import (
     now_ns,
 )
 from cargohold.errors import CargoholdError, Conflict, InvalidArgument, NotFound
-from cargohold.network.ports import PortSpec, host_config_port_bindings
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine
+    from cargohold.network.ports import PortSpec
     from cargohold.store.images import ImageRecord
     from cargohold.volume.mounts import MountSpec
 
@@ -104,8 +104,6 @@ def merge_config(
     opts: CreateOptions, image_cfg: Mapping[str, Any], exposed_extra: frozenset[str]
 ) -> ContainerConfig:
     """The container's Config from the run options over the image's config section."""
-    from cargohold.container import health
-
     run = opts.config
     if run.entrypoint is not None:
         entrypoint: tuple[str, ...] | None = run.entrypoint or None
@@ -117,7 +115,11 @@ def merge_config(
         hc: HealthcheckConfig | None = HealthcheckConfig(test=("NONE",))
     else:
         image_hc = image_healthcheck(image_cfg)
-        hc = health.merge(image_hc, run.healthcheck) if (image_hc or run.healthcheck) else None
+        hc = None
+        if image_hc or run.healthcheck:
+            from cargohold.container import health
+
+            hc = health.merge(image_hc, run.healthcheck)
     labels = dict(image_cfg.get("Labels") or {})
     labels.update(run.labels)
     return dataclasses.replace(
@@ -275,7 +277,10 @@ def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
 
 
 def _port_bindings(specs: tuple[PortSpec, ...]) -> dict[str, Any]:
+    if not specs:
+        return {}
     from cargohold.container.model import PortBinding
+    from cargohold.network.ports import host_config_port_bindings
 
     raw = host_config_port_bindings(specs)
     return {

@@ -297,19 +297,23 @@ def links_for(
 def refresh_links(engine: Engine, target: ContainerRecord) -> None:
     """After ``target`` (re)started: rewrite the link entries of running containers that link
     to it (its address may have changed)."""
-    from cargohold.network.hosts import rewrite_block
-    from cargohold.network.links import parse_link
-
     store = engine.container_store
-    for rec in store.list():
-        if rec.id == target.id or not rec.host_config.links:
+    for cid in store.ids():  # only containers with links are decoded (one small read each)
+        if cid == target.id:
             continue
-        if not any(parse_link(raw).name == target.name for raw in rec.host_config.links):
+        raw_links = store.links_of(cid)
+        if not raw_links:
+            continue
+        from cargohold.network.hosts import rewrite_block
+        from cargohold.network.links import parse_link
+
+        if not any(parse_link(raw).name == target.name for raw in raw_links):
             continue
         try:
-            if not store.read_state(rec.id).running:
+            if not store.read_state(cid).running:
                 continue
-        except NotFound:
+            rec = store.load(cid)
+        except (NotFound, FileNotFoundError):
             continue
         entries, _ = links_for(engine, rec, mode_of(rec.host_config), strict=False)
         rewrite_block(_files(store, rec.id)[0], LINKS_BLOCK, [e.line() for e in entries])

@@ -56,6 +56,8 @@ def resolve_mounts(
 ) -> tuple[MountRecord, ...]:
     """Create/reference every volume the container mounts; bind sources of ``-v`` are created
     when missing (as Docker does)."""
+    if not specs and not volumes_from and not config.volumes:
+        return ()  # nothing to resolve: volume code stays unimported
     from cargohold.volume import mounts as vm
 
     inherited = _inherited(engine, volumes_from)
@@ -144,6 +146,8 @@ def oci_mounts(mounts: Sequence[MountRecord]) -> list[Mount]:
 
 def populate(engine: Engine, record: ContainerRecord, rootfs: Path) -> None:
     """Fill each new volume with the image's content at its target (once per volume)."""
+    if not any(m.type == "volume" and not m.nocopy for m in record.mount_points):
+        return
     store = engine.volume_store
     for m in record.mount_points:
         if m.type != "volume" or m.nocopy:
@@ -162,6 +166,8 @@ def release(engine: Engine, record: ContainerRecord, remove_anonymous: bool) -> 
     anonymous volumes (a volume another container still uses stays, as Docker)."""
     from cargohold.errors import Conflict
 
+    if not any(m.type == "volume" and m.name for m in record.mount_points):
+        return
     store = engine.volume_store
     for m in record.mount_points:
         if m.type != "volume" or not m.name:
