@@ -512,7 +512,8 @@ class _LocalRegistry:
 
 
 def _registry_tool_args(tool: str) -> list[str]:
-    return ["--tls-verify=false"]
+    # dockerd treats 127.0.0.0/8 as an insecure registry by default and has no such flag
+    return [] if tool == "docker" else ["--tls-verify=false"]
 
 
 def w_registry_pull() -> Workload:

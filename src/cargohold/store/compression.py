@@ -9,6 +9,7 @@ the same blob digest.
 from __future__ import annotations
 
 import bz2
+import hashlib
 import io
 import lzma
 import zlib
@@ -104,10 +105,26 @@ def open_decompressed(f: BinaryIO) -> BinaryIO:
 
     Corrupt or truncated compressed data raises InvalidArgument from ``read``.
     """
+    return _open(f, False)[0]
+
+
+def open_decompressed_ahead(f: BinaryIO) -> tuple[BinaryIO, ReadAhead | None]:
+    """Like :func:`open_decompressed`, but compressed input is read, decoded and hashed
+    (sha256) by a thread of its own a few MiB ahead of the reader (the codecs and hashlib
+    release the GIL), so that work overlaps whatever the reader does with the data.
+
+    Returns the stream and, for compressed input, its :class:`ReadAhead` (whose ``digest``
+    is the sha256 of the decoded bytes once the stream was read to its end).  ``close``
+    stops the thread; ``f`` is never closed.
+    """
+    return _open(f, True)
+
+
+def _open(f: BinaryIO, ahead: bool) -> tuple[BinaryIO, ReadAhead | None]:
     prefix = _read_prefix(f, 6)
     kind = sniff(prefix)
     if kind == "none":
-        return buffered(f, prefix)
+        return buffered(f, prefix), None
     source = buffered(f, prefix)
     decoded: BinaryIO
     if kind == "gzip":
@@ -118,7 +135,85 @@ def open_decompressed(f: BinaryIO) -> BinaryIO:
         decoded = cast(BinaryIO, bz2.BZ2File(source))
     else:
         decoded = cast(BinaryIO, lzma.LZMAFile(source))  # noqa: SIM115
-    return buffered(decoded, what=f"{kind} data")
+    reader = buffered(decoded, what=f"{kind} data")
+    if ahead:
+        thread = ReadAhead(reader)
+        return cast(BinaryIO, io.BufferedReader(thread, _CHUNK)), thread
+    return reader, None
+
+
+class ReadAhead(io.RawIOBase):
+    """Reads ``src`` in a daemon thread into a bounded queue of chunks, hashing them on the
+    way; the thread's errors are raised by ``readinto``."""
+
+    _DEPTH = 8  # chunks of _CHUNK bytes ahead of the reader
+
+    def __init__(self, src: BinaryIO) -> None:
+        import queue
+        import threading
+
+        super().__init__()
+        self._q: queue.Queue[bytes | BaseException] = queue.Queue(self._DEPTH)
+        self._hash = hashlib.sha256()
+        self._stop = threading.Event()
+        self._pending = memoryview(b"")
+        self._eof = False
+        self._thread = threading.Thread(target=self._run, args=(src,), daemon=True,
+                                        name="decompress")
+        self._thread.start()
+
+    def _put(self, item: bytes | BaseException) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, src: BinaryIO) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = src.read(_CHUNK)
+                self._hash.update(chunk)
+                if not self._put(chunk) or not chunk:
+                    return
+        except BaseException as e:  # handed to the reader
+            self._put(e)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buf).cast("B")
+        if not self._pending:
+            if self._eof:
+                return 0
+            item = self._q.get()
+            if isinstance(item, BaseException):
+                self._eof = True
+                raise item
+            if not item:
+                self._eof = True
+                return 0
+            self._pending = memoryview(item)
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def digest(self) -> str:
+        """sha256 of every byte handed out (complete once ``readinto`` returned 0)."""
+        if not self._eof:
+            raise ValueError("digest of a stream that was not read to its end")
+        return "sha256:" + self._hash.hexdigest()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stop.set()
+        super().close()
 
 
 class _GzipReader(io.RawIOBase):

@@ -48,12 +48,26 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@dataclass
+class StagedLayer:
+    """A layer applied into ``tmp/`` (flock held) and not yet published."""
+
+    diff_id: str
+    size: int
+    base: str | None  # the parent whose content the staging copy holds (vfs), else None
+    stage: Staging
+
+    def discard(self) -> None:
+        self.stage.close()
+
+
 class HashingReader:
     """A read-only stream wrapper that hashes every byte passing through it."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, hashing: bool = True) -> None:
         self._stream = stream
         self._hash = hashlib.sha256()
+        self._hashing = hashing  # False: only counts (someone else hashes the stream)
         self.count = 0
 
     def readable(self) -> bool:
@@ -61,7 +75,8 @@ class HashingReader:
 
     def read(self, n: int = -1) -> bytes:
         data = self._stream.read(n)
-        self._hash.update(data)
+        if self._hashing:
+            self._hash.update(data)
         self.count += len(data)
         return data
 
@@ -123,15 +138,41 @@ class LayerStore:
 
     def register(self, stream: BinaryIO, parent: str | None) -> Layer:
         """Apply an uncompressed layer tar on top of ``parent``; identical layers are shared."""
+        staged = self.stage(stream, parent)
+        try:
+            return self.publish(staged, parent)[0]
+        finally:
+            staged.discard()
+
+    @property
+    def stages_without_parent(self) -> bool:
+        """True when a layer's ``diff/`` does not depend on its parent's content (overlay
+        whiteouts: each layer holds only its own changes), so layers of one image can be
+        staged in any order, in parallel, and be given their parent at :meth:`publish`."""
+        return self.driver.whiteouts == "overlay"
+
+    def stage(self, stream: BinaryIO, parent: str | None,
+              digest: Callable[[], str] | None = None) -> StagedLayer:
+        """Apply a layer tar into a locked staging entry without publishing it.
+
+        ``parent`` must be registered unless :attr:`stages_without_parent`, when it is ignored
+        here and only matters to :meth:`publish`.  ``digest``, when given, returns the sha256
+        of everything ``stream`` yielded (computed by whoever produces the stream, e.g. a
+        decoding thread) once it was read to its end; else the stream is hashed here.  The
+        caller publishes the result or discards it (``discard`` is idempotent and a no-op
+        after publishing).
+        """
         from cargohold.store import archive
         from cargohold.store.tarsplit import SplitRecorder
 
         self._prepare()
-        parent_hex = hex_of(self.get(parent).chain_id) if parent is not None else None
-        reader = HashingReader(stream)
-        with Staging(self.layout.tmp, "layer") as stage:
+        base = None if self.stages_without_parent or parent is None else parent
+        base_hex = hex_of(self.get(base).chain_id) if base is not None else None
+        reader = HashingReader(stream, hashing=digest is None)
+        stage = Staging(self.layout.tmp, "layer")
+        try:
             diff = stage.path / "diff"
-            self.driver.init_layer(diff, parent_hex)
+            self.driver.init_layer(diff, base_hex)
             recorder = SplitRecorder()
             size = archive.apply_layer(
                 reader,  # type: ignore[arg-type]
@@ -140,19 +181,32 @@ class LayerStore:
                 recorder=recorder,
             )
             reader.drain()
-            diff_id = reader.digest()
-            layer = Layer(chain_id_of(parent, diff_id), diff_id, parent, size, now_rfc3339())
             (stage.path / TARSPLIT).write_bytes(recorder.serialize())
-            write_json(stage.path / "layer.json", asdict(layer), fsync=False)
-            chain_hex = hex_of(layer.chain_id)
-            with self._lock:
-                if self.exists(layer.chain_id):
-                    return self.get(layer.chain_id)
-                if parent is not None and not self.exists(parent):
-                    raise NotFound(f"parent layer was removed: {parent}")
-                stage.publish(self.layout.layer_dir(chain_hex))
-                self.driver.layer_created(chain_hex)
-        return layer
+        except BaseException:
+            stage.close()
+            raise
+        return StagedLayer(digest() if digest else reader.digest(), size, base, stage)
+
+    def publish(self, staged: StagedLayer, parent: str | None) -> tuple[Layer, bool]:
+        """Publish a staged layer on top of ``parent``: (the layer, whether it is new).
+
+        An identical layer already registered is returned instead (``False``); the staging
+        copy is then dropped by ``discard``.
+        """
+        if not self.stages_without_parent and staged.base != parent:
+            raise Internal(f"layer {staged.diff_id} was staged on {staged.base}, not {parent}")
+        layer = Layer(chain_id_of(parent, staged.diff_id), staged.diff_id, parent, staged.size,
+                      now_rfc3339())
+        chain_hex = hex_of(layer.chain_id)
+        with self._lock:
+            if self.exists(layer.chain_id):
+                return self.get(layer.chain_id), False
+            if parent is not None and not self.exists(parent):
+                raise NotFound(f"parent layer was removed: {parent}")
+            write_json(staged.stage.path / "layer.json", asdict(layer), fsync=False)
+            staged.stage.publish(self.layout.layer_dir(chain_hex))
+            self.driver.layer_created(chain_hex)
+        return layer, True
 
     def get(self, chain_id: str) -> Layer:
         try:

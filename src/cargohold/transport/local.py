@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from cargohold.errors import InvalidArgument, NotFound
+from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.oci.digest import chain_id
-from cargohold.store.archive import open_decompressed
 from cargohold.store.blobs import BlobStore
+from cargohold.store.compression import open_decompressed_ahead
 from cargohold.store.images import ImageRecord, ImageStore
-from cargohold.store.layers import Layer, LayerStore
+from cargohold.store.layers import Layer, LayerStore, StagedLayer
 from cargohold.transport.base import ImageSource, LayerRef, SourceImage
 
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -38,44 +38,147 @@ def register_layer(stores: LocalStores, raw: BinaryIO, parent: str | None,
     The layer store records a tar-split, so the original tar can be reproduced for save and
     push.  Nothing new is registered when the content does not match ``expected_diff_id``.
     """
-    existed = expected_diff_id is not None and stores.layers.exists(
-        chain_id(parent, expected_diff_id)
-    )
-    layer = stores.layers.register(open_decompressed(raw), parent)
-    if expected_diff_id is not None and layer.diff_id != expected_diff_id:
-        if not existed:
-            _forget(stores, layer)
+    staged = stage_layer(stores, raw, parent, expected_diff_id)
+    try:
+        return stores.layers.publish(staged, parent)[0]
+    finally:
+        staged.discard()
+
+
+def stage_layer(stores: LocalStores, raw: BinaryIO, parent: str | None,
+                expected_diff_id: str | None = None) -> StagedLayer:
+    """Apply a (possibly compressed) layer tar into staging, checked against its diff_id.
+
+    Compressed input is decoded and hashed by a thread of its own while this one applies
+    the tar.
+    """
+    stream, ahead = open_decompressed_ahead(raw)
+    try:
+        staged = stores.layers.stage(stream, parent, ahead.digest if ahead else None)
+    finally:
+        stream.close()
+    if expected_diff_id is not None and staged.diff_id != expected_diff_id:
+        staged.discard()
         raise InvalidArgument(
-            f"layer content does not match its diff_id: got {layer.diff_id}, "
+            f"layer content does not match its diff_id: got {staged.diff_id}, "
             f"expected {expected_diff_id}"
         )
-    return layer
+    return staged
 
 
-def _forget(stores: LocalStores, layer: Layer) -> None:
-    with contextlib.suppress(NotFound):
-        stores.layers.delete(layer.chain_id)
+@dataclass(frozen=True)
+class _Todo:
+    index: int
+    ref: LayerRef
+    parent: str | None  # chain id of the layer below
 
 
 class LocalDestination:
+    """Registers an image's missing layers and then the image, all or nothing.
+
+    Layers are staged first and published only once every one of them is complete (overlay:
+    staged in parallel, up to the source's ``concurrent_blobs``); drivers whose layers hold
+    their parent's content (vfs) publish each layer before staging the next.  On any failure
+    the layers this copy published are removed again and staging is dropped, so nothing of
+    the image stays behind.
+    """
+
     def __init__(self, stores: LocalStores) -> None:
         self.stores = stores
 
     def put(self, image: SourceImage, source: ImageSource) -> str:
+        todo: list[_Todo] = []
         parent: str | None = None
-        for ref in image.layers:
+        for i, ref in enumerate(image.layers):
             chain = chain_id(parent, ref.diff_id)
-            if self.stores.layers.exists(chain):  # tar-split layers keep no diff_id blob
-                parent = chain
-                continue
-            with source.open_blob(ref) as raw:
-                layer = register_layer(self.stores, raw, parent, ref.diff_id)
-            parent = layer.chain_id
-        size = sum(ly.size for ly in self.stores.layers.chain(parent)) if parent else 0
-        record = self.stores.images.add(image.config, parent, image.manifest_digest, size=size)
+            if not self.stores.layers.exists(chain):  # tar-split layers keep no diff_id blob
+                todo.append(_Todo(i, ref, parent))
+            parent = chain
+        created: list[str] = []
+        try:
+            if todo:
+                self._register(todo, source, created)
+            size = sum(ly.size for ly in self.stores.layers.chain(parent)) if parent else 0
+            record = self.stores.images.add(image.config, parent, image.manifest_digest,
+                                            size=size)
+        except BaseException:
+            self._rollback(created)
+            raise
         for name in image.names:
             self.stores.images.tag(record.id, name)
         return record.id
+
+    def _register(self, todo: list[_Todo], source: ImageSource, created: list[str]) -> None:
+        layers = self.stores.layers
+        parallel = int(getattr(source, "concurrent_blobs", 1) or 1)
+        staged: list[StagedLayer] = []
+        try:
+            if layers.stages_without_parent and parallel > 1 and len(todo) > 1:
+                staged = self._stage_parallel(todo, source, min(parallel, len(todo)))
+            else:
+                for item in todo:
+                    with source.open_blob(item.ref) as raw:
+                        one = stage_layer(self.stores, raw, item.parent, item.ref.diff_id)
+                    staged.append(one)
+                    if not layers.stages_without_parent:  # the next layer copies this one
+                        self._publish(one, item.parent, created)
+            if layers.stages_without_parent:
+                for one, item in zip(staged, todo, strict=True):
+                    self._publish(one, item.parent, created)
+        finally:
+            for one in staged:
+                one.discard()
+
+    def _publish(self, staged: StagedLayer, parent: str | None, created: list[str]) -> None:
+        layer, new = self.stores.layers.publish(staged, parent)
+        if new:
+            created.append(layer.chain_id)
+
+    def _stage_parallel(self, todo: list[_Todo], source: ImageSource,
+                        workers: int) -> list[StagedLayer]:
+        import threading
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+        lock = threading.Lock()
+        opened: list[BinaryIO] = []
+        abort = threading.Event()
+
+        def stage(item: _Todo) -> StagedLayer:
+            if abort.is_set():
+                raise InvalidArgument("cancelled")
+            raw = source.open_blob(item.ref)
+            with lock:
+                opened.append(raw)
+            with raw:
+                return stage_layer(self.stores, raw, item.parent, item.ref.diff_id)
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="layer")
+        futures = [pool.submit(stage, item) for item in todo]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in futures if f in done and f.exception() is not None]
+            if failed:
+                abort.set()
+                with lock:
+                    for raw in opened:
+                        with contextlib.suppress(Exception):
+                            raw.close()
+                raise failed[0].exception()  # type: ignore[misc]
+            return [f.result() for f in futures]
+        except BaseException:
+            abort.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            for f in futures:
+                if f.done() and not f.cancelled() and f.exception() is None:
+                    f.result().discard()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+
+    def _rollback(self, created: list[str]) -> None:
+        for chain in reversed(created):
+            with contextlib.suppress(NotFound, Conflict):  # another user took it meanwhile
+                self.stores.layers.delete(chain)
 
     def close(self) -> None:
         pass

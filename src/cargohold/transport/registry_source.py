@@ -1,9 +1,11 @@
 """A registry as an ImageSource: what ``pull`` copies into the local store.
 
 ``images()`` resolves the reference (tag or digest; an index picks the platform), fetches and
-checks the config, then downloads every missing layer blob in parallel into unnamed temporary
-files, each verified against its digest and size while it streams.  ``open_blob`` hands a
-layer to the destination only once *every* download of the image has succeeded, so a network
+checks the config, then starts downloading every missing layer blob in parallel.  Nothing is
+spooled to disk: ``open_blob`` returns the blob as it arrives (a bounded in-memory pipe), so
+the destination decompresses and applies it while it downloads; the stream ends only after
+the blob matched its digest and size, else it raises the download's error.  The destination
+stages layers and publishes them only when all succeeded (``transport/local.py``), so a
 failure registers nothing.  Mirrors are tried in order before the registry itself.
 """
 
@@ -11,10 +13,10 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -60,10 +62,10 @@ class RegistrySource:
         self.progress = progress
         self.parallel = max(1, parallel)
         self.repo_digest: str | None = None  # digest the reference resolved to (index or manifest)
+        self.concurrent_blobs = self.parallel  # open_blob may be read from this many threads
         self._pool: ThreadPoolExecutor | None = None
-        self._downloads: dict[str, Future[BinaryIO]] = {}
+        self._pipes: dict[str, list[_Pipe]] = {}
         self._cancel = threading.Event()
-        self._checked = False
         self.pulled_layers: tuple[LayerRef, ...] = ()
 
     # ---- resolving -----------------------------------------------------------------------
@@ -135,81 +137,140 @@ class RegistrySource:
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="pull")
-        for layer in todo:
-            if layer.digest in self._downloads:
-                continue
-            self.progress(Event(short(layer.digest), "Pulling fs layer"))
-            self._downloads[layer.digest] = self._pool.submit(self._download, layer)
+        for layer in todo:  # one download per occurrence: each pipe is read once
+            sid = short(layer.digest)
+            if layer.digest not in self._pipes:
+                self.progress(Event(sid, "Pulling fs layer"))
+            pipe = _Pipe(sid, layer.size or 0, self.progress)
+            self._pipes.setdefault(layer.digest, []).append(pipe)
+            self._pool.submit(self._download, layer, pipe)
 
-    def _download(self, layer: LayerRef) -> BinaryIO:
-        sid = short(layer.digest)
+    def _download(self, layer: LayerRef, pipe: _Pipe) -> None:
         total = layer.size or 0
 
         def report(n: int) -> None:
+            self.progress(Event(pipe.sid, "Downloading", n, total))
+
+        try:
             if self._cancel.is_set():
                 raise _Cancelled()
-            self.progress(Event(sid, "Downloading", n, total))
-
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        f = tempfile.TemporaryFile(dir=self.tmp_dir)  # noqa: SIM115 - unnamed, returned
-        try:
-            self.client.fetch_blob(self.ref.path, layer.digest, layer.size, f, report)  # type: ignore[arg-type]
-        except BaseException:
-            f.close()
-            raise
-        self.progress(Event(sid, "Verifying Checksum"))
-        self.progress(Event(sid, "Download complete"))
-        f.seek(0)
-        return f  # type: ignore[return-value]
-
-    def wait(self) -> None:
-        """Block until every download is done; on the first failure cancel the rest."""
-        if self._checked:
+            self.client.fetch_blob(self.ref.path, layer.digest, layer.size, pipe, report)
+        except BaseException as e:  # handed to the reader
+            pipe.finish(e)
             return
-        first: BaseException | None = None
-        for future in self._downloads.values():
-            try:
-                future.result()
-            except BaseException as e:  # re-raised below
-                if first is None:
-                    first = e
-                    self._cancel.set()
-        if first is not None:
-            self.close()
-            if isinstance(first, _Cancelled):
-                raise InvalidArgument("pull cancelled")
-            raise first
-        self._checked = True
+        self.progress(Event(pipe.sid, "Verifying Checksum"))
+        self.progress(Event(pipe.sid, "Download complete"))
+        pipe.finish(None)
 
     def open_blob(self, layer: LayerRef) -> BinaryIO:
-        self.wait()
-        future = self._downloads.get(layer.digest)
-        if future is None:  # gone locally since images() looked (an rmi in between)
+        """The blob as it downloads: reads block for data; the end of the stream comes only
+        once the whole blob matched its digest and size, else the download's error is raised."""
+        pipes = self._pipes.get(layer.digest)
+        if not pipes:  # gone locally since images() looked (an rmi in between)
             raise InvalidArgument(f"blob {layer.digest} was not downloaded: the local layer "
                                   "disappeared during the pull; pull again")
-        f = future.result()
-        f.seek(0)
-        return _Extracting(f, short(layer.digest), layer.size or 0, self.progress)  # type: ignore[return-value]
+        return _PipeReader(pipes.pop(0))  # type: ignore[return-value]
 
     def close(self) -> None:
         self._cancel.set()
+        for pipes in self._pipes.values():
+            for pipe in pipes:
+                pipe.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        for future in self._downloads.values():
-            if future.done() and not future.cancelled() and future.exception() is None:
-                future.result().close()
-        self._downloads.clear()
+        for pipes in self._pipes.values():
+            for pipe in pipes:
+                pipe.finish(_Cancelled())  # a download cancelled before it started
+        self._pipes.clear()
 
 
-class _Extracting(io.RawIOBase):
-    """The downloaded blob as the destination reads it, reporting extraction progress."""
+class _Pipe:
+    """One download handed from its thread to the layer's reader through a bounded buffer.
 
-    def __init__(self, f: BinaryIO, sid: str, total: int, progress: ProgressFn) -> None:
+    The download writes (``write``/``tell``: what ``fetch_blob`` needs) and ends it with
+    ``finish``; the reader side is :class:`_PipeReader`.
+    """
+
+    LIMIT = 16 << 20  # bytes buffered ahead of the reader
+
+    def __init__(self, sid: str, total: int, progress: ProgressFn) -> None:
+        self.sid, self.total, self.progress = sid, total, progress
+        self.cond = threading.Condition()
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.written = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self.discarding = False
+
+    # ---- the download's side --------------------------------------------------------------
+    def write(self, data: bytes, /) -> int:
+        with self.cond:
+            while self.buffered >= self.LIMIT and not (self.cancelled or self.discarding):
+                self.cond.wait()
+            if self.cancelled:
+                raise _Cancelled()
+            if not self.discarding:
+                self.chunks.append(bytes(data))
+                self.buffered += len(data)
+                self.cond.notify_all()
+            self.written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.written
+
+    def finish(self, error: BaseException | None) -> None:
+        with self.cond:
+            if not self.done:
+                self.done, self.error = True, error
+            self.cond.notify_all()
+
+    # ---- the reader's side ----------------------------------------------------------------
+    def cancel(self) -> None:
+        with self.cond:
+            self.cancelled = True
+            self.cond.notify_all()
+
+    def take(self) -> bytes:
+        """The next chunk; b"" at the verified end; raises the download's error."""
+        with self.cond:
+            while not self.chunks and not self.done:
+                if self.cancelled:
+                    raise _Cancelled()
+                self.cond.wait()
+            if self.chunks:
+                chunk = self.chunks.popleft()
+                self.buffered -= len(chunk)
+                self.cond.notify_all()
+                return chunk
+            if self.error is not None:
+                raise self.error
+            return b""
+
+    def outcome(self) -> BaseException | None:
+        """Let the download run to its end without keeping its bytes; its error, if any."""
+        with self.cond:
+            self.discarding = True
+            self.chunks.clear()
+            self.buffered = 0
+            self.cond.notify_all()
+            while not self.done and not self.cancelled:
+                self.cond.wait()
+            return self.error if self.done else None
+
+
+class _PipeReader(io.RawIOBase):
+    """The reader's end of a :class:`_Pipe` (reporting extraction progress)."""
+
+    def __init__(self, pipe: _Pipe) -> None:
         super().__init__()
-        self.f, self.sid, self.total, self.progress = f, sid, total, progress
+        self.pipe = pipe
+        self.pending = memoryview(b"")
         self.count = 0
-        self.step = max(1 << 20, total // 50)
+        self.step = max(1 << 20, pipe.total // 50)
         self.next = 0
         self.eof = False
 
@@ -217,20 +278,44 @@ class _Extracting(io.RawIOBase):
         return True
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        n = self.f.readinto(b)  # type: ignore[attr-defined]
-        if n:
-            self.count += n
-            if self.count >= self.next:
-                self.next = self.count + self.step
-                self.progress(Event(self.sid, "Extracting", self.count, self.total))
-        elif n == 0:
-            self.eof = True
-        return int(n or 0)
+        if not self.pending:
+            if self.eof:
+                return 0
+            try:
+                chunk = self.pipe.take()
+            except _Cancelled:
+                raise InvalidArgument(f"blob {self.pipe.sid}: pull cancelled") from None
+            if not chunk:
+                self.eof = True
+                return 0
+            self.pending = memoryview(chunk)
+        view = memoryview(b).cast("B")
+        n = min(len(view), len(self.pending))
+        view[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        self.count += n
+        if self.count >= self.next and self.pipe.done:
+            self.next = self.count + self.step
+            self.pipe.progress(Event(self.pipe.sid, "Extracting", self.count, self.pipe.total))
+        return n
 
     def close(self) -> None:
-        if not self.closed and self.count:  # a failure raises past this line
-            self.progress(Event(self.sid, "Pull complete"))
+        if not self.closed:
+            if self.eof:
+                self.pipe.progress(Event(self.pipe.sid, "Pull complete"))
+            else:
+                self.pipe.cancel()
         super().close()
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        """A reader that failed on the content (corrupt data, wrong diff_id) may have been
+        fed a wrong blob: wait for the download's verdict and report that instead."""
+        if isinstance(exc, InvalidArgument) and not self.eof:
+            error = self.pipe.outcome()
+            if error is not None and error is not exc and not isinstance(error, _Cancelled):
+                self.close()
+                raise error from None
+        self.close()
 
 
 def _diff_ids(config: bytes) -> list[str]:

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from cargohold.errors import CargoholdError, Forbidden, InvalidArgument, NotFound, Unavailable
@@ -44,6 +44,14 @@ MAX_MANIFEST = 4 << 20
 _READ = 1 << 20
 
 Progress = Callable[[int], None]
+
+
+class Sink(Protocol):
+    """Where a blob download goes: a file, a buffer or a pipe."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def tell(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -416,9 +424,14 @@ class RegistryClient:
         return tags
 
     # ---- blobs: download -----------------------------------------------------------------
-    def fetch_blob(self, repo: str, digest: str, size: int | None, out: BinaryIO,
+    def fetch_blob(self, repo: str, digest: str, size: int | None, out: Sink,
                    progress: Progress | None = None) -> None:
-        """Stream a blob into ``out`` (positioned at 0), verified; resumes with Range."""
+        """Stream a blob into ``out`` (from its start), verified; resumes with Range.
+
+        ``out`` only ever receives the blob's bytes in order, once each (a server that
+        ignores Range has the bytes already written skipped), so it may be a pipe; the
+        caller must not trust them before this returns.
+        """
         import urllib3
 
         what = f"blob {digest}"
@@ -429,18 +442,18 @@ class RegistryClient:
             headers = {"Range": f"bytes={written}-"} if written else {}
             resp = self.request("GET", f"/v2/{repo}/blobs/{digest}", self.scope(repo), headers,
                                 follow=True)
+            skip = 0
             try:
-                if written and resp.status == 200:  # the server ignored Range: start over
-                    out.seek(0)
-                    out.truncate()
-                    hasher, written = hashlib.sha256(), 0
+                if written and resp.status == 200:  # the server ignored Range: skip ahead
+                    skip = written
                 elif resp.status != (206 if written else 200):
                     raise _status_error(resp, f"fetching {what}")
                 elif written and not (resp.headers.get("Content-Range") or "").startswith(
                         f"bytes {written}-"):
                     raise Unavailable(f"fetching {what}: bad Content-Range "
                                       f"{resp.headers.get('Content-Range')!r} for offset {written}")
-                written = self._stream_body(resp, out, hasher, written, size, what, progress)
+                written = self._stream_body(resp, out, hasher, written, size, what, progress,
+                                            skip)
             except (urllib3.exceptions.HTTPError, _Stalled, OSError) as e:
                 _drop(resp)  # never drain a broken or endless body
                 written = out.tell()  # what reached ``out`` (and the hasher) before the fault
@@ -465,22 +478,34 @@ class RegistryClient:
         if got != digest:
             raise InvalidArgument(f"{what}: digest mismatch: got {got}")
 
-    def _stream_body(self, resp: urllib3.BaseHTTPResponse, out: BinaryIO, hasher: Any,
-                     written: int, size: int | None, what: str, progress: Progress | None) -> int:
+    def _stream_body(self, resp: urllib3.BaseHTTPResponse, out: Sink, hasher: Any,
+                     written: int, size: int | None, what: str, progress: Progress | None,
+                     skip: int = 0) -> int:
+        """Copy the body to ``out``; returns the new offset.  The first ``skip`` bytes of the
+        body (already written by an earlier attempt) are dropped.  Time spent blocked in
+        ``out.write`` (a pipe whose reader is busy) does not count as a stall."""
         window_start, window_bytes = time.monotonic(), 0
+        seen = 0
         while True:
             chunk = resp.read1(_READ)  # type: ignore[attr-defined]
             if not chunk:
                 return written
-            hasher.update(chunk)
-            out.write(chunk)
-            written += len(chunk)
-            if size is not None and written > size:
-                raise InvalidArgument(f"{what}: size mismatch: more than the expected {size} "
-                                      "bytes")
-            if progress is not None:
-                progress(written)
             window_bytes += len(chunk)
+            if seen < skip:
+                drop = min(len(chunk), skip - seen)
+                seen += drop
+                chunk = chunk[drop:]
+            if chunk:
+                hasher.update(chunk)
+                if size is not None and written + len(chunk) > size:
+                    raise InvalidArgument(f"{what}: size mismatch: more than the expected {size} "
+                                          "bytes")
+                before = time.monotonic()
+                out.write(chunk)
+                window_start += time.monotonic() - before
+                written += len(chunk)
+                if progress is not None:
+                    progress(written)
             now = time.monotonic()
             if now - window_start >= self.opts.stall_timeout:
                 if window_bytes < self.opts.min_speed * (now - window_start):
