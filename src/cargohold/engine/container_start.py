@@ -153,7 +153,7 @@ def start_container(
             wait_for_attach=wait_for_attach,
         )
         spawned = True
-        result = monitor.spawn(spec_m)
+        result = monitor.spawn(spec_m, record=record)
     except BaseException:
         undo.run()
         if spawned and store.dir(cid).is_dir():

@@ -89,6 +89,8 @@ class BridgeBackend:
                 bindings = self.ports.reserve(owner, ports)
             host_if = host_veth_name(container_id, network.id)
             mac = mac or mac_from_ip(addr)
+            rules_snapshot = firewall.snapshot_started()  # runs beside the ip calls below
+            undo.append(lambda: rules_snapshot())  # reaps it if a step below fails
             self.ensure_bridge(network)
             undo.append(lambda: self._delete_link(host_if))
             self._create_veth(network, host_if, ifname, mac, netns_path)
@@ -103,7 +105,7 @@ class BridgeBackend:
             run_ip_batch(lines, netns_path)
             tag = firewall.container_tag(container_id, network.id)
             undo.append(lambda: firewall.remove_tagged([tag]))
-            self._apply_rules(network, addr, bindings, tag)
+            self._apply_rules(network, addr, bindings, tag, rules_snapshot())
         except BaseException:
             for step in reversed(undo):
                 with contextlib.suppress(CargoholdError):
@@ -158,9 +160,13 @@ class BridgeBackend:
         run_ip_batch(lines)
 
     def _apply_rules(
-        self, network: Network, ip: str, bindings: Sequence[PortBinding], tag: str
+        self,
+        network: Network,
+        ip: str,
+        bindings: Sequence[PortBinding],
+        tag: str,
+        snap: firewall.Snapshot,
     ) -> None:
-        snap = firewall.snapshot()
         ntag = firewall.network_tag(network.id)
         ops = firewall.base_ops(snap)
         if not snap.tagged(ntag):

@@ -15,7 +15,7 @@ accepted, or dropped for --internal networks).
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cargohold.errors import Internal
@@ -93,7 +93,32 @@ def _run(argv: Sequence[str], stdin: str | None = None) -> str:
 def snapshot() -> Snapshot:
     """One ``iptables-save`` of every table (one process instead of one per table).  A table
     it does not list has none of our chains; ``restore`` declares them."""
-    return parse_save(_run(["iptables-save"]))
+    return snapshot_started()()
+
+
+def snapshot_started() -> Callable[[], Snapshot]:
+    """Start ``iptables-save`` now and return the function that collects its snapshot, so
+    the caller does other work (the ``ip`` calls of an attach) while it runs."""
+    proc = subprocess.Popen(
+        ["iptables-save"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        close_fds=True,
+    )
+
+    done: list[Snapshot] = []
+
+    def collect() -> Snapshot:  # idempotent
+        if not done:
+            out, err = proc.communicate()
+            if proc.returncode != 0:
+                raise Internal(f"iptables-save failed: {err.strip() or out.strip()}")
+            done.append(parse_save(out))
+        return done[0]
+
+    return collect
 
 
 def restore(ops: dict[str, list[str]], snap: Snapshot) -> None:
