@@ -23,12 +23,36 @@ from cargohold.errors import NotFound
 
 
 @dataclass
+class FakeDriver:
+    whiteouts: str = "delete"
+
+
+@dataclass
 class FakeLayers:
+    """Layers as far as config steps and WORKDIR need them: every layer's tree is ``base``
+    (an /etc/passwd with the user ``web``); registering only hashes the tar."""
+
+    base: Path = Path("/nonexistent")
+    driver: FakeDriver = field(default_factory=FakeDriver)
+
     def exists(self, chain_id: str) -> bool:
         return True
 
     def chain(self, chain_id: str) -> list[Any]:
         return []
+
+    def diff_path(self, chain_id: str) -> Path:
+        return self.base
+
+
+
+def _register(stream: Any, parent: str | None) -> Any:
+    import hashlib
+
+    from cargohold.store.layers import Layer, chain_id_of
+
+    diff_id = "sha256:" + hashlib.sha256(stream.read()).hexdigest()
+    return Layer(chain_id_of(parent, diff_id), diff_id, parent, 0, "")
 
 
 @dataclass
@@ -70,18 +94,22 @@ BASE_CONFIG = {
 
 
 def _build(tmp: Path, text: str, **opts: Any) -> tuple[dict[str, Any], str]:
-    stores = FakeStores()
+    base = tmp / "base"
+    (base / "etc").mkdir(parents=True, exist_ok=True)
+    (base / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\nweb:x:33:33::/:/bin/sh\n")
+    stores = FakeStores(FakeLayers(base))
     tags: list[str] = []
     backend = Backend(
         stores=stores,  # type: ignore[arg-type]
         root=tmp / "root",
         runroot=tmp / "run",
         resolve_image=lambda name: ("sha256:" + "b" * 64, json.loads(json.dumps(BASE_CONFIG)),
-                                    None),
+                                    "sha256:" + "a" * 64),
         pull_image=lambda name: None,
         tag_image=lambda image_id, name: tags.append(name) or name,  # type: ignore[func-returns-value]
         runtime=lambda: None,
         network_store=lambda: None,
+        register=_register,
     )
     ctx_dir = tmp / "ctx"
     ctx_dir.mkdir(exist_ok=True)
@@ -111,7 +139,9 @@ def test_config_steps_and_history(tmp_path: Path) -> None:
     assert "OnBuild" not in section  # triggers ran and were cleared
     created_by = [h["created_by"] for h in config["history"]]
     assert created_by[-1] == '/bin/sh -c #(nop)  CMD ["/bin/bash" "-c" "echo hi"]'
-    assert all(h.get("empty_layer") for h in config["history"])
+    # WORKDIR makes a layer with its directory (the base has neither /a nor /a/b)
+    layered = [h["created_by"] for h in config["history"] if not h.get("empty_layer")]
+    assert layered == ["/bin/sh -c #(nop)  WORKDIR /a", "/bin/sh -c #(nop)  WORKDIR /a/b"]
     assert "[1/14] FROM base" in out and "ONBUILD LABEL trig=yes" in out
 
 

@@ -15,7 +15,7 @@ import copy
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,22 @@ class BuildCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = json.dumps(state.to_json(), separators=(",", ":")).encode()
         write_bytes(path, data, fsync=False)
+
+    def entries(self) -> Iterator[tuple[str, Path, str | None]]:
+        """(key, file, top layer) of every entry (unreadable entries with top None)."""
+        if not self.dir.exists():
+            return
+        for sub in sorted(os.scandir(self.dir), key=lambda e: e.name):
+            if not sub.is_dir():
+                continue
+            for item in sorted(os.scandir(sub.path), key=lambda e: e.name):
+                if not item.name.endswith(".json"):
+                    continue
+                try:
+                    top = json.loads(Path(item.path).read_bytes()).get("top")
+                except (OSError, ValueError, AttributeError):
+                    top = None
+                yield item.name[:-5], Path(item.path), top if isinstance(top, str) else None
 
     def prune(self) -> int:
         """Remove every entry; returns how many there were."""

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cargohold.build import dispatch_config
 from cargohold.build.cache import BuildCache, ImageState, base_key, step_key
@@ -32,6 +32,7 @@ from cargohold.build.instructions import (
     Instruction,
     OnbuildInstruction,
     RunInstruction,
+    WorkdirInstruction,
     parse_dockerfile,
     parse_instruction,
 )
@@ -78,6 +79,15 @@ class Backend:
     tag_image: Callable[[str, str], str]  # image id, name -> normalized name
     runtime: Callable[[], Any]
     network_store: Callable[[], Any]
+    # a layer tar applied on a parent chain (None: transport.local.register_layer on stores)
+    register: Callable[[BinaryIO, str | None], Any] | None = None
+
+    def register_layer(self, stream: BinaryIO, parent: str | None) -> Any:
+        if self.register is not None:
+            return self.register(stream, parent)
+        from cargohold.transport.local import register_layer
+
+        return register_layer(self.stores, stream, parent)
 
 
 @dataclass
@@ -275,6 +285,8 @@ class Executor:
             return self._run(inst, state, scope, ps)
         if isinstance(inst, CopyInstruction | AddInstruction):
             return self._copy(inst, state, ps)
+        if isinstance(inst, WorkdirInstruction):
+            return self._workdir(inst, state)
         key = step_key(state.key, canonical(inst))
 
         def run(new: ImageState) -> str:
@@ -289,6 +301,9 @@ class Executor:
         run: Callable[[ImageState], str],
         empty: bool,
     ) -> ImageState:
+        """The cached result of ``key``, else ``run`` on a fork of ``state``.  ``empty`` says
+        whether the step makes no layer; a step that may or may not (WORKDIR) passes False and
+        its ``run`` leaves ``new.top`` unchanged when it made none."""
         if not self.options.no_cache:
             hit = self.cache.get(key)
             if hit is not None:
@@ -297,6 +312,7 @@ class Executor:
         new = state.fork()
         new.key = key
         created_by = run(new)
+        empty = empty or (new.top == state.top and len(new.diff_ids) == len(state.diff_ids))
         created = self._now()
         from cargohold.oci.image import history_entry
 
@@ -440,19 +456,37 @@ class Executor:
         created_by = f"{dispatch_config.NOP[:-1]}{inst.keyword} {kind}:{content or key} in {dest} "
 
         def run(new: ImageState) -> str:
-            self._in_container(new, lambda wc: self._copy_into(
-                wc, inst, ps, sources, downloads, dest, explicit_dir))
+            self._tar_layer(new, lambda view, tar: self._emit_copy(
+                tar, view, inst, ps, sources, downloads, dest, explicit_dir))
             return created_by
 
-        return self._cached_or(key, state, run, empty=False)
+        try:
+            return self._cached_or(key, state, run, empty=False)
+        except (BuildFailed, ContextError):
+            raise
+        except InvalidArgument as exc:  # a hostile or broken archive refused by the layer store
+            raise self._error(inst, exc.message) from None
 
-    def _copy_into(self, wc: Any, inst: CopyInstruction | AddInstruction, ps: PlannedStage,
-                   sources: list[Source], downloads: list[Any], dest: str,
+    def _tar_layer(self, new: ImageState, emit: Callable[[Any, Any], None]) -> None:
+        """A layer generated as a tar straight from its sources (no working container)."""
+        from cargohold.build.layer_tar import ParentView, register_tar
+
+        parent = new.top
+        view = ParentView.of(self.backend.stores.layers, parent)
+        layer = register_tar(lambda stream: self.backend.register_layer(stream, parent), view,
+                             int(time.time()), self.options.source_date_epoch,
+                             lambda tar: emit(view, tar))
+        new.top = layer.chain_id
+        new.diff_ids.append(layer.diff_id)
+
+    def _emit_copy(self, tar: Any, view: Any, inst: CopyInstruction | AddInstruction,
+                   ps: PlannedStage, sources: list[Source], downloads: list[Any], dest: str,
                    explicit_dir: bool) -> None:
         from cargohold.build import dispatch_copy as dc
         from cargohold.build.dockerignore import IgnoreMatcher
+        from cargohold.build.layer_tar import Rules, resolve_chown
+        from cargohold.store.archive import open_decompressed
 
-        assert wc.rootfs is not None
         from_ = inst.from_ if isinstance(inst, CopyInstruction) else ""
         ctx = self.context
         if from_:
@@ -460,52 +494,98 @@ class Executor:
             sources = [s for p in inst.sources for s in ctx.sources(p, inst.keyword)]
             if len(sources) > 1 and not explicit_dir:
                 raise ContextError(dc.MULTI_SOURCE.format(kw=inst.keyword))
-        owner_ids: tuple[int | None, int | None] = (None, None)
+        uid = gid = None
         if inst.chown:
-            owner_ids = dc.resolve_chown(inst.chown, wc.rootfs)
-        owner = dc.Owner(owner_ids[0], owner_ids[1], dc.parse_chmod(inst.chmod))
-        writer = dc.Writer(owner, keep_owner=bool(from_), epoch=self.options.source_date_epoch)
+            uid, gid = resolve_chown(inst.chown, view)
+        rules = Rules(uid, gid, dc.parse_chmod(inst.chmod), keep_owner=bool(from_),
+                      epoch=self.options.source_date_epoch)
         excludes = IgnoreMatcher(list(inst.excludes)) if inst.excludes else None
-        root_fd = wc.root_fd()
-        try:
-            for source, target in dc.place(root_fd, sources, dest, explicit_dir, inst.keyword):
-                if isinstance(inst, CopyInstruction) and inst.parents:
-                    target = posixpath.join(dest, source.name)
-                if isinstance(inst, AddInstruction) and not source.is_dir \
-                        and dc.is_archive(source.path):
-                    dc.extract_archive(root_fd, source.path, dest)
-                    continue
+        parents = isinstance(inst, CopyInstruction) and inst.parents
+
+        def file_target(target: str) -> str:
+            node = view.resolve(target)
+            if node.is_dir:
+                return str(node.rel)  # an existing directory (or a link to one): into it
+            parent = view.resolve(posixpath.dirname(target))
+            if parent.st is not None and not parent.is_dir:
+                raise ContextError(f"cannot copy to {target}: not a directory")
+            tar.ensure_dir(parent.rel)
+            base = posixpath.basename(target)
+            return f"{parent.rel}/{base}" if parent.rel else base
+
+        def dir_target(target: str) -> str:
+            node = view.resolve(target)
+            if node.st is not None and not node.is_dir:
+                raise ContextError(f"cannot copy to non-directory: {target}")
+            return str(node.rel)
+
+        dest_is_dir = explicit_dir or view.resolve(dest).is_dir
+        for source in sources:
+            if isinstance(inst, AddInstruction) and not source.is_dir \
+                    and dc.is_archive(source.path):
+                target = dir_target(dest)
+                tar.ensure_dir(target)
+                with open(source.path, "rb") as f:
+                    tar.archive(open_decompressed(f), target, rules)
+                continue
+            if parents:
+                logical = posixpath.join(dest, source.name)
+            elif source.is_dir:
+                logical = dest
+            elif dest_is_dir:
+                logical = posixpath.join(dest, posixpath.basename(source.name or "."))
+            else:
+                logical = dest
+            if source.is_dir:
                 entries = ctx.walk(source)
                 if excludes is not None:
                     entries = (e for e in entries if not e.rel or not excludes.matches(e.rel))
-                dc.copy_source(root_fd, entries, source, target, writer)
-            for inline in inst.contents:
-                target = posixpath.join(dest, inline.name) if explicit_dir else dest
-                self._write_inline(root_fd, target, inline.data.encode(), writer)
-            for d in downloads:
-                target = posixpath.join(dest, d.filename) if explicit_dir else dest
-                parent, name = posixpath.split(target)
-                pfd = dc.mkdir_beneath(root_fd, parent)
-                try:
-                    with open(d.path, "rb") as body:
-                        writer.data(pfd, name, body, 0o600, d.mtime_ns)
-                finally:
-                    os.close(pfd)
-        finally:
-            os.close(root_fd)
+                tar.tree(entries, dir_target(logical), rules)
+                continue
+            node = view.resolve(logical)
+            if node.is_dir:  # the file goes into an existing directory of that name
+                name = posixpath.join(node.rel, posixpath.basename(source.name or "."))
+                tar.ensure_dir(node.rel)
+            else:
+                name = file_target(logical)
+            tar.entry(name, source.path, source.st, rules)
+        for inline in inst.contents:
+            data = inline.data.encode()
+            target = posixpath.join(dest, inline.name) if explicit_dir else dest
+            tar.data(file_target(target), data, len(data), 0o644, int(time.time()), rules)
+        for d in downloads:
+            target = posixpath.join(dest, d.filename) if explicit_dir else dest
+            size = os.stat(d.path).st_size
+            tar.data(file_target(target), str(d.path), size, 0o600,
+                     d.mtime_ns // 1_000_000_000, rules)
 
-    @staticmethod
-    def _write_inline(root_fd: int, target: str, data: bytes, writer: Any) -> None:
-        import io
+    # -- WORKDIR -------------------------------------------------------------------------------
 
-        from cargohold.build import dispatch_copy as dc
+    def _workdir(self, inst: WorkdirInstruction, state: ImageState) -> ImageState:
+        """Config, plus a layer with the directory (owned by USER) when the image lacks it."""
+        key = step_key(state.key, canonical(inst))
 
-        parent, name = posixpath.split(target)
-        pfd = dc.mkdir_beneath(root_fd, parent)
-        try:
-            writer.data(pfd, name, io.BytesIO(data), 0o644, time.time_ns())
-        finally:
-            os.close(pfd)
+        def run(new: ImageState) -> str:
+            from cargohold.build.layer_tar import ParentView, resolve_user
+
+            created_by = dispatch_config.apply_config(inst, new)
+            path = str(new.section["WorkingDir"])
+            view = ParentView.of(self.backend.stores.layers, new.top)
+            if view.resolve(path).is_dir:
+                return created_by
+            user = str(new.section.get("User") or "")
+            ids = resolve_user(user, view) if user else (0, 0)
+
+            def emit(view: Any, tar: Any) -> None:
+                node = view.resolve(path)
+                if node.st is not None and not node.is_dir:
+                    raise ContextError(f"cannot create WORKDIR {path}: not a directory")
+                tar.ensure_dir(node.rel, (0o755, *ids))
+
+            self._tar_layer(new, emit)
+            return created_by
+
+        return self._cached_or(key, state, run, empty=False)
 
     # -- export --------------------------------------------------------------------------------
 

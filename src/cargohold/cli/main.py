@@ -146,6 +146,7 @@ GROUPS: dict[str, tuple[str, dict[str, str]]] = {
         "Manage cargohold",
         {"df": "system_df", "info": "info", "prune": "system_prune"},
     ),
+    "builder": ("Manage builds", {"prune": "builder_prune"}),
 }
 
 

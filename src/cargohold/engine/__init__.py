@@ -165,11 +165,9 @@ class Engine:
 
     def disk_usage(self) -> list[DiskUsage]:
         """Rows of ``system df``; kinds without a store yet report zero."""
-        from cargohold.engine.reports import DiskUsage
-
         return [
             self.images.disk_usage(),
             self.containers.disk_usage(),
             self.volumes.disk_usage(),
-            DiskUsage("Build Cache", 0, 0, 0, 0),
+            self.builds.disk_usage(),
         ]

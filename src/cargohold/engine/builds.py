@@ -15,6 +15,7 @@ from cargohold.errors import InvalidArgument, NotFound
 if TYPE_CHECKING:
     from cargohold.build.executor import Backend, BuildOptions
     from cargohold.engine import Engine
+    from cargohold.engine.reports import DiskUsage
 
 
 class BuildService:
@@ -132,6 +133,111 @@ class BuildService:
         from cargohold.build.cache import BuildCache
 
         return BuildCache(self.engine.settings.root, self.engine.layers.exists).prune()
+
+    # -- builder prune / system df ------------------------------------------------------------
+
+    def _image_layers(self) -> set[str]:
+        layers = self.engine.layers
+        out: set[str] = set()
+        for record in self.engine.image_store.list():
+            if record.top_layer and record.top_layer not in out:
+                out.update(ly.chain_id for ly in layers.chain(record.top_layer))
+        return out
+
+    def _chain(self, top: str | None, memo: dict[str, list[str]]) -> list[str]:
+        """Chain ids of ``top`` and its ancestors (top first); [] when it is gone."""
+        if top is None:
+            return []
+        if top not in memo:
+            try:
+                memo[top] = [ly.chain_id for ly in reversed(self.engine.layers.chain(top))]
+            except NotFound:
+                memo[top] = []
+        return memo[top]
+
+    def prune(self, all_cache: bool = False) -> tuple[list[str], int]:
+        """``builder prune``: drop step-cache entries (all with ``all_cache``, else those whose
+        result no image holds) and the layers only those entries kept; with ``all_cache`` also
+        RUN cache mounts and downloaded URLs.  Returns (removed entry keys, bytes reclaimed)."""
+        from cargohold.build.cache import BuildCache
+        from cargohold.errors import Conflict
+
+        root = self.engine.settings.root
+        cache = BuildCache(root, self.engine.layers.exists)
+        held = self._image_layers()
+        memo: dict[str, list[str]] = {}
+        removed: list[str] = []
+        candidates: set[str] = set()
+        kept: set[str] = set(held)
+        reclaimed = 0
+        for key, path, top in cache.entries():
+            chain = self._chain(top, memo)
+            if not all_cache and top is not None and top in held:
+                kept.update(chain)
+                continue
+            try:
+                reclaimed += path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(key)
+            candidates.update(chain)
+        # layers deepest first: a layer goes only when no kept entry, image, other layer or
+        # container builds on it (the layer store refuses the last two)
+        depth = {c: len(self._chain(c, memo)) for c in candidates - kept}
+        for chain_id in sorted(depth, key=lambda c: (-depth[c], c)):
+            try:
+                size = self.engine.layers.get(chain_id).size
+                self.engine.layers.delete(chain_id)
+            except (Conflict, NotFound):
+                continue
+            reclaimed += size
+        if all_cache:
+            for name in ("mounts", "urls"):
+                reclaimed += _remove_tree(root / "buildcache" / name)
+        return removed, reclaimed
+
+    def disk_usage(self) -> DiskUsage:
+        """The ``Build Cache`` row of ``system df``: entries, those an image holds, and the
+        bytes of layers only the cache keeps plus cache mounts and downloads."""
+        from cargohold.build.cache import BuildCache
+        from cargohold.engine.reports import DiskUsage
+
+        root = self.engine.settings.root
+        held = self._image_layers()
+        memo: dict[str, list[str]] = {}
+        total = active = 0
+        only_cache: set[str] = set()
+        for _key, _path, top in BuildCache(root, self.engine.layers.exists).entries():
+            total += 1
+            if top is not None and top in held:
+                active += 1
+            only_cache.update(c for c in self._chain(top, memo) if c not in held)
+        size = 0
+        for chain_id in only_cache:
+            try:
+                size += self.engine.layers.get(chain_id).size
+            except NotFound:
+                continue
+        size += sum(_tree_size(root / "buildcache" / n) for n in ("mounts", "urls"))
+        return DiskUsage("Build Cache", total, active, size, size)
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def _remove_tree(path: Path) -> int:
+    size = _tree_size(path)
+    shutil.rmtree(path, ignore_errors=True)
+    return size
 
 
 def _stdin() -> BinaryIO:

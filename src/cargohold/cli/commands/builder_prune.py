@@ -1,0 +1,36 @@
+"""``cargohold builder prune [-a] [-f]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cargohold.cli.context import Context
+from cargohold.cli.humanize import human_size
+
+HELP = "Remove build cache"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-a", "--all", action="store_true",
+                        help="Remove all unused build cache, not just dangling ones")
+    parser.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    parser.add_argument("--filter", action="append", default=[], help="Provide filter values")
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.force:
+        what = "all build cache" if args.all else "all dangling build cache"
+        print(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ",
+              end="", file=ctx.stdout, flush=True)
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            return 0
+    removed, reclaimed = ctx.engine.builds.prune(all_cache=args.all)
+    if removed:
+        print("Deleted build cache objects:", file=ctx.stdout)
+        for key in removed:
+            print(key, file=ctx.stdout)
+        print(file=ctx.stdout)
+    print(f"Total reclaimed space: {human_size(reclaimed)}", file=ctx.stdout)
+    return 0
