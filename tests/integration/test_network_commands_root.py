@@ -199,6 +199,18 @@ def test_connect_and_disconnect_a_running_container(env: Env) -> None:
     assert out == "1\n"
 
 
+def wait_gone(link: str, seconds: float = 10.0) -> bool:
+    """True once ``link`` is gone (the kernel frees a dead namespace's links asynchronously)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while link in sh("ip", "-o", "link"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_stop_releases_a_connected_network(env: Env) -> None:
     env("network", "create", "--subnet", "10.236.4.0/24", "first")
     env("network", "create", "--subnet", "10.236.5.0/24", "second")
@@ -208,7 +220,8 @@ def test_stop_releases_a_connected_network(env: Env) -> None:
     assert env.store.leases(second).lookup(app) is not None
     env.stop(app)
     assert env.store.leases(second).lookup(app) is None
-    assert host_veth_name(app, second.id) not in sh("ip", "-o", "link")
+    # teardown deletes the namespace; the kernel then removes its veth pairs on its own
+    assert wait_gone(host_veth_name(app, second.id))
     # still recorded, so the network stays in use until the container is removed
     assert "second" in env.containers.get(app).networks
     assert env("network", "rm", "second")[0] == 1
