@@ -17,7 +17,7 @@ class Settings:
     runtime: str = "runc"
     storage_driver: str = ""  # "" = overlay when the kernel supports it, else vfs
     compression: str = "gzip"  # gzip | zstd | none (for save/push)
-    compression_level: int = 6
+    compression_level: int = 0  # 0: the algorithm's default (engine/registry.py DEFAULT_LEVELS)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
