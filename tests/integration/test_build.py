@@ -293,3 +293,111 @@ def test_dockerignore_and_outside_context(env: Env) -> None:
     r = env.build("-t", "out:4")
     assert "the destination must be a directory and end with a /" in r.stderr
     assert env.rw_layers() == []
+
+
+# -- COPY/ADD/WORKDIR layers written as tars (no working container) ----------------------------
+
+
+def test_copy_destination_rules_on_overlay(env: Env) -> None:
+    (env.ctx / "a.txt").write_text("a\n")
+    (env.ctx / "b.txt").write_text("b\n")
+    (env.ctx / "tree" / "sub").mkdir(parents=True)
+    (env.ctx / "tree" / "sub" / "c.txt").write_text("c\n")
+    os.symlink("sub/c.txt", env.ctx / "tree" / "link")
+    env.dockerfile(
+        "FROM busybox:test\n"
+        "RUN mkdir -p /opt/app /gone/dir && touch /gone/dir/old\n"
+        "RUN rm -rf /gone/dir\n"
+        "COPY a.txt /opt/app\n"  # existing dir: into it
+        "COPY a.txt /new/name\n"  # new path: the file
+        "COPY a.txt /slash/\n"  # trailing slash: a directory
+        "COPY a.txt b.txt /multi/\n"
+        "COPY tree /gone/dir\n"  # deleted in a lower layer: created again, old file stays gone
+        "COPY --chown=web:webgrp a.txt /owned/a.txt\n"
+    )
+    r = env.build("-t", "cp:1")
+    assert r.returncode == 0, r.stderr
+    out = env.run_in("cp:1", "sh", "-c",
+                     "cat /opt/app/a.txt /new/name /slash/a.txt /multi/b.txt /gone/dir/sub/c.txt;"
+                     " ls /gone/dir; ls -ln /owned/a.txt; ls -l /gone/dir/link")
+    lines = out.splitlines()
+    assert lines[:5] == ["a", "a", "a", "b", "c"]
+    assert "old" not in out
+    assert " 33 " in out and " 44 " in out
+    assert "link -> sub/c.txt" in out
+    assert env.rw_layers() == [] and _mounts_under(env.root) == []
+
+
+def test_copy_layer_reproducible_with_source_date_epoch(env: Env) -> None:
+    (env.ctx / "d").mkdir()
+    (env.ctx / "d" / "f").write_text("f\n")
+    env.dockerfile("FROM busybox:test\nCOPY d /srv/d\nWORKDIR /w\nCOPY d/f /w/\n")
+    ids = []
+    for _ in range(2):
+        os.utime(env.ctx / "d" / "f", None)
+        r = env.build("--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "-q",
+                      "-t", "repro:2")
+        assert r.returncode == 0, r.stderr
+        ids.append(r.stdout.strip())
+    assert ids[0] == ids[1]
+
+
+def test_workdir_only_final_stage_has_the_dir(env: Env) -> None:
+    env.dockerfile("FROM busybox:test\nUSER web\nWORKDIR /srv/app\nWORKDIR /bin\n")
+    r = env.build("-t", "wd:1")
+    assert r.returncode == 0, r.stderr
+    out = env.run_in("wd:1", "ls", "-lnd", "/srv/app")
+    assert out.startswith("d") and " 33 " in out and " 44 " in out
+    hist = env.ch("history", "--no-trunc", "--format", "{{.Size}} {{.CreatedBy}}", "wd:1").stdout
+    assert any(ln.startswith("0B") and "WORKDIR /bin" in ln for ln in hist.splitlines())
+
+
+def test_add_hostile_archive_refused(env: Env) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("evil")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc"
+        tf.addfile(info)
+        data = b"pwned\n"
+        info = tarfile.TarInfo("evil/passwd")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    (env.ctx / "evil.tar.gz").write_bytes(gzip.compress(buf.getvalue()))
+    env.dockerfile("FROM busybox:test\nADD evil.tar.gz /opt/\n")
+    before = env.layers()
+    r = env.build("-t", "evil:1")
+    assert r.returncode == 1
+    assert "Dockerfile:2:" in r.stderr and "unsafe tar entry" in r.stderr
+    assert env.layers() == before and env.rw_layers() == []
+    assert env.ch("inspect", "evil:1").returncode != 0
+
+
+def test_builder_prune_and_system_df(env: Env) -> None:
+    (env.ctx / "f").write_text("data\n" * 1000)
+    env.dockerfile(
+        "FROM busybox:test AS builder\n"
+        "COPY f /f\n"
+        "RUN cat /f /f > /big\n"
+        "FROM busybox:test\n"
+        "COPY --from=builder /big /big\n"
+    )
+    r = env.build("-t", "pr:1")
+    assert r.returncode == 0, r.stderr
+    row = [ln for ln in env.ch("system", "df").stdout.splitlines() if ln.startswith("Build Cache")]
+    assert row and row[0].split()[2:4] == ["3", "1"]  # 3 steps cached, 1 held by pr:1
+    layers = env.layers()
+    r = env.ch("builder", "prune", "-f")  # dangling: the builder stage's steps
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "Deleted build cache objects:" and len(lines) == 5  # 2 keys, blank, total
+    assert lines[-1].startswith("Total reclaimed space: ") and lines[-1] != (
+        "Total reclaimed space: 0B")
+    assert len(env.layers()) == len(layers) - 2  # the builder stage's COPY and RUN layers
+    assert env.run_in("pr:1", "cat", "/big") == "data\n" * 2000
+    r = env.ch("builder", "prune", "-f")
+    assert r.stdout == "Total reclaimed space: 0B\n"
+    r = env.ch("builder", "prune", "-a", "-f")
+    assert r.returncode == 0 and r.stdout.startswith("Deleted build cache objects:")
+    assert len(env.layers()) == len(layers) - 2  # pr:1 keeps its own layers
+    r = env.build("-t", "pr:1")
+    assert r.returncode == 0 and r.stderr.count("CACHED") == 2  # the two FROM lines only

@@ -2,8 +2,10 @@
 
 The engine hands in a :class:`Backend` (stores, runtime, image lookups) so this layer never
 imports the engine.  Every step either comes from the cache (nothing mounted) or runs: a
-config-only step edits the config; RUN/COPY/ADD use a working container that is removed on
-success, failure or interruption.
+config-only step edits the config; RUN uses a working container that is removed on success,
+failure or interruption; COPY/ADD (and WORKDIR, when the directory is missing) generate their
+layer tar straight from the sources into ``register_layer`` (``layer_tar``), so each file is
+written once and nothing is mounted except a ``--from`` stage.
 """
 
 from __future__ import annotations

@@ -170,16 +170,16 @@ class ParentView:
 def resolve_chown(spec: str, view: ParentView) -> tuple[int, int]:
     """--chown user[:group] with names looked up in the parent's /etc/passwd and /etc/group;
     a user without a group uses the same number for the group, as Docker does."""
-    from cargohold.build.dispatch_copy import _lookup
+    from cargohold.build.dispatch_copy import lookup_id
     from cargohold.container.users import parse_group, parse_passwd
 
     user, _, group = spec.partition(":")
     passwd = [] if user.isdigit() else parse_passwd(view.read_file("/etc/passwd"))
-    uid = _lookup(user, passwd, "user")
+    uid = lookup_id(user, passwd, "user")
     if not group:
         return uid, uid
     groups = [] if group.isdigit() else parse_group(view.read_file("/etc/group"))
-    return uid, _lookup(group, groups, "group")
+    return uid, lookup_id(group, groups, "group")
 
 
 def resolve_user(spec: str, view: ParentView) -> tuple[int, int]:
