@@ -61,7 +61,7 @@ def test_exit_codes_127_and_126(env: Env) -> None:
 def test_missing_image_and_bad_specs_leave_nothing(env: Env) -> None:
     before = (rw_layers(env), env.out("ps", "-a", "-q"))
     cases = [
-        (["run", "--pull", "never", "nosuch:1", "true"], "Unable to find image 'nosuch:1' locally"),
+        (["run", "--pull", "never", "nosuch:1", "true"], "No such image: nosuch:1"),
         (["run", "-v", "/tmp:relative", "bb", "true"], "must be absolute"),
         (["run", "-p", "99999:80", "bb", "true"], "Invalid hostPort"),
         (["run", "-e", "=x", "bb", "true"], "invalid environment variable"),

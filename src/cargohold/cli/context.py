@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
@@ -11,6 +12,11 @@ from cargohold.config import Settings
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine
+    from cargohold.transport.registry.events import Event, ProgressFn
+
+# The configuration file is read only when one of these says there is something to apply.
+_CONFIG_FILES = ("/etc/cargohold/registries.toml", "/etc/cargohold/registries.json")
+_CONFIG_ENV = ("CARGOHOLD_CONFIG", "CARGOHOLD_NETWORK_SUBNET", "CARGOHOLD_NETWORK_BRIDGE")
 
 
 @dataclass
@@ -20,6 +26,7 @@ class Context:
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     debug: bool = False
     _engine: Engine | None = None
+    _pull_printer: ProgressFn | None = None
 
     @classmethod
     def from_options(cls, opts: argparse.Namespace) -> Context:
@@ -29,6 +36,11 @@ class Context:
             runtime=opts.runtime,
             storage_driver=opts.storage_driver,
         )
+        if any(os.environ.get(v) for v in _CONFIG_ENV) or any(
+                os.path.isfile(f) for f in _CONFIG_FILES):
+            from cargohold.engine import settings_file
+
+            settings = settings_file.apply(settings)
         return cls(settings=settings, debug=bool(opts.debug))
 
     @property
@@ -37,4 +49,14 @@ class Context:
             from cargohold.engine import Engine
 
             self._engine = Engine(self.settings)
+            self._engine.pull_progress = self._pull_progress
         return self._engine
+
+    def _pull_progress(self, event: Event) -> None:
+        """Pulls the engine starts by itself (run, create, FROM) report on stderr, as
+        Docker's CLI does ("Unable to find image 'x:latest' locally", the layers, Status)."""
+        if self._pull_printer is None:
+            from cargohold.cli.progress import ProgressPrinter
+
+            self._pull_printer = ProgressPrinter(self.stderr)
+        self._pull_printer(event)

@@ -29,12 +29,15 @@ if TYPE_CHECKING:
     from cargohold.store.images import ImageStore
     from cargohold.store.layers import LayerStore
     from cargohold.transport.local import LocalStores
+    from cargohold.transport.registry.events import ProgressFn
     from cargohold.volume.store import VolumeStore
 
 
 class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Where pulls the engine starts on its own (run/create/FROM) report; set by the CLI.
+        self.pull_progress: ProgressFn | None = None
 
     @cached_property
     def blobs(self) -> BlobStore:

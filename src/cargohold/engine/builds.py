@@ -29,13 +29,8 @@ class BuildService:
         return record.id, self.engine.image_store.config(record.id), record.top_layer
 
     def _pull(self, name: str) -> None:
-        images: Any = self.engine.images
-        if not hasattr(images, "pull"):
-            raise NotFound(
-                f"pull access denied for {name}, repository does not exist or may require "
-                f"'docker login': No such image: {name}"
-            )
-        images.pull(name)
+        """FROM of an image that is missing (or ``build --pull``): pull it now."""
+        self.engine.registry.ensure(name, "always")
 
     def _tag(self, image_id: str, name: str) -> str:
         from cargohold.oci.reference import parse_reference

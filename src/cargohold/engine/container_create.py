@@ -24,7 +24,7 @@ from cargohold.container.model import (
     HostConfig,
     now_ns,
 )
-from cargohold.errors import CargoholdError, Conflict, InvalidArgument, NotFound
+from cargohold.errors import Conflict, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine
@@ -141,28 +141,12 @@ def merge_config(
 
 
 def _find_image(engine: Engine, opts: CreateOptions) -> ImageRecord:
+    """The image per ``--pull`` (missing|always|never); pulls go through the registry."""
     policy = opts.pull or "missing"
-    if policy not in ("missing", "never", "always"):
-        raise InvalidArgument(
-            f'invalid pull option: \'{policy}\': must be one of "always", "missing" or "never"'
-        )
-    pull = getattr(engine.images, "pull", None)
-    if policy == "always" and pull is not None:
-        pull(opts.image)
-    try:
-        return engine.images.resolve(opts.image)
-    except NotFound:
-        pass
-    if policy != "never" and pull is not None:
-        pull(opts.image)
-        return engine.images.resolve(opts.image)
-    from cargohold.oci.reference import parse_reference
-
-    try:
-        shown = parse_reference(opts.image).with_default_tag().familiar()
-    except CargoholdError:
-        shown = opts.image
-    raise NotFound(f"Unable to find image '{shown}' locally")
+    if policy in ("missing", "never"):
+        with contextlib.suppress(NotFound):
+            return engine.images.resolve(opts.image)
+    return engine.registry.ensure(opts.image, policy)  # pulls, or fails in Docker's words
 
 
 def _check_network_options(opts: CreateOptions) -> str:

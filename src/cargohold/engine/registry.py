@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from cargohold.errors import InvalidArgument, NotFound
+from cargohold.errors import CargoholdError, InvalidArgument, NotFound
 from cargohold.oci.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from cargohold.transport.registry.events import Event, ProgressFn, no_progress
 
@@ -61,6 +61,14 @@ def parse_platform(value: str | None) -> Platform | None:
                               "invalid argument")
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(parts[1], parts[1])
     return Platform(parts[0], arch, parts[2] if len(parts) == 3 else None)
+
+
+def _shown(name: str) -> str:
+    """``busybox`` -> ``busybox:latest`` as Docker names a missing image."""
+    try:
+        return parse_reference(name).with_default_tag().familiar()
+    except CargoholdError:
+        return name
 
 
 def registry_host(server: str | None) -> str:
@@ -172,19 +180,30 @@ class RegistryService:
                               f"{ref.domain}/{ref.path}")
 
     def ensure(self, name: str, policy: str = "missing",
-               progress: ProgressFn = no_progress) -> ImageRecord:
-        """The image ``run``/``create``/``FROM`` use, pulled per ``--pull`` policy."""
+               progress: ProgressFn | None = None) -> ImageRecord:
+        """The image ``run``/``create``/``FROM`` use, pulled per ``--pull`` policy.
+
+        Progress (Docker's lines: "Unable to find image 'x:latest' locally", the pull, its
+        "Status: ..." line) goes to ``progress``, else to ``engine.pull_progress``.
+        """
         if policy not in PULL_POLICIES:
-            raise InvalidArgument(f'invalid pull policy "{policy}": use missing, always or never')
+            raise InvalidArgument(f"invalid pull option: '{policy}': must be one of "
+                                  '"always", "missing" or "never"')
+        report = progress or self.engine.pull_progress or no_progress
         images = self.engine.images
         if policy in ("missing", "never"):
             try:
                 return images.resolve(name)
             except NotFound:
+                shown = _shown(name)
                 if policy == "never":
-                    raise NotFound(f"No such image: {name}") from None
-        results = self.pull(name, progress=progress)
-        return images.resolve(results[0].image_id)
+                    raise NotFound(f"No such image: {shown}") from None
+                report(Event("", f"Unable to find image '{shown}' locally"))
+        results = self.pull(name, progress=report)
+        r = results[0]
+        status = "Downloaded newer image" if r.updated else "Image is up to date"
+        report(Event("", f"Status: {status} for {r.familiar}"))
+        return images.resolve(r.image_id)
 
     # ---- push ----------------------------------------------------------------------------
     def push(self, name: str, all_tags: bool = False, progress: ProgressFn = no_progress,
@@ -192,19 +211,20 @@ class RegistryService:
              level: int | None = None) -> list[PushResult]:
         from cargohold.transport.copy import copy_images
         from cargohold.transport.local import LocalSource
-        from cargohold.transport.registry_dest import RegistryDestination
+        from cargohold.transport.registry_dest import RegistryDestination, check_level
 
         ref = parse_reference(name)
         if ref.digest:
             raise InvalidArgument("cannot push a digest reference")
         store = self.engine.stores.images
-        targets = self._push_targets(ref, all_tags)
         settings = self.engine.settings
         algo = compression or settings.compression
         if algo not in ("gzip", "zstd"):
             raise InvalidArgument(f"unsupported compression format {algo!r}: use gzip or zstd")
         lvl = level if level is not None else (settings.compression_level
                                                or DEFAULT_LEVELS[algo])
+        check_level(algo, lvl)
+        targets = self._push_targets(ref, all_tags)
         progress(Event("", f"The push refers to repository [{ref.repository}]"))
         endpoint = self.file_settings.registries.endpoint(ref.domain, tls_verify)
         client = self._client(ref.domain, endpoint)

@@ -15,19 +15,26 @@ Looked up at ``$CARGOHOLD_CONFIG``, else ``/etc/cargohold/registries.toml``, els
 
     [network]
     subnet = "10.89.0.0/16"                   # subnet of the default bridge network
+    bridge = "cargohold0"                     # its Linux bridge
 
 ``registry-mirrors`` may also be a list (Docker's daemon.json form): mirrors of docker.io.
 A missing file means defaults; a malformed one is an error naming the file.
+
+The CLI applies ``[storage]`` and ``[network]`` to its Settings (:func:`apply`); the
+``--storage-driver`` flag, ``CARGOHOLD_STORAGE_DRIVER``, ``CARGOHOLD_NETWORK_SUBNET`` and
+``CARGOHOLD_NETWORK_BRIDGE`` win over the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cargohold.config import Settings
 from cargohold.errors import InvalidArgument
 from cargohold.transport.registry.hosts import DEFAULT_CERTS_DIRS, RegistryConfig
 
@@ -40,6 +47,7 @@ class FileSettings:
     storage_driver: str = ""
     network_subnet: str = ""
     path: Path | None = None
+    network_bridge: str = ""
 
 
 def config_path(explicit: str | None = None) -> Path | None:
@@ -101,8 +109,61 @@ def _parse(data: dict[str, Any], path: Path) -> FileSettings:
     if not isinstance(storage, dict) or not isinstance(network, dict):
         raise InvalidArgument(f"invalid configuration file {path}: [storage] and [network] "
                               "must be tables")
-    return FileSettings(reg, str(storage.get("driver") or ""), str(network.get("subnet") or ""),
-                        path)
+    driver = str(storage.get("driver") or "")
+    if driver not in ("", "overlay", "vfs"):
+        raise InvalidArgument(f"invalid configuration file {path}: unknown storage driver "
+                              f"{driver!r} (overlay or vfs)")
+    subnet = str(network.get("subnet") or "")
+    bridge = str(network.get("bridge") or "")
+    _check_network(subnet, bridge, f"configuration file {path}")
+    return FileSettings(reg, driver, subnet, path, bridge)
+
+
+def _check_network(subnet: str, bridge: str, where: str) -> None:
+    if subnet:
+        import ipaddress
+
+        try:
+            net = ipaddress.ip_network(subnet)
+        except ValueError as e:
+            raise InvalidArgument(f"invalid {where}: network subnet {subnet!r}: {e}") from None
+        if net.version != 4 or net.prefixlen > 30:
+            raise InvalidArgument(f"invalid {where}: network subnet {subnet!r}: an IPv4 "
+                                  "network of at least 4 addresses is needed")
+    if bridge and (len(bridge) > 15 or any(c in bridge for c in "/: \t\n")
+                   or bridge in (".", "..")):
+        raise InvalidArgument(f"invalid {where}: bridge name {bridge!r}")
+
+
+def apply(settings: Settings) -> Settings:
+    """``settings`` with the file's storage driver, default bridge subnet and bridge name,
+    where no command-line flag or CARGOHOLD_* variable set them."""
+    env = os.environ
+    path = config_path(settings.extra.get("config_file"))
+    found = load(path)
+    extra = dict(settings.extra)
+    if path is not None:
+        extra.setdefault("config_file", str(path))
+    subnet = env.get("CARGOHOLD_NETWORK_SUBNET") or found.network_subnet
+    bridge = env.get("CARGOHOLD_NETWORK_BRIDGE") or found.network_bridge
+    _check_network(subnet, bridge, "CARGOHOLD_NETWORK_* setting")
+    if subnet:
+        extra.setdefault("default_bridge_subnet", subnet)
+    if bridge:
+        extra.setdefault("default_bridge_name", bridge)
+    driver = settings.storage_driver
+    if not driver and found.storage_driver and _recorded_driver(settings.root) in (
+            None, found.storage_driver):
+        driver = found.storage_driver  # a default: a store keeps the driver it was made with
+    return dataclasses.replace(settings, storage_driver=driver, extra=extra)
+
+
+def _recorded_driver(root: Path) -> str | None:
+    try:
+        value = json.loads((root / "storage.json").read_bytes()).get("driver")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(value) if value else None
 
 
 def _registry(name: str) -> str:
