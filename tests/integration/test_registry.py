@@ -316,3 +316,86 @@ def test_podman_pulls_what_we_push(cli: Cli, registry: Registry, image: str,
     finally:
         subprocess.run([*base, "rmi", "-af"], capture_output=True, timeout=60)
         subprocess.run(["rm", "-rf", str(store)], check=False)
+
+
+def _layer_digests(out: str) -> list[str]:
+    return [line.split(": ", 1)[0] for line in out.splitlines() if line.endswith(": Pushed")]
+
+
+def test_push_digest_is_stable_per_level_and_mounts_without_compressing(
+        cli: Cli, registry: Registry, image: str) -> None:
+    pushed = {}
+    for level in ("3", "6", "3"):
+        code, out, err = cli("push", "--tls-verify=false", "--compression-level", level, image)
+        assert code == 0, err
+        pushed.setdefault(level, []).append(out.splitlines()[-1])
+    # level 3 twice: the same manifest digest; the second push found its layer in place
+    assert pushed["3"][0] == pushed["3"][1] and pushed["3"][0] != pushed["6"][0]
+    other = image.replace("/demo/x:", "/other/x:")
+    assert cli("tag", image, other)[0] == 0
+    code, out, err = cli("push", "--tls-verify=false", other)
+    assert code == 0, err
+    assert "Mounted from" in out and "Pushing" not in out
+    code, _, err = cli("push", "--tls-verify=false", "--compression-level", "12", image)
+    assert code == 125 and "invalid gzip compression level 12" in err
+
+
+def _cli_subprocess(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    exe = Path(sys.executable).with_name("cargohold")
+    return subprocess.run([str(exe), "--root", str(cli.root), "--runroot", str(cli.root / "run"),
+                           "--storage-driver", "vfs", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_run_create_and_from_pull_a_missing_image(cli: Cli, registry: Registry,
+                                                 tmp_path: Path) -> None:
+    (tmp_path / "registries.toml").write_text(f'insecure-registries = ["{registry.host}"]\n')
+    name = f"{registry.host}/demo/bb:1"
+    tar = rootfs(tmp_path / "bb.tar", {"bin/busybox": Path("/bin/busybox").read_bytes()}
+                 if Path("/bin/busybox").exists() else {"bin/hello": b"x"})
+    assert cli("import", str(tar), name)[0] == 0
+    code, _, err = cli("push", name)
+    assert code == 0, err
+    assert cli("rmi", name)[0] == 0
+
+    code, out, err = cli("create", "--pull", "never", "--network", "none", name, "true")
+    assert (code, out) == (125, "")
+    assert err.strip() == f"Error response from daemon: No such image: {name}"
+
+    code, out, err = cli("create", "--network", "none", name, "true")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines[0] == f"Unable to find image '{name}' locally"
+    assert lines[1] == "1: Pulling from demo/bb"
+    assert lines[-1] == f"Status: Downloaded newer image for {name}"
+    assert cli("rm", out.strip())[0] == 0
+
+    code, out, err = cli("create", "--pull", "always", "--network", "none", name, "true")
+    assert code == 0, err
+    assert f"Status: Image is up to date for {name}" in err
+    assert "Unable to find image" not in err
+    assert cli("rm", out.strip())[0] == 0
+
+    assert cli("rmi", name)[0] == 0
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {name}\nLABEL pulled=yes\n")
+    code, _, err = cli("build", "-q", "-t", "derived:1", str(ctx))
+    assert code == 0, err
+    assert cli("image", "inspect", name)[0] == 0
+    assert cli("rmi", "derived:1", name)[0] == 0
+
+    if os.geteuid() != 0 or shutil.which("runc") is None or not Path("/bin/busybox").exists():
+        return
+    r = _cli_subprocess(cli, "run", "--rm", "--network", "none", name, "/bin/busybox", "echo",
+                        "hi")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "hi\n"
+    assert r.stderr.splitlines()[0] == f"Unable to find image '{name}' locally"
+    r = _cli_subprocess(cli, "run", "--rm", "--pull", "never", "--network", "none",
+                        f"{registry.host}/demo/none:1", "true")
+    assert r.returncode == 125
+    assert f"No such image: {registry.host}/demo/none:1" in r.stderr
+    assert cli("rmi", name)[0] == 0

@@ -181,10 +181,12 @@ class RegistryDestination:
         return image.config_digest
 
     def _usable(self, diff_id: str) -> list[BlobEntry]:
+        """Blobs that may stand for the layer: the ones a registry served us (the image's own)
+        and the ones we made with exactly this (algorithm, level, block size), so a push's
+        digests depend on its setting only, never on what earlier pushes used."""
         return [e for e in self.cache.entries(diff_id)
                 if oci_image.layer_compression(e.media_type) == self.algo
-                and (not e.compression or e.compression == self.want
-                     or e.compression.startswith(self.algo + ":"))]
+                and (not e.compression or e.compression == self.want)]
 
     def _push_layer(self, layer: LayerRef, write_layer: Callable[[LayerRef, Feed], None],
                     total: int) -> BlobEntry:
