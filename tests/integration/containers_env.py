@@ -183,6 +183,13 @@ class Env:
             if ns.name[len("cargohold-") :] in "".join(ids):
                 problems.append(f"netns {ns.name} left")
                 subprocess.run(["ip", "netns", "del", ns.name], capture_output=True, check=False)
+        proxies = self.root / "networks" / "proxies"
+        for pidfile in proxies.glob("*.pid") if proxies.exists() else []:
+            from cargohold.network import userproxy
+
+            if userproxy.running(self.root, pidfile.stem):
+                problems.append(f"userland proxy {pidfile.stem} left")
+            userproxy.stop(self.root, pidfile.stem)
         store = NetworkStore(self.root, default_subnet=self.subnet, default_bridge=self.bridge)
         nets = [n for n in store.all() if n.driver == "bridge"]
         for net in nets:

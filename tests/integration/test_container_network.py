@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from containers_env import Env, container_env, needs_runtime
 
+from cargohold.network.portalloc import host_has_ipv6
+
 pytestmark = [
     needs_runtime,
     pytest.mark.skipif(
@@ -21,6 +23,7 @@ pytestmark = [
     ),
 ]
 WEB = "httpd -f -p 80 -h /www"
+IPV6 = host_has_ipv6()
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +75,15 @@ def test_published_port_from_loopback_and_teardown(env: Env) -> None:
     port = free_port()
     cid = env.out("run", "-itd", "-p", f"{port}:80", "--name", "web", "bb", "sh", "-c", WEB)
     assert curl(f"http://127.0.0.1:{port}/") == "hello from web\n"
-    assert env.out("port", "web") == f"80/tcp -> 0.0.0.0:{port}"
-    assert env.out("port", "web", "80") == f"0.0.0.0:{port}"
+    v6 = [f"80/tcp -> [::]:{port}"] if IPV6 else []  # Docker 20.10: also on :: when possible
+    assert env.out("port", "web").splitlines() == [f"80/tcp -> 0.0.0.0:{port}", *v6]
+    assert env.out("port", "web", "80").splitlines()[0] == f"0.0.0.0:{port}"
     assert f"0.0.0.0:{port}->80/tcp" in env.out("ps", "--filter", "name=web")
     data = env.inspect("web")
     ns = data["NetworkSettings"]
-    assert ns["Ports"]["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": str(port)}]  # type: ignore[index]
+    want = [{"HostIp": "0.0.0.0", "HostPort": str(port)}]
+    want += [{"HostIp": "::", "HostPort": str(port)}] if IPV6 else []
+    assert ns["Ports"]["80/tcp"] == want  # type: ignore[index]
     bridge = ns["Networks"]["bridge"]  # type: ignore[index]
     assert bridge["IPAddress"] == ns["IPAddress"] and bridge["Gateway"]  # type: ignore[index]
     assert data["HostConfig"]["PortBindings"] == {  # type: ignore[index]
@@ -97,7 +103,7 @@ def test_published_port_from_loopback_and_teardown(env: Env) -> None:
 
 def test_publish_all_random_ports(env: Env) -> None:
     env.ch("run", "-itd", "-P", "--name", "web1", "bbvol", "sh", "-c", WEB)
-    line = env.out("port", "web1")
+    line = env.out("port", "web1").splitlines()[0]
     m = re.fullmatch(r"80/tcp -> 0\.0\.0\.0:(\d+)", line)
     assert m, line
     assert curl(f"http://127.0.0.1:{m.group(1)}/") == "hello from web\n"

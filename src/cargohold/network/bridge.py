@@ -4,7 +4,8 @@ than CNI's bridge+portmap+firewall plugin chain, ~150 ms per ADD here).
 
 attach = lease an address -> reserve host ports -> (create the bridge on first use) -> veth
 pair with ``ifname`` inside the namespace -> address, MAC, default route -> NAT/forwarding
-rules.  Any failure undoes everything done so far; detach is idempotent and also works when
+rules -> the userland proxy of ports published on IPv6 (``userproxy.py``).  Any failure
+undoes everything done so far; detach is idempotent and also works when
 the namespace is already gone (the kernel removed the veth with it).
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cargohold.errors import CargoholdError, Internal, InvalidArgument
-from cargohold.network import firewall
+from cargohold.network import firewall, userproxy
 from cargohold.network.base import Attachment, run_ip_batch
 from cargohold.network.hosts import HostsRegistry
 from cargohold.network.portalloc import PortAllocator
@@ -106,6 +107,10 @@ class BridgeBackend:
             tag = firewall.container_tag(container_id, network.id)
             undo.append(lambda: firewall.remove_tagged([tag]))
             self._apply_rules(network, addr, bindings, tag, rules_snapshot())
+            v6 = [b for b in bindings if ":" in b.host_ip]
+            if v6:
+                undo.append(lambda: userproxy.stop(self.root, tag))
+                userproxy.start(self.root, tag, addr, v6)
         except BaseException:
             for step in reversed(undo):
                 with contextlib.suppress(CargoholdError):
@@ -212,6 +217,7 @@ class BridgeBackend:
         steps: list[Callable[[], object]] = [
             lambda: self._delete_link(host_if) if delete_link else None,
             lambda: firewall.remove_tagged([tag]) if rules else None,
+            lambda: userproxy.stop(self.root, tag),
             lambda: self.ports.release(_owner(container_id, network.id)),
             lambda: self.hosts.leave(network.id, container_id),
             lambda: self.store.leases(network).release(container_id),
