@@ -374,6 +374,17 @@ class ContainerService:
         except (CargoholdError, OSError):
             return 0
 
+    def sizes(self, cid: str, image_id: str) -> tuple[int, int]:
+        """Docker's (SizeRw, SizeRootFs): the rw layer's bytes, and those plus the image's
+        (ps -s shows them as "12B (virtual 1.98MB)")."""
+        rw = self.size(cid)
+        try:
+            image = self.engine.image_store.get(image_id) if image_id else None
+            virtual = self.engine.images.size(image) if image is not None else 0
+        except (CargoholdError, OSError):
+            virtual = 0
+        return rw, rw + virtual
+
     def disk_usage(self) -> DiskUsage:
         from cargohold.engine.reports import DiskUsage
 

@@ -23,8 +23,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     def lookup(ref: str) -> dict[str, Any]:
         data = service.inspect(ref)
         if args.size:
-            data["SizeRw"] = service.size(data["Id"])
-            data["SizeRootFs"] = data["SizeRw"]
+            data["SizeRw"], data["SizeRootFs"] = service.sizes(data["Id"], data["Image"])
         return data
 
     return print_inspect(ctx, args.containers, args.format, lookup, "container")

@@ -25,6 +25,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise InvalidArgument(f'"{args.type}" is not a valid value for --type')
 
     def lookup(name: str) -> dict[str, Any]:
-        return ctx.engine.inspect_object(name, args.type)
+        data = ctx.engine.inspect_object(name, args.type)
+        if args.size and "State" in data and "Image" in data:  # a container
+            service = ctx.engine.containers
+            data["SizeRw"], data["SizeRootFs"] = service.sizes(data["Id"], data["Image"])
+        return data
 
     return print_inspect(ctx, args.names, args.format, lookup, "object")

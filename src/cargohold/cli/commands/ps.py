@@ -125,7 +125,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             )
         size = ""
         if args.size:
-            size = f"{human_size(service.size(rec.id))} (virtual {human_size(0)})"
+            rw, virtual = service.sizes(rec.id, rec.image_id)
+            size = f"{human_size(rw)} (virtual {human_size(virtual)})"
         rows.append(
             {
                 "ID": rec.short_id if trunc else rec.id,
