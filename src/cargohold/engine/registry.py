@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 PULL_POLICIES = ("missing", "always", "never", "newer")
 # Push compression levels when none is asked for (measured: ARCHITECTURE.md, "Registries").
-DEFAULT_LEVELS = {"gzip": 3, "zstd": 3}
+DEFAULT_LEVELS = {"gzip": 2, "zstd": 3}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compression-format", choices=("gzip", "zstd"), default=None,
                         help="Compression of the pushed layers (default gzip)")
     parser.add_argument("--compression-level", type=int, default=None,
-                        help="Compression level (gzip 0-9, default 3; zstd 1-22, default 3)")
+                        help="Compression level (gzip 0-9, default 2; zstd 1-22, default 3)")
     parser.add_argument("--disable-content-trust", nargs="?", const="true", default=None,
                         help="Skip image signing (always; accepted for compatibility)")
     parser.add_argument("name", metavar="NAME[:TAG]")
