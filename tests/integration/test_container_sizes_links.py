@@ -39,3 +39,26 @@ def test_ps_and_inspect_sizes(env: Env) -> None:
     fmt = env.out("ps", "-a", "-s", "--filter", "name=sz", "--format", "{{.Size}}")
     assert fmt == m.group(0)
     env.ch("rm", "sz")
+
+
+def test_rename_updates_links(env: Env) -> None:
+    env.ch("run", "-d", "--name", "tgt", "-h", "tgthost", "bb", "sleep", "300")
+    env.ch("run", "-d", "--name", "rcv", "--link", "tgt:alias", "bb", "sleep", "300")
+    env.ch("run", "-d", "--name", "rcv2", "--link", "tgt", "bb", "sleep", "300")
+    try:
+        ip = env.inspect("tgt")["NetworkSettings"]["IPAddress"]  # type: ignore[index]
+        env.ch("rename", "tgt", "tgt2")
+        assert env.inspect("rcv")["HostConfig"]["Links"] == ["tgt2:alias"]  # type: ignore[index]
+        assert env.inspect("rcv2")["HostConfig"]["Links"] == ["tgt2:tgt"]  # type: ignore[index]
+        names = env.out("ps", "--filter", "name=tgt2", "--format", "{{.Names}}")
+        assert sorted(names.split(",")) == ["rcv/alias", "rcv2/tgt", "tgt2"]
+        hosts = env.out("exec", "rcv", "cat", "/etc/hosts")
+        assert re.search(rf"^{re.escape(str(ip))}\talias tgthost tgt2$", hosts, re.M), hosts
+        hosts2 = env.out("exec", "rcv2", "cat", "/etc/hosts")
+        assert re.search(rf"^{re.escape(str(ip))}\ttgt tgthost tgt2$", hosts2, re.M), hosts2
+        # the link still resolves after a restart of the receiver
+        env.ch("restart", "-t", "0", "rcv")
+        out = env.out("exec", "rcv", "ping", "-c", "1", "-W", "5", "alias")
+        assert "1 packets received" in out
+    finally:
+        env.ch("rm", "-f", "tgt2", "tgt", "rcv", "rcv2", check=False)

@@ -341,7 +341,9 @@ class ContainerService:
         from cargohold.engine import container_network as cnet
         from cargohold.network.hosts import HostsRegistry
 
+        old_name = self.store.get(ref).name
         record = self.store.rename(ref, new_name)
+        self._relink(old_name, record)
         if self.reconcile(record.id).running:
             eps = cnet.load_endpoints(self.store, record.id)
             registry = HostsRegistry(self.engine.network_store.root)
@@ -352,6 +354,42 @@ class ContainerService:
                         att.network_id, record.id, record.name, att.aliases, att.ip, hosts
                     )
         return record
+
+    def _relink(self, old_name: str, target: ContainerRecord) -> None:
+        """After a rename: containers linking to ``old_name`` now name the target by its new
+        name (the alias stays, as Docker's link graph keeps it), so ``ps`` shows
+        ``new,receiver/alias`` and the receivers' hosts entries carry the new name."""
+        from cargohold.engine import container_network as cnet
+        from cargohold.network.links import parse_link
+
+        def relinked(raw: tuple[str, ...]) -> tuple[str, ...]:
+            out = []
+            for item in raw:
+                spec = parse_link(item)
+                out.append(f"{target.name}:{spec.alias}" if spec.name == old_name else item)
+            return tuple(out)
+
+        changed = False
+        for cid in self.store.ids():
+            if cid == target.id:
+                continue
+            try:
+                if not any(parse_link(x).name == old_name for x in self.store.links_of(cid)):
+                    continue
+                rec = self.store.load(cid)
+            except (CargoholdError, FileNotFoundError):
+                continue
+            host = dataclasses.replace(rec.host_config, links=relinked(rec.host_config.links))
+            nets = {
+                n: dataclasses.replace(ep, links=relinked(ep.links))
+                for n, ep in rec.networks.items()
+            }
+            with contextlib.suppress(NotFound):
+                self.store.update_record(dataclasses.replace(rec, host_config=host, networks=nets))
+                changed = True
+        if changed:
+            with contextlib.suppress(CargoholdError, OSError):
+                cnet.refresh_links(self.engine, target)
 
     # ------------------------------------------------------------------ views
     def ports(self, ref: str) -> list[PortBinding]:
