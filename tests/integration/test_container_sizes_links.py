@@ -62,3 +62,37 @@ def test_rename_updates_links(env: Env) -> None:
         assert "1 packets received" in out
     finally:
         env.ch("rm", "-f", "tgt2", "tgt", "rcv", "rcv2", check=False)
+
+
+ECHO_BOTH = "echo out; echo err >&2"
+
+
+def test_run_attach_selected_streams(env: Env) -> None:
+    r = env.ch("run", "--name", "a1", "-a", "stdout", "bb", "sh", "-c", ECHO_BOTH)
+    assert (r.stdout, r.stderr) == ("out\n", "")
+    assert env.inspect("a1")["Config"]["AttachStderr"] is False  # type: ignore[index]
+    logs = env.ch("logs", "a1")
+    assert (logs.stdout, logs.stderr) == ("out\n", "err\n")  # the log keeps both
+    r = env.ch("run", "--rm", "-a", "STDERR", "bb", "sh", "-c", ECHO_BOTH)
+    assert (r.stdout, r.stderr) == ("", "err\n")
+    r = env.ch("run", "--rm", "-a", "stdout", "-a", "stderr", "bb", "sh", "-c", ECHO_BOTH)
+    assert (r.stdout, r.stderr) == ("out\n", "err\n")
+    # -i attaches stdin whatever -a says
+    r = env.ch("run", "--rm", "-i", "-a", "stdout", "bb", "cat", stdin="piped\n")
+    assert r.stdout == "piped\n"
+    # neither stdout nor stderr: Docker prints the container's id, and still waits for it
+    r = env.ch(
+        "run", "--name", "a2", "-a", "stdin", "bb", "sh", "-c", "echo out; exit 3", check=False
+    )
+    assert r.returncode == 3
+    assert re.fullmatch(r"[0-9a-f]{64}\n", r.stdout), r.stdout
+    assert r.stdout.strip() == env.inspect("a2")["Id"]
+    env.ch("rm", "a1", "a2")
+
+
+def test_run_attach_bad_input(env: Env) -> None:
+    r = env.ch("run", "-d", "-a", "stdout", "bb", "true", check=False)
+    assert r.returncode == 125 and "Conflicting options: -a and -d" in r.stderr
+    r = env.ch("run", "-a", "stdcat", "bb", "true", check=False)
+    assert r.returncode == 125 and "invalid argument" in r.stderr
+    assert env.out("ps", "-a", "-q") == ""

@@ -7,6 +7,7 @@ positional argument and everything after it is the command (argparse REMAINDER).
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -238,6 +239,8 @@ def to_options(args: argparse.Namespace) -> CreateOptions:
         if x not in ("stdin", "stdout", "stderr"):
             raise InvalidArgument(f'invalid argument {x!r} for "-a, --attach" flag')
     detach = bool(args.detach)
+    if attach and detach:
+        raise InvalidArgument("Conflicting options: -a and -d")
     entrypoint = None
     if args.entrypoint is not None:
         entrypoint = tuple(args.entrypoint.split()) if args.entrypoint.strip() else ()
@@ -246,9 +249,10 @@ def to_options(args: argparse.Namespace) -> CreateOptions:
         hostname=args.hostname,
         domainname=args.domainname,
         user=args.user,
-        attach_stdin=open_stdin and not detach,
-        attach_stdout=not detach,
-        attach_stderr=not detach,
+        # Docker: -i always attaches stdin; without -a, stdout and stderr are attached
+        attach_stdin=(open_stdin or "stdin" in attach) and not detach,
+        attach_stdout=not detach and (not attach or "stdout" in attach),
+        attach_stderr=not detach and (not attach or "stderr" in attach),
         exposed_ports=frozenset(exposed),
         tty=bool(args.tty),
         open_stdin=open_stdin,
@@ -342,9 +346,13 @@ def attach_foreground(
     tty: bool,
     sig_proxy: bool = True,
     detach_keys: str = "",
+    stdout: bool = True,
+    stderr: bool = True,
 ) -> int | None:
     """Attach to a container its monitor holds for us (``wait_for_attach``) until it exits:
-    its exit code, or None when the user detached."""
+    its exit code, or None when the user detached.  A stream not attached (``run -a``) is
+    discarded here (the container's log still has it)."""
+    import os
     import sys
 
     from cargohold.container import attach as proto
@@ -353,7 +361,12 @@ def attach_foreground(
     keys = proto.parse_detach_keys(detach_keys) if detach_keys else proto.DEFAULT_DETACH_KEYS
     out = getattr(ctx.stdout, "buffer", None) or sys.stdout.buffer
     err = getattr(ctx.stderr, "buffer", None) or sys.stderr.buffer
-    with sock:
+    sink = None
+    if not (stdout and stderr):
+        sink = open(os.devnull, "wb")  # noqa: SIM115 - closed below
+        out = out if stdout else sink
+        err = err if stderr else sink
+    with sock, sink or contextlib.nullcontext():
         result = proto.attach(
             sock,
             stdin=sys.stdin.buffer if stdin else None,

@@ -1,7 +1,8 @@
 """``cargohold run [OPTIONS] IMAGE [COMMAND] [ARG...]``.
 
 ``-d`` prints the id once the container runs; otherwise the CLI attaches (a raw terminal with
-``-t``, stdin piped with ``-i``) and exits with the container's exit code.  ``--rm`` removes
+``-t``, stdin piped with ``-i``, only the streams named by ``-a`` when given) and exits with
+the container's exit code.  ``--rm`` removes
 the container when it exits (its monitor does, even when this CLI is gone).
 """
 
@@ -39,6 +40,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     except BaseException:
         _remove_on_failure(ctx, record.id, args.rm)
         raise
+    cfg = record.config
+    if not cfg.attach_stdout and not cfg.attach_stderr:
+        print(record.id, file=ctx.stdout, flush=True)  # Docker: `run -a stdin` shows the id
     code = runopts.attach_foreground(
         ctx,
         record.id,
@@ -46,6 +50,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         tty=bool(args.tty),
         sig_proxy=sig_proxy,
         detach_keys=args.detach_keys,
+        stdout=cfg.attach_stdout,
+        stderr=cfg.attach_stderr,
     )
     return 0 if code is None else code
 
