@@ -238,3 +238,45 @@ def test_levels_give_different_blobs_and_bad_levels_are_refused(vfs_engine: Engi
     assert blobs[1] != blobs[6]
     with pytest.raises(InvalidArgument, match="invalid gzip compression level 12"):
         vfs_engine.registry.push("127.0.0.1:1/x:1", compression="gzip", level=12)
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zstd", "bzip2", "xz", "none"])
+def test_decoding_ahead_reads_and_hashes_every_format(kind: str) -> None:
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    from cargohold.store.compression import open_decompressed_ahead
+
+    data = os.urandom(300_000) + b"abc" * 1_000_000
+    packed = {"gzip": lambda d: gzip.compress(d, mtime=0) + gzip.compress(b"tail", mtime=0),
+              "zstd": lambda d: zstandard.ZstdCompressor().compress(d),
+              "bzip2": bz2.compress, "xz": lzma.compress, "none": lambda d: d}[kind](data)
+    expected = data + (b"tail" if kind == "gzip" else b"")
+    stream, ahead = open_decompressed_ahead(io.BytesIO(packed))
+    try:
+        assert stream.read() == expected
+    finally:
+        stream.close()
+    if kind == "none":
+        assert ahead is None
+    else:
+        assert ahead is not None
+        assert ahead.digest() == "sha256:" + hashlib.sha256(expected).hexdigest()
+
+
+def test_decoding_ahead_reports_corrupt_gzip() -> None:
+    import gzip
+
+    from cargohold.store.compression import open_decompressed_ahead
+
+    packed = bytearray(gzip.compress(os.urandom(200_000), mtime=0))
+    packed[100:110] = bytes(10)
+    stream, _ = open_decompressed_ahead(io.BytesIO(bytes(packed)))
+    try:
+        with pytest.raises(InvalidArgument, match="corrupt gzip data"):
+            stream.read()
+    finally:
+        stream.close()

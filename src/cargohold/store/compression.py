@@ -13,7 +13,8 @@ import hashlib
 import io
 import lzma
 import zlib
-from typing import BinaryIO, Literal, cast
+from collections.abc import Iterator
+from typing import Any, BinaryIO, Literal, cast
 
 import zstandard
 from zlib_ng import zlib_ng
@@ -137,51 +138,75 @@ def _open(f: BinaryIO, ahead: bool) -> tuple[BinaryIO, ReadAhead | None]:
         decoded = cast(BinaryIO, lzma.LZMAFile(source))  # noqa: SIM115
     reader = buffered(decoded, what=f"{kind} data")
     if ahead:
-        thread = ReadAhead(reader)
+        chunks = (_gzip_chunks(cast(_GzipReader, decoded)) if kind == "gzip"
+                  else iter(lambda: reader.read(_CHUNK), b""))
+        thread = ReadAhead(chunks, f"{kind} data")
         return cast(BinaryIO, io.BufferedReader(thread, _CHUNK)), thread
     return reader, None
 
 
+def _gzip_chunks(g: _GzipReader) -> Iterator[bytes]:
+    """The decoder's output as it comes (no copy into a reader's buffer)."""
+    while not g._done:
+        out = g._step(_CHUNK)
+        if out:
+            yield out
+
+
 class ReadAhead(io.RawIOBase):
-    """Reads ``src`` in a daemon thread into a bounded queue of chunks, hashing them on the
-    way; the thread's errors are raised by ``readinto``."""
+    """Runs the chunk iterator ``src`` (a decoder) in a daemon thread, a bounded queue ahead
+    of the reader (the thread's errors are raised by ``readinto``); a second thread hashes
+    the chunks meanwhile."""
 
     _DEPTH = 8  # chunks of _CHUNK bytes ahead of the reader
 
-    def __init__(self, src: BinaryIO) -> None:
+    def __init__(self, src: Iterator[bytes], what: str = "stream") -> None:
         import queue
         import threading
 
         super().__init__()
+        self._what = what
         self._q: queue.Queue[bytes | BaseException] = queue.Queue(self._DEPTH)
+        self._hq: queue.Queue[bytes | None] = queue.Queue(self._DEPTH * 2)
         self._hash = hashlib.sha256()
         self._stop = threading.Event()
         self._pending = memoryview(b"")
         self._eof = False
+        self._hasher = threading.Thread(target=self._digest_chunks, daemon=True, name="hash")
         self._thread = threading.Thread(target=self._run, args=(src,), daemon=True,
                                         name="decompress")
+        self._hasher.start()
         self._thread.start()
 
-    def _put(self, item: bytes | BaseException) -> bool:
+    def _offer(self, q: Any, item: object) -> bool:
         import queue
 
         while not self._stop.is_set():
             try:
-                self._q.put(item, timeout=0.1)
+                q.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def _run(self, src: BinaryIO) -> None:
+    def _run(self, src: Iterator[bytes]) -> None:
         try:
-            while not self._stop.is_set():
-                chunk = src.read(_CHUNK)
-                self._hash.update(chunk)
-                if not self._put(chunk) or not chunk:
+            for chunk in src:
+                if not self._offer(self._hq, chunk) or not self._offer(self._q, chunk):
                     return
-        except BaseException as e:  # handed to the reader
-            self._put(e)
+            self._offer(self._q, b"")
+        except InvalidArgument as e:  # handed to the reader
+            self._offer(self._q, e)
+        except _CODEC_ERRORS as e:
+            self._offer(self._q, InvalidArgument(f"corrupt {self._what}: {e}"))
+        except BaseException as e:
+            self._offer(self._q, e)
+        finally:
+            self._hq.put(None)  # ends the hasher (``digest`` waits for it); it always drains
+
+    def _digest_chunks(self) -> None:
+        while (chunk := self._hq.get()) is not None:  # ``_run`` always ends with None
+            self._hash.update(chunk)
 
     def readable(self) -> bool:
         return True
@@ -208,6 +233,7 @@ class ReadAhead(io.RawIOBase):
         """sha256 of every byte handed out (complete once ``readinto`` returned 0)."""
         if not self._eof:
             raise ValueError("digest of a stream that was not read to its end")
+        self._hasher.join()
         return "sha256:" + self._hash.hexdigest()
 
     def close(self) -> None:
