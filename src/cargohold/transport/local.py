@@ -144,13 +144,20 @@ class LocalDestination:
         abort = threading.Event()
 
         def stage(item: _Todo) -> StagedLayer:
-            if abort.is_set():
-                raise InvalidArgument("cancelled")
-            raw = source.open_blob(item.ref)
             with lock:
+                if abort.is_set():
+                    raise InvalidArgument("cancelled")
+                raw = source.open_blob(item.ref)  # cheap: the data comes as it is read
                 opened.append(raw)
             with raw:
                 return stage_layer(self.stores, raw, item.parent, item.ref.diff_id)
+
+        def cancel() -> None:  # readers blocked on their data fail at once
+            with lock:
+                abort.set()
+                for raw in opened:
+                    with contextlib.suppress(Exception):
+                        raw.close()
 
         pool = ThreadPoolExecutor(workers, thread_name_prefix="layer")
         futures = [pool.submit(stage, item) for item in todo]
@@ -158,15 +165,10 @@ class LocalDestination:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in futures if f in done and f.exception() is not None]
             if failed:
-                abort.set()
-                with lock:
-                    for raw in opened:
-                        with contextlib.suppress(Exception):
-                            raw.close()
                 raise failed[0].exception()  # type: ignore[misc]
             return [f.result() for f in futures]
         except BaseException:
-            abort.set()
+            cancel()
             pool.shutdown(wait=True, cancel_futures=True)
             for f in futures:
                 if f.done() and not f.cancelled() and f.exception() is None:
