@@ -29,7 +29,6 @@ import selectors
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -429,6 +428,8 @@ class Monitor:
         tmpdir = None
         path = self.run_dir / "console.sock"
         if len(str(path)) > 100:
+            import tempfile
+
             tmpdir = tempfile.mkdtemp(prefix="cargohold-console-")
             path = Path(tmpdir) / "c.sock"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from pathlib import Path
 from cargohold.container.model import ContainerRecord, State, from_json, to_json
 from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.util.atomic import read_json, write_json
+from cargohold.util.ids import random_below, random_choice, random_hex
 from cargohold.util.lockfile import FileLock
 
 _NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -312,14 +312,14 @@ def random_name(taken: Callable[[str], bool]) -> str:
     ``boring_wozniak`` is never produced: Steve Wozniak is not boring (Docker's joke).
     """
     for attempt in range(64):
-        name = f"{secrets.choice(ADJECTIVES)}_{secrets.choice(SURNAMES)}"
+        name = f"{random_choice(ADJECTIVES)}_{random_choice(SURNAMES)}"
         if name == "boring_wozniak":
             continue
         if attempt >= 8:
-            name += str(secrets.randbelow(10))
+            name += str(random_below(10))
         if not taken(name):
             return name
     while True:  # practically unreachable
-        name = f"{secrets.choice(ADJECTIVES)}_{secrets.choice(SURNAMES)}_{secrets.token_hex(3)}"
+        name = f"{random_choice(ADJECTIVES)}_{random_choice(SURNAMES)}_{random_hex(3)}"
         if not taken(name):
             return name

@@ -15,7 +15,6 @@ namespace.  What a container *asked for* stays in the record (``ContainerRecord.
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -360,6 +359,8 @@ def teardown(root: str, runroot: str, cid: str) -> None:
 
 
 def endpoint_id(cid: str, network_id: str) -> str:
+    import hashlib
+
     return hashlib.sha256(f"endpoint/{cid}/{network_id}".encode()).hexdigest()
 
 
@@ -394,6 +395,8 @@ def network_settings(engine: Engine, record: ContainerRecord, running: bool) -> 
     ports = inspect_ports(bindings, sorted(record.config.exposed_ports)) if running else {}
     default = networks.get("bridge") if mode_of(record.host_config) == "bridge" else None
     top = default or {}
+    import hashlib
+
     return {
         "Bridge": "",
         "SandboxID": hashlib.sha256(eps.sandbox_key.encode()).hexdigest()

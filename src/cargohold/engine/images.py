@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -417,6 +416,8 @@ def _seekable_input(path: str | None, tmp_dir: os.PathLike[str]) -> Iterator[Bin
     except OSError:
         pass
     os.makedirs(tmp_dir, exist_ok=True)
+    import tempfile
+
     with tempfile.TemporaryFile(dir=tmp_dir) as spool:
         while chunk := stdin.read(1 << 20):
             spool.write(chunk)

@@ -12,7 +12,6 @@ the namespace is already gone (the kernel removed the veth with it).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +31,8 @@ PROC_SYS = Path("/proc/sys/net")
 
 def host_veth_name(container_id: str, network_id: str) -> str:
     """A stable, 15-character host-side name, so detach needs no saved state."""
+    import hashlib
+
     digest = hashlib.sha256(f"{container_id}/{network_id}".encode()).hexdigest()
     return f"chv{digest[:12]}"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from cargohold.errors import InvalidArgument
@@ -12,6 +11,8 @@ _HEX_RE = re.compile(r"^[a-f0-9]{64}$")
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib  # lazily: loading OpenSSL costs every CLI call ~3 ms
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

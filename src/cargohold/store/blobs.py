@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import hashlib
 import os
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +23,8 @@ class BlobWriter:
         self._store = store
         self._expected = validate(expected) if expected is not None else None
         self._size = size
+        import hashlib
+
         self._hash = hashlib.sha256()
         self._written = 0
         self._stage = Staging(store.tmp_dir, "blob", directory=False)
@@ -108,6 +109,8 @@ class BlobStore:
         return BlobWriter(self, expected, size)
 
     def put(self, data: bytes) -> str:
+        import hashlib
+
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if self.has(digest):
             return digest

@@ -8,7 +8,6 @@ killed mid-import leaves only a stale staging entry that the next mutation remov
 from __future__ import annotations
 
 import builtins
-import hashlib
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -41,6 +40,8 @@ def chain_id_of(parent: str | None, diff_id: str) -> str:
     """OCI ChainID: the diff_id for a base layer, else sha256("<parent chain> <diff_id>")."""
     if parent is None:
         return validate(diff_id)
+    import hashlib
+
     return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
 
 
@@ -66,6 +67,8 @@ class HashingReader:
 
     def __init__(self, stream: BinaryIO, hashing: bool = True) -> None:
         self._stream = stream
+        import hashlib
+
         self._hash = hashlib.sha256()
         self._hashing = hashing  # False: only counts (someone else hashes the stream)
         self.count = 0

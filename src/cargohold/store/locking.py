@@ -14,13 +14,13 @@ import errno
 import fcntl
 import os
 import re
-import secrets
 import shutil
 import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from cargohold.util.ids import random_hex
 from cargohold.util.lockfile import FileLock
 
 _MNT_DETACH = 2
@@ -38,7 +38,7 @@ class Staging:
 
     def __init__(self, tmp_dir: Path, kind: str, directory: bool = True) -> None:
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{kind}-{secrets.token_hex(8)}"
+        name = f"{kind}-{random_hex(8)}"
         # Created under a dot-name, locked, then renamed: clean_stale never sees an
         # entry between its creation and its flock.
         hidden = tmp_dir / f".{name}"

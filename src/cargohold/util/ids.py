@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
+import os
+from collections.abc import Sequence
 
 
 def random_id() -> str:
     """A 64-hex id as Docker uses for containers and volumes."""
     while True:
-        value = secrets.token_hex(32)
+        value = random_hex(32)
         # Docker avoids ids whose short form is all digits (ambiguous with numbers).
         if not value[:12].isdigit():
             return value
@@ -19,3 +20,19 @@ def short_id(value: str) -> str:
     if ":" in value:
         value = value.split(":", 1)[1]
     return value[:12]
+
+
+# os.urandom rather than `secrets`: secrets imports hmac, which loads OpenSSL (~3 ms on
+# every CLI call that makes an id or a name).
+
+
+def random_hex(nbytes: int) -> str:
+    return os.urandom(nbytes).hex()
+
+
+def random_choice(items: Sequence[str]) -> str:
+    return items[int.from_bytes(os.urandom(4), "big") % len(items)]
+
+
+def random_below(n: int) -> int:
+    return int.from_bytes(os.urandom(4), "big") % n
