@@ -96,3 +96,14 @@ def print_inspect(
     else:
         print(docker_json(found), file=ctx.stdout)
     return status
+
+
+def confirm_removal(ctx: Context, what: str) -> bool:
+    """Docker's prune prompt ("WARNING! This will remove {what}. ... [y/N]"); True on yes."""
+    print(
+        f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ",
+        end="",
+        file=ctx.stdout,
+        flush=True,
+    )
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

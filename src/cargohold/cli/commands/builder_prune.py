@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from cargohold.cli.context import Context
 from cargohold.cli.humanize import human_size
+from cargohold.cli.output import confirm_removal
 
 HELP = "Remove build cache"
 
@@ -21,10 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     if not args.force:
         what = "all build cache" if args.all else "all dangling build cache"
-        print(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ",
-              end="", file=ctx.stdout, flush=True)
-        answer = sys.stdin.readline().strip().lower()
-        if answer not in ("y", "yes"):
+        if not confirm_removal(ctx, what):
             return 0
     removed, reclaimed = ctx.engine.builds.prune(all_cache=args.all)
     if removed:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from cargohold.cli.context import Context
 from cargohold.cli.humanize import human_size
+from cargohold.cli.output import confirm_removal
 
 HELP = "Remove all stopped containers"
 
@@ -17,17 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    if not args.force:
-        print(
-            "WARNING! This will remove all stopped containers.\n"
-            "Are you sure you want to continue? [y/N] ",
-            end="",
-            file=ctx.stdout,
-            flush=True,
-        )
-        answer = sys.stdin.readline().strip().lower()
-        if answer not in ("y", "yes"):
-            return 0
+    if not args.force and not confirm_removal(ctx, "all stopped containers"):
+        return 0
     deleted, reclaimed = ctx.engine.containers.prune()
     if deleted:
         print("Deleted Containers:", file=ctx.stdout)

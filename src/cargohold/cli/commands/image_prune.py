@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from cargohold.cli.context import Context
 from cargohold.cli.humanize import human_size
+from cargohold.cli.output import confirm_removal
 
 HELP = "Remove unused images"
 
@@ -21,10 +21,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if not args.force:
         what = "all images without at least one container associated to them" if args.all \
             else "all dangling images"
-        print(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ",
-              end="", file=ctx.stdout, flush=True)
-        answer = sys.stdin.readline().strip().lower()
-        if answer not in ("y", "yes"):
+        if not confirm_removal(ctx, what):
             return 0
     report, reclaimed = ctx.engine.images.prune(all_images=args.all)
     if report:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from cargohold.cli.context import Context
+from cargohold.cli.output import confirm_removal
 from cargohold.errors import CargoholdError
 
 HELP = "Remove all unused networks"
-WARNING = (
-    "WARNING! This will remove all custom networks not used by at least one container.\n"
-    "Are you sure you want to continue? [y/N] "
-)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,10 +18,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    if not args.force:
-        print(WARNING, end="", file=ctx.stdout, flush=True)
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    what = "all custom networks not used by at least one container"
+    if not args.force and not confirm_removal(ctx, what):
+        return 0
     try:
         deleted = ctx.engine.networks.prune(args.filter)
     except CargoholdError as e:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from cargohold.cli.context import Context
 from cargohold.cli.humanize import human_size
+from cargohold.cli.output import confirm_removal
 from cargohold.errors import CargoholdError
 
 HELP = "Remove all unused local volumes"
-WARNING = (
-    "WARNING! This will remove all local volumes not used by at least one container.\n"
-    "Are you sure you want to continue? [y/N] "
-)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -26,10 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    if not args.force:
-        print(WARNING, end="", file=ctx.stdout, flush=True)
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    what = "all local volumes not used by at least one container"
+    if not args.force and not confirm_removal(ctx, what):
+        return 0
     try:
         report = ctx.engine.volumes.prune(args.filter)
     except CargoholdError as e:
