@@ -574,12 +574,26 @@ def w_registry_push() -> Workload:
                     "<= 0.5 x podman push", prepare, setup, timed, lambda t: None)
 
 
-WORKLOADS = {"build": w_build, "build-cached": w_build_cached, "build-copy": w_build_copy,
-             "import": w_import, "save-load": w_save_load, "images": w_images50,
-             "bootstrap": w_bootstrap}
-WORKLOADS["commit"] = w_commit
-WORKLOADS.update({"run-none": w_run_none, "run-bridge": w_run_bridge, "run-10d": w_run_10d})
-WORKLOADS.update({"pull": w_registry_pull, "push": w_registry_push})
+WORKLOADS = {
+    # issue 2: engine core
+    "import": w_import,
+    "save-load": w_save_load,
+    "images": w_images50,
+    # issue 3: containers
+    "commit": w_commit,
+    "run-none": w_run_none,
+    "run-10d": w_run_10d,
+    # issue 4: networking
+    "run-bridge": w_run_bridge,
+    # issue 5: builder
+    "build": w_build,
+    "build-cached": w_build_cached,
+    "build-copy": w_build_copy,
+    # issue 6: registries and base images
+    "pull": w_registry_pull,
+    "push": w_registry_push,
+    "bootstrap": w_bootstrap,
+}
 
 
 def main() -> int:
