@@ -3,7 +3,8 @@
 Every message is a frame ``type:u8 length:u32be payload``.
 
 - monitor -> client: STDOUT, STDERR (output bytes), EXIT (JSON ``{"ExitCode": n, "Error": ""}``,
-  sent when the container's process ends; the monitor then closes the connection).
+  sent when the container's process ends; the monitor then closes the connection; with
+  ``"Kind"`` (an errors class name) when the container could not be launched at all).
 - client -> monitor: STDIN (bytes for the container), RESIZE (``rows:u16 cols:u16``), CLOSE_STDIN
   (the client's stdin hit EOF), SIGNAL (signal number as ASCII digits, for --sig-proxy).
 
@@ -105,6 +106,7 @@ class AttachResult:
     exit_code: int | None  # None: detached, or the monitor went away without an exit frame
     detached: bool = False
     error: str = ""
+    kind: str = ""  # set: the container was never launched (an errors class name)
 
 
 class _EscapeMatcher:
@@ -179,7 +181,9 @@ def attach(
     detach_message: bool = False,
 ) -> AttachResult:
     """Copy the container's output to ``stdout``/``stderr`` and ``stdin`` to the container
-    until it exits (returns its exit code) or the user types the detach keys.
+    until it exits (returns its exit code) or the user types the detach keys.  A container
+    its monitor could not launch (held for this client) raises that error instead, as
+    ``start`` would have (CommandNotFound: 127, CannotExecute: 126, ...).
 
     With ``tty_mode`` the local terminal is put in raw mode and its size (now and on every
     SIGWINCH) is sent to the container.  With ``sig_proxy`` SIGINT, SIGTERM, ... received by
@@ -207,7 +211,7 @@ def attach(
             sock.sendall(resize_frame(*size))
     try:
         with _signal_handlers(handlers), _raw_terminal(in_fd if tty_mode else None):
-            return _pump(
+            result = _pump(
                 sock,
                 in_fd,
                 out,
@@ -221,6 +225,14 @@ def attach(
     finally:
         os.close(wake_r)
         os.close(wake_w)
+    if result.kind:
+        from cargohold import errors
+
+        cls = getattr(errors, result.kind, None)
+        if not (isinstance(cls, type) and issubclass(cls, errors.CargoholdError)):
+            cls = errors.Internal
+        raise cls(result.error)
+    return result
 
 
 def _pump(
@@ -281,7 +293,11 @@ def _pump(
                     err.flush()
                 elif kind == EXIT:
                     info = json.loads(payload or b"{}")
-                    return AttachResult(int(info.get("ExitCode", 0)), error=info.get("Error", ""))
+                    return AttachResult(
+                        int(info.get("ExitCode", 0)),
+                        error=info.get("Error", ""),
+                        kind=info.get("Kind", ""),
+                    )
 
 
 # --------------------------------------------------------------------------- server side

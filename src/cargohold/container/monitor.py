@@ -7,10 +7,10 @@ CannotExecute (126) or another category).  The monitor
 
 - holds ``<runroot>/containers/<id>/monitor.lock`` for its whole life (so reconciliation can
   tell a dead monitor by a free lock, whatever happened to its pid),
-- becomes a child subreaper, so the container's init is reparented to it once ``runc create``
-  exits and ``waitpid`` gives the real exit status (128 + signal for a signal),
+- becomes a child subreaper, so the container's init is reparented to it once
+  ``runc run --detach`` exits and ``waitpid`` gives the real exit status (128 + signal),
 - owns stdio: pipes (json-file log ``stdout``/``stderr``) or the pty master received from
-  ``runc create --console-socket`` (logged as ``stdout``),
+  ``runc run --console-socket`` (logged as ``stdout``),
 - serves ``attach.sock`` (see attach.py) and copies output to every attached client,
 - applies the restart policy with Docker's backoff, runs HEALTHCHECK probes, and on the final
   exit runs the recorded cleanup actions (reconcile.py), including ``--rm``.
@@ -116,7 +116,8 @@ def spawn(
     spec: MonitorSpec, use_exec: bool = False, record: ContainerRecord | None = None
 ) -> SpawnResult:
     """Start a detached monitor for ``spec.container_id`` and wait until the container runs
-    (or, with ``wait_for_attach``, is created and waits for its first attach client).
+    (or, with ``wait_for_attach``, waits for its first attach client before launching it:
+    a launch error then comes in the attach EXIT frame, see :func:`attach.attach`).
     ``record``: the container's stored record, handed to a forked monitor so that it does
     not decode it again (~4 ms: the first decode evaluates every annotation)."""
     store = ContainerStore(spec.root, spec.runroot)
@@ -363,45 +364,39 @@ class Monitor:
         if not first:  # the previous run is deleted on exit; this covers a failed delete
             with contextlib.suppress(errors.CargoholdError):
                 self.runtime.delete(self.cid, force=True)
-        pid_file = self.run_dir / "pid"
-        pid_file.unlink(missing_ok=True)
-        # Held for the first attach client: create now, start on connect.  Otherwise one
-        # `runc run --detach` creates and starts (one runtime process less than create+start).
-        hold = first and self.wait_for_attach
-        if self.record.config.tty:
-            self._create_tty(pid_file, run=not hold)
-        else:
-            self._create_pipes(pid_file, run=not hold)
-        self.pid = int(pid_file.read_text())
-        if hold:
+        if first and self.wait_for_attach:
+            # Held for the first attach client: nothing exists in the runtime until it
+            # connects (or the wait is over); then one `runc run --detach` creates and starts
+            # it (one runtime process less than create + start).  A launch error reaches the
+            # client in the EXIT frame (with its kind), no longer through the spawn report.
             self.awaiting_attach = True
-            self._report({"monitor_pid": os.getpid(), "pid": self.pid, "waiting": True})
+            self._report({"monitor_pid": os.getpid(), "pid": 0, "waiting": True})
             self._after(ATTACH_WAIT_SECONDS, self._attach_wait_over)
             return
+        self._launch_now()
         self._running()
 
-    def _launch(
-        self, pid_file: Path, stdio: Stdio, run: bool, console_socket: Path | None = None
-    ) -> None:
-        if run:
-            self.runtime.run(
-                self.cid,
-                self.bundle,
-                pid_file=pid_file,
-                console_socket=console_socket,
-                stdio=stdio,
-                detach=True,
-            )
+    def _launch_now(self) -> None:
+        """Create and start the container with one `runc run --detach`; sets ``self.pid``."""
+        pid_file = self.run_dir / "pid"
+        pid_file.unlink(missing_ok=True)
+        if self.record.config.tty:
+            self._create_tty(pid_file)
         else:
-            self.runtime.create(
-                self.cid,
-                self.bundle,
-                pid_file=pid_file,
-                console_socket=console_socket,
-                stdio=stdio,
-            )
+            self._create_pipes(pid_file)
+        self.pid = int(pid_file.read_text())
 
-    def _create_pipes(self, pid_file: Path, run: bool = False) -> None:
+    def _launch(self, pid_file: Path, stdio: Stdio, console_socket: Path | None = None) -> None:
+        self.runtime.run(
+            self.cid,
+            self.bundle,
+            pid_file=pid_file,
+            console_socket=console_socket,
+            stdio=stdio,
+            detach=True,
+        )
+
+    def _create_pipes(self, pid_file: Path) -> None:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         child_in: int | None = None
@@ -410,7 +405,7 @@ class Monitor:
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             stdio = Stdio(child_in if child_in is not None else null, out_w, err_w)
-            self._launch(pid_file, stdio, run)
+            self._launch(pid_file, stdio)
         except BaseException:
             for fd in (out_r, err_r, self.stdin_w):
                 if fd is not None:
@@ -424,7 +419,7 @@ class Monitor:
         self._watch_output(out_r, "stdout")
         self._watch_output(err_r, "stderr")
 
-    def _create_tty(self, pid_file: Path, run: bool = False) -> None:
+    def _create_tty(self, pid_file: Path) -> None:
         tmpdir = None
         path = self.run_dir / "console.sock"
         if len(str(path)) > 100:
@@ -439,7 +434,7 @@ class Monitor:
             listener.listen(1)
             null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
             try:
-                self._launch(pid_file, Stdio(null, null, null), run, console_socket=path)
+                self._launch(pid_file, Stdio(null, null, null), console_socket=path)
             finally:
                 os.close(null)
             listener.settimeout(10)
@@ -462,16 +457,16 @@ class Monitor:
     def _on_connect(self) -> None:
         if self.awaiting_attach:
             self.awaiting_attach = False
-            self._run_created()
+            self._launch_held()
 
     def _attach_wait_over(self) -> None:
         if self.awaiting_attach:  # nobody came: start anyway, output goes to the log
             self.awaiting_attach = False
-            self._run_created()
+            self._launch_held()
 
-    def _run_created(self) -> None:
+    def _launch_held(self) -> None:
         try:
-            self.runtime.start(self.cid)
+            self._launch_now()
         except errors.CargoholdError as exc:
             self._failed_start(exc)
             return
@@ -516,7 +511,7 @@ class Monitor:
             ),
         )
         self._report({"error": exc.message, "kind": type(exc).__name__})
-        self._finish(code, exc.message)
+        self._finish(code, exc.message, type(exc).__name__)
 
     # -- events -----------------------------------------------------------------------
     def _on_wakeup(self, _mask: int) -> None:
@@ -694,7 +689,7 @@ class Monitor:
         )
         self._finish(code, "")
 
-    def _finish(self, code: int, error: str) -> None:
+    def _finish(self, code: int, error: str, kind: str = "") -> None:
         self.done = True
         self.log.close()
         for msg in run_cleanup(self.store, self.cid):
@@ -703,7 +698,10 @@ class Monitor:
             with contextlib.suppress(errors.CargoholdError, OSError):
                 self.store.remove(self.cid)
         self._deleted()
-        self.server.finish(proto.EXIT, json.dumps({"ExitCode": code, "Error": error}).encode())
+        info: dict[str, object] = {"ExitCode": code, "Error": error}
+        if kind:  # the container did not start: the client raises this error kind
+            info["Kind"] = kind
+        self.server.finish(proto.EXIT, json.dumps(info).encode())
 
     def _close_stdio(self) -> None:
         for fd in list(self.out_fds):
