@@ -80,6 +80,8 @@ def start_private_dockerd() -> str | None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(60)
+        # dockerd bind-mounts its data root onto itself and may leave that behind
+        subprocess.run(["umount", "-l", str(base / "data")], capture_output=True)
 
     atexit.register(stop)
     os.environ["DOCKER_HOST"] = f"unix://{sock}"
