@@ -6,7 +6,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from cargohold.errors import CargoholdError, ContainerExit, NotFound
 
@@ -14,13 +14,18 @@ if TYPE_CHECKING:
     from cargohold.cli.context import Context
 
 
+def print_error(stderr: TextIO, exc: CargoholdError) -> None:
+    """One error line as Docker's CLI prints it (daemon errors carry Docker's prefix)."""
+    prefix = "Error response from daemon: " if exc.from_daemon else ""
+    print(f"{prefix}{exc.message}", file=stderr)
+
+
 def report_error(exc: BaseException) -> int:
     """Print ``exc`` the way Docker's CLI does and return the exit status to use."""
     if isinstance(exc, ContainerExit):
         return exc.exit_code
     if isinstance(exc, CargoholdError):
-        prefix = "Error response from daemon: " if exc.from_daemon else ""
-        print(f"{prefix}{exc.message}", file=sys.stderr)
+        print_error(sys.stderr, exc)
         return exc.exit_code
     if isinstance(exc, BrokenPipeError):
         return 141

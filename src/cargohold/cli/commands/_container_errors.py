@@ -10,14 +10,17 @@ import sys
 from collections.abc import Callable
 from typing import BinaryIO, TextIO
 
+from cargohold.cli.output import print_error
 from cargohold.errors import CargoholdError, ContainerExit, NotFound
 
 
 def report(stderr: TextIO, exc: CargoholdError) -> int:
     if isinstance(exc, ContainerExit):
         return exc.exit_code
-    prefix = "Error" if isinstance(exc, NotFound) else "Error response from daemon"
-    print(f"{prefix}: {exc.message}", file=stderr)
+    if isinstance(exc, NotFound):
+        print(f"Error: {exc.message}", file=stderr)
+    else:
+        print_error(stderr, exc)
     return exc.exit_code if exc.exit_code in (126, 127) else 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cargohold.cli.context import Context
+from cargohold.cli.output import print_error
 from cargohold.errors import CargoholdError
 
 HELP = "Connect a container to a network"
@@ -22,6 +23,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         ctx.engine.networks.connect(args.network, args.container, aliases=args.alias, ip=args.ip)
     except CargoholdError as e:
-        print(f"Error response from daemon: {e.message}", file=ctx.stderr)
+        print_error(ctx.stderr, e)
         return 1
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from cargohold.cli.context import Context
+from cargohold.cli.output import print_error
 from cargohold.errors import CargoholdError, InvalidArgument
 
 HELP = "Create a network"
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             ipv6=args.ipv6,
         )
     except CargoholdError as e:
-        print(f"Error response from daemon: {e.message}", file=ctx.stderr)
+        print_error(ctx.stderr, e)
         return 1
     print(net.id, file=ctx.stdout)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cargohold.cli.context import Context
+from cargohold.cli.output import print_error
 from cargohold.errors import CargoholdError
 
 HELP = "Disconnect a container from a network"
@@ -21,6 +22,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         ctx.engine.networks.disconnect(args.network, args.container, force=args.force)
     except CargoholdError as e:
-        print(f"Error response from daemon: {e.message}", file=ctx.stderr)
+        print_error(ctx.stderr, e)
         return 1
     return 0

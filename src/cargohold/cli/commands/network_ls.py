@@ -6,7 +6,7 @@ import argparse
 import time
 
 from cargohold.cli.context import Context
-from cargohold.cli.output import print_rows
+from cargohold.cli.output import print_error, print_rows
 from cargohold.errors import CargoholdError
 
 HELP = "List networks"
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         nets = ctx.engine.networks.ls(args.filter)
     except CargoholdError as e:
-        print(f"Error response from daemon: {e.message}", file=ctx.stderr)
+        print_error(ctx.stderr, e)
         return 1
     fmt = args.format or ("{{.ID}}" if args.quiet else DEFAULT)
     rows = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cargohold.cli.context import Context
-from cargohold.cli.output import confirm_removal
+from cargohold.cli.output import confirm_removal, print_error
 from cargohold.errors import CargoholdError
 
 HELP = "Remove all unused networks"
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         deleted = ctx.engine.networks.prune(args.filter)
     except CargoholdError as e:
-        print(f"Error response from daemon: {e.message}", file=ctx.stderr)
+        print_error(ctx.stderr, e)
         return 1
     if deleted:
         print("Deleted Networks:", file=ctx.stdout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cargohold.cli.context import Context
+from cargohold.cli.output import print_error
 from cargohold.errors import CargoholdError, InvalidArgument
 
 HELP = "Create a volume"
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             options=parse_pairs(args.opt, "opt"),
         )
     except CargoholdError as e:
-        print(f"Error response from daemon: {e.message}", file=ctx.stderr)
+        print_error(ctx.stderr, e)
         return 1
     print(vol.name, file=ctx.stdout)
     return 0

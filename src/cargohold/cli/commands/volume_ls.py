@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cargohold.cli.context import Context
-from cargohold.cli.output import print_rows
+from cargohold.cli.output import print_error, print_rows
 from cargohold.errors import CargoholdError
 
 HELP = "List volumes"
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         volumes = ctx.engine.volumes.ls(args.filter)
     except CargoholdError as e:
-        print(f"Error response from daemon: {e.message}", file=ctx.stderr)
+        print_error(ctx.stderr, e)
         return 1
     fmt = args.format or ("{{.Name}}" if args.quiet else DEFAULT)
     rows = [

@@ -6,7 +6,7 @@ import argparse
 
 from cargohold.cli.context import Context
 from cargohold.cli.humanize import human_size
-from cargohold.cli.output import confirm_removal
+from cargohold.cli.output import confirm_removal, print_error
 from cargohold.errors import CargoholdError
 
 HELP = "Remove all unused local volumes"
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     try:
         report = ctx.engine.volumes.prune(args.filter)
     except CargoholdError as e:
-        print(f"Error response from daemon: {e.message}", file=ctx.stderr)
+        print_error(ctx.stderr, e)
         return 1
     if report.deleted:
         print("Deleted Volumes:", file=ctx.stdout)

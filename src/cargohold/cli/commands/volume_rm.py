@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cargohold.cli.context import Context
+from cargohold.cli.output import print_error
 from cargohold.errors import CargoholdError, NotFound
 
 HELP = "Remove one or more volumes"
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             status = 1
             continue
         except CargoholdError as e:
-            print(f"Error response from daemon: {e.message}", file=ctx.stderr)
+            print_error(ctx.stderr, e)
             status = 1
             continue
         print(name, file=ctx.stdout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cargohold.cli.context import Context
+from cargohold.cli.output import print_error
 from cargohold.errors import CargoholdError
 
 HELP = "Block until one or more containers stop, then print their exit codes"
@@ -20,7 +21,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         try:
             code = ctx.engine.containers.wait(ref)
         except CargoholdError as exc:
-            print(f"Error response from daemon: {exc.message}", file=ctx.stderr)
+            print_error(ctx.stderr, exc)
             status = 1
             continue
         print(code, file=ctx.stdout, flush=True)
