@@ -21,6 +21,7 @@ from cargohold.oci.digest import hex_of, validate
 from cargohold.store.drivers.base import Layout, StorageDriver
 from cargohold.store.locking import Staging, clean_stale, store_lock
 from cargohold.util.atomic import read_json, write_json
+from cargohold.util.fsflags import spread_subdirectories
 
 TARSPLIT = "tarsplit"
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
@@ -114,6 +115,7 @@ class LayerStore:
             return
         for path in (self.layout.layers, self.layout.rw_root, self.layout.tmp):
             path.mkdir(parents=True, exist_ok=True)
+            spread_subdirectories(path)
         clean_stale(self.layout.tmp)
         self._cleaned = True
 

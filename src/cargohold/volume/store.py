@@ -26,6 +26,7 @@ from typing import Any
 
 from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.util.atomic import read_json, write_json
+from cargohold.util.fsflags import spread_subdirectories
 from cargohold.util.ids import random_id
 from cargohold.util.lockfile import FileLock
 from cargohold.util.securejoin import open_beneath, open_root, opened
@@ -240,6 +241,7 @@ class VolumeStore:
         with self._lock:
             if self.exists(vol_name):
                 return self._load(vol_name)
+            spread_subdirectories(self.dir)
             path = self._path(vol_name)
             data = path / "_data"
             data.mkdir(parents=True, exist_ok=True)
