@@ -25,7 +25,7 @@ import pytest
 
 from cargohold.cli.main import main
 from cargohold.config import Settings
-from cargohold.container import monitor
+from cargohold.container import monitor_spawn as monitor
 from cargohold.container.model import ContainerConfig, ContainerRecord, Status
 from cargohold.container.reconcile import monitor_alive
 from cargohold.engine import Engine

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.container import attach as proto
-from cargohold.container import monitor
+from cargohold.container import monitor_spawn as monitor
 from cargohold.container.model import (
     ContainerConfig,
     ContainerRecord,

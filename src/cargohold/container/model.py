@@ -414,6 +414,28 @@ def _decode(tp: Any, data: Any, name: str) -> Any:
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
+def warm_decoder() -> None:
+    """Resolve the type hints of every record class now (~4 ms), not on the first decode:
+    a pre-forked monitor does it while its caller is still setting the container up."""
+    for cls in (
+        ContainerRecord,
+        ContainerConfig,
+        HostConfig,
+        HealthcheckConfig,
+        RestartPolicy,
+        LogConfig,
+        PortBinding,
+        MountPoint,
+        MountRecord,
+        EndpointSettings,
+        State,
+        Health,
+        HealthLogEntry,
+    ):
+        if cls not in _HINTS:
+            _HINTS[cls] = typing.get_type_hints(cls)
+
+
 def _decode_dataclass(cls: type, data: dict[str, Any]) -> Any:
     hints = _HINTS.get(cls)
     if hints is None:

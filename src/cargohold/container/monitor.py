@@ -1,9 +1,9 @@
 """The per-container monitor: keeps a detached container's stdio, logs, exit status, restart
 policy and health checks alive with no daemon.
 
-:func:`spawn` double-forks (``setsid``) a monitor process and waits on a sync pipe until the
-container has started (or failed to: runtime errors come back as CommandNotFound (127),
-CannotExecute (126) or another category).  The monitor
+:mod:`monitor_spawn` double-forks (``setsid``) the monitor process and waits on a sync pipe
+until the container has started (or failed to: runtime errors come back as CommandNotFound
+(127), CannotExecute (126) or another category).  The monitor
 
 - holds ``<runroot>/containers/<id>/monitor.lock`` for its whole life (so reconciliation can
   tell a dead monitor by a free lock, whatever happened to its pid),
@@ -49,10 +49,10 @@ from cargohold.container.model import (
     Status,
     now_ns,
 )
+from cargohold.container.monitor_spawn import MonitorSpec
 from cargohold.container.reconcile import run_cleanup
 from cargohold.container.records import ContainerStore
 from cargohold.runtime.base import OCIRuntime, Stdio
-from cargohold.runtime.runc import Runc
 from cargohold.util.lockfile import FileLock
 
 if TYPE_CHECKING:
@@ -62,121 +62,21 @@ PR_SET_CHILD_SUBREAPER = 36
 _TIOCSWINSZ = 0x5414
 DRAIN_SECONDS = 2.0
 ATTACH_WAIT_SECONDS = 30.0
-_ERROR_KINDS: dict[str, type[errors.CargoholdError]] = {
-    cls.__name__: cls
-    for cls in (
-        errors.CommandNotFound,
-        errors.CannotExecute,
-        errors.NotFound,
-        errors.Conflict,
-        errors.Unavailable,
-        errors.InvalidArgument,
-        errors.Internal,
-    )
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class MonitorSpec:
-    """Everything a monitor needs; the rest comes from the container's record."""
-
-    root: Path
-    runroot: Path
-    container_id: str
-    runtime_binary: str = "runc"
-    runtime_root: Path | None = None  # default: <runroot>/runc
-    wait_for_attach: bool = False  # hold `start` until the first attach client connects
-
-    def to_argv(self) -> list[str]:
-        argv = [str(self.root), str(self.runroot), self.container_id, self.runtime_binary]
-        argv.append(str(self.runtime_root or ""))
-        return [*argv, "1" if self.wait_for_attach else "0"]
-
-    @classmethod
-    def from_argv(cls, argv: list[str]) -> MonitorSpec:
-        root, runroot, cid, binary, rt_root, wait = argv[:6]
-        return cls(
-            Path(root), Path(runroot), cid, binary, Path(rt_root) if rt_root else None, wait == "1"
-        )
-
-    def runtime(self) -> OCIRuntime:
-        return Runc(self.runtime_binary, self.runtime_root or self.runroot / "runc")
-
-
-@dataclasses.dataclass(frozen=True)
-class SpawnResult:
-    monitor_pid: int
-    pid: int  # the container's init pid (host namespace)
-
-
-# --------------------------------------------------------------------------- spawning
-
-
-def spawn(
-    spec: MonitorSpec, use_exec: bool = False, record: ContainerRecord | None = None
-) -> SpawnResult:
-    """Start a detached monitor for ``spec.container_id`` and wait until the container runs
-    (or, with ``wait_for_attach``, waits for its first attach client before launching it:
-    a launch error then comes in the attach EXIT frame, see :func:`attach.attach`).
-    ``record``: the container's stored record, handed to a forked monitor so that it does
-    not decode it again (~4 ms: the first decode evaluates every annotation)."""
-    store = ContainerStore(spec.root, spec.runroot)
-    store.run_dir(spec.container_id).mkdir(parents=True, exist_ok=True)
-    r, w = os.pipe2(os.O_CLOEXEC)
-    try:
-        if use_exec:
-            _spawn_exec(spec, w)
-        else:
-            _spawn_fork(spec, r, w, record)
-    finally:
-        os.close(w)
-    with os.fdopen(r, "rb") as f:
-        line = f.readline()
-    if not line:
-        log = store.run_dir(spec.container_id) / "monitor.log"
-        raise errors.Internal(f"container monitor failed to start (see {log})")
-    msg = json.loads(line)
-    if "error" in msg:
-        raise _ERROR_KINDS.get(msg.get("kind", ""), errors.Internal)(msg["error"])
-    return SpawnResult(int(msg["monitor_pid"]), int(msg.get("pid", 0)))
-
-
-def _spawn_fork(spec: MonitorSpec, r: int, w: int, record: ContainerRecord | None) -> None:
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(r)
-            os.setsid()
-            code = _monitor_main(spec, w, record) if os.fork() == 0 else 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    os.waitpid(pid, 0)
-
-
-def _spawn_exec(spec: MonitorSpec, w: int) -> None:
-    import subprocess
-
-    argv = [sys.executable, "-m", "cargohold.container.monitor", str(w), *spec.to_argv()]
-    proc = subprocess.Popen(
-        argv, pass_fds=(w,), stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True
-    )
-    proc.wait()  # the process daemonizes: it forks and its parent exits
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cargohold.container.monitor SYNC_FD ROOT RUNROOT ID RUNTIME RTROOT WAIT``"""
+    """``python -m cargohold.container.monitor SYNC_FD ROOT RUNROOT ID RUNTIME RTROOT WAIT``
+    (by hand, for debugging: :mod:`monitor_spawn` forks monitors without an exec)."""
     args = sys.argv[1:] if argv is None else argv
     sync_fd = int(args[0])
     spec = MonitorSpec.from_argv(args[1:])
     if os.fork() != 0:
         os._exit(0)
-    return _monitor_main(spec, sync_fd)
+    return monitor_main(spec, sync_fd)
 
 
-def _monitor_main(spec: MonitorSpec, sync_fd: int, record: ContainerRecord | None = None) -> int:
+def monitor_main(spec: MonitorSpec, sync_fd: int, record: ContainerRecord | None = None) -> int:
+    """The monitor process's body: stdio to ``monitor.log``, then :class:`Monitor`."""
     store = ContainerStore(spec.root, spec.runroot)
     run_dir = store.run_dir(spec.container_id)
     null = os.open(os.devnull, os.O_RDWR)
@@ -780,7 +680,7 @@ class Monitor:
             self._schedule_probe()
 
 
-__all__ = ["HealthStatus", "Monitor", "MonitorSpec", "RestartManager", "SpawnResult", "spawn"]
+__all__ = ["HealthStatus", "Monitor", "RestartManager", "main", "monitor_main"]
 
 if __name__ == "__main__":
     sys.exit(main())

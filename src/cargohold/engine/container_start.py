@@ -13,7 +13,7 @@ from cargohold.container.model import ContainerRecord
 from cargohold.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from cargohold.container.monitor import SpawnResult
+    from cargohold.container.monitor_spawn import Prefork, SpawnResult
     from cargohold.engine import Engine
     from cargohold.engine.container_network import NetSetup
 
@@ -95,10 +95,14 @@ def build_spec(record: ContainerRecord, rootfs: Path, net: NetSetup) -> dict[str
 
 
 def start_container(
-    engine: Engine, record: ContainerRecord, wait_for_attach: bool = False
+    engine: Engine,
+    record: ContainerRecord,
+    wait_for_attach: bool = False,
+    prefork: Prefork | None = None,
 ) -> SpawnResult:
-    """Set everything up and spawn the monitor; on failure nothing stays behind."""
-    from cargohold.container import monitor
+    """Set everything up and spawn the monitor (or hand the container to ``prefork``); on
+    failure nothing stays behind."""
+    from cargohold.container import monitor_spawn as monitor
     from cargohold.container.reconcile import CleanupAction, record_cleanup, run_cleanup
     from cargohold.container.spec import write_spec
     from cargohold.engine import container_network as cnet
@@ -153,7 +157,7 @@ def start_container(
             wait_for_attach=wait_for_attach,
         )
         spawned = True
-        result = monitor.spawn(spec_m, record=record)
+        result = prefork.spawn(spec_m) if prefork else monitor.spawn(spec_m, record=record)
     except BaseException:
         undo.run()
         if spawned and store.dir(cid).is_dir():

@@ -22,7 +22,7 @@ from cargohold.container.model import ContainerRecord, State, Status
 from cargohold.errors import CargoholdError, Conflict, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
-    from cargohold.container.monitor import SpawnResult
+    from cargohold.container.monitor_spawn import Prefork, SpawnResult
     from cargohold.engine import Engine
     from cargohold.engine.container_create import CreateOptions
     from cargohold.engine.reports import DiskUsage
@@ -87,14 +87,19 @@ class ContainerService:
         return create_container(self.engine, opts)
 
     def start(
-        self, ref: str, wait_for_attach: bool = False, created: ContainerRecord | None = None
+        self,
+        ref: str,
+        wait_for_attach: bool = False,
+        created: ContainerRecord | None = None,
+        prefork: Prefork | None = None,
     ) -> ContainerView:
         """Start a created or stopped container (a running one is left alone, as Docker).
-        ``created``: the record ``create`` just returned (``run``), so it is not read again."""
+        ``created``: the record ``create`` just returned (``run``), so it is not read again;
+        ``prefork``: a monitor forked ahead (the caller cancels it if it stays unused)."""
         from cargohold.engine.container_start import start_container
 
         if created is not None:
-            result = start_container(self.engine, created, wait_for_attach)
+            result = start_container(self.engine, created, wait_for_attach, prefork)
             return ContainerView(created, self._state_after(created.id, result))
         view = self.get(ref)
         status = view.state.status
@@ -106,7 +111,7 @@ class ContainerService:
             raise Conflict(
                 f"container {view.record.id} is marked for removal and cannot be started"
             )
-        result = start_container(self.engine, view.record, wait_for_attach)
+        result = start_container(self.engine, view.record, wait_for_attach, prefork)
         return ContainerView(view.record, self._state_after(view.record.id, result))
 
     def _state_after(self, cid: str, result: SpawnResult) -> State:

@@ -9,9 +9,13 @@ the container when it exits (its monitor does, even when this CLI is gone).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from cargohold.cli import runopts
 from cargohold.cli.context import Context
+
+if TYPE_CHECKING:
+    from cargohold.container.monitor_spawn import Prefork
 
 HELP = "Run a command in a new container"
 
@@ -21,25 +25,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from cargohold.container.monitor_spawn import Prefork
+
+    # the monitor forks first and gets ready on the other core while we set up the container
+    prefork = Prefork()
+    try:
+        return _run(args, ctx, prefork)
+    finally:
+        prefork.cancel()
+
+
+def _run(args: argparse.Namespace, ctx: Context, prefork: Prefork) -> int:
     from cargohold.cli.output import parse_bool
 
     opts = runopts.to_options(args)
     sig_proxy = parse_bool(args.sig_proxy, "sig-proxy")
     service = ctx.engine.containers
     record = service.create(opts)
-    if args.detach:
-        try:
-            service.start(record.id, created=record)
-        except BaseException:
-            _remove_on_failure(ctx, record.id, args.rm)
-            raise
-        print(record.id, file=ctx.stdout)
-        return 0
     try:
-        service.start(record.id, wait_for_attach=True, created=record)
+        service.start(record.id, wait_for_attach=not args.detach, created=record, prefork=prefork)
     except BaseException:
         _remove_on_failure(ctx, record.id, args.rm)
         raise
+    if args.detach:
+        print(record.id, file=ctx.stdout)
+        return 0
     cfg = record.config
     if not cfg.attach_stdout and not cfg.attach_stderr:
         print(record.id, file=ctx.stdout, flush=True)  # Docker: `run -a stdin` shows the id

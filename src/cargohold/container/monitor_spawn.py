@@ -1,0 +1,192 @@
+"""Starting a container's monitor: double fork (``setsid``), then wait on a sync pipe until the
+container runs (or failed to: the monitor sends the error's kind and message back).
+
+Two ways in:
+
+- :func:`spawn` forks when the container is ready to launch;
+- :class:`Prefork` forks *before* the caller sets the container up (``run`` does it first
+  thing): the new monitor imports its modules (~10 ms) and warms the record decoder on the
+  second core while the caller builds the container, then waits for the go (the container
+  id) on a pipe.  A caller that fails before that closes the pipe and the monitor exits.
+
+This module stays light: the monitor itself (monitor.py) is imported only in the child.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cargohold import errors
+
+if TYPE_CHECKING:
+    from cargohold.container.model import ContainerRecord
+    from cargohold.runtime.base import OCIRuntime
+
+_ERROR_KINDS: dict[str, type[errors.CargoholdError]] = {
+    cls.__name__: cls
+    for cls in (
+        errors.CommandNotFound,
+        errors.CannotExecute,
+        errors.NotFound,
+        errors.Conflict,
+        errors.Unavailable,
+        errors.InvalidArgument,
+        errors.Internal,
+    )
+}
+
+
+@dataclass(frozen=True)
+class MonitorSpec:
+    """Everything a monitor needs; the rest comes from the container's record."""
+
+    root: Path
+    runroot: Path
+    container_id: str
+    runtime_binary: str = "runc"
+    runtime_root: Path | None = None  # default: <runroot>/runc
+    wait_for_attach: bool = False  # hold `start` until the first attach client connects
+
+    def to_argv(self) -> list[str]:
+        argv = [str(self.root), str(self.runroot), self.container_id, self.runtime_binary]
+        argv.append(str(self.runtime_root or ""))
+        return [*argv, "1" if self.wait_for_attach else "0"]
+
+    @classmethod
+    def from_argv(cls, argv: list[str]) -> MonitorSpec:
+        root, runroot, cid, binary, rt_root, wait = argv[:6]
+        return cls(
+            Path(root), Path(runroot), cid, binary, Path(rt_root) if rt_root else None, wait == "1"
+        )
+
+    def runtime(self) -> OCIRuntime:
+        from cargohold.runtime.runc import Runc
+
+        return Runc(self.runtime_binary, self.runtime_root or self.runroot / "runc")
+
+    def run_dir(self) -> Path:
+        """``<runroot>/containers/<id>``: the monitor's log, lock and attach socket."""
+        return self.runroot / "containers" / self.container_id
+
+
+@dataclass(frozen=True)
+class SpawnResult:
+    monitor_pid: int
+    pid: int  # the container's init pid (host namespace)
+
+
+def spawn(spec: MonitorSpec, record: ContainerRecord | None = None) -> SpawnResult:
+    """Start a detached monitor for ``spec.container_id`` and wait until the container runs
+    (or, with ``wait_for_attach``, waits for its first attach client before launching it:
+    a launch error then comes in the attach EXIT frame, see :func:`attach.attach`).
+    ``record``: the container's stored record, handed to the forked monitor so that it does
+    not decode it again."""
+    spec.run_dir().mkdir(parents=True, exist_ok=True)
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                os.close(r)
+                os.setsid()
+                code = _monitor_main(spec, w, record) if os.fork() == 0 else 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.waitpid(pid, 0)
+    finally:
+        os.close(w)
+    return _started(spec, r)
+
+
+class Prefork:
+    """A monitor forked ahead of the container's set-up; :meth:`spawn` or :meth:`cancel` it."""
+
+    def __init__(self) -> None:
+        go_r, self._go = os.pipe2(os.O_CLOEXEC)
+        self._sync, sync_w = os.pipe2(os.O_CLOEXEC)
+        self._pid = os.fork()
+        if self._pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                os.close(self._go)
+                os.close(self._sync)
+                os.setsid()
+                _detach_stdio()
+                code = _prefork_main(go_r, sync_w) if os.fork() == 0 else 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(go_r)
+        os.close(sync_w)
+
+    def spawn(self, spec: MonitorSpec) -> SpawnResult:
+        """Hand the set-up container to the waiting monitor; as :func:`spawn` from there on."""
+        if self._go < 0:
+            raise errors.Internal("the pre-forked monitor was already used")
+        spec.run_dir().mkdir(parents=True, exist_ok=True)
+        try:
+            os.write(self._go, json.dumps(spec.to_argv()).encode() + b"\n")
+        finally:
+            self._close_go()
+        return _started(spec, self._sync)
+
+    def cancel(self) -> None:
+        """The container is not going to start: the waiting monitor exits."""
+        if self._go >= 0:
+            self._close_go()
+            os.close(self._sync)
+
+    def _close_go(self) -> None:
+        os.close(self._go)
+        self._go = -1
+        os.waitpid(self._pid, 0)  # the intermediate process, gone since the fork
+
+
+def _started(spec: MonitorSpec, sync_r: int) -> SpawnResult:
+    with os.fdopen(sync_r, "rb") as f:
+        line = f.readline()
+    if not line:
+        log = spec.run_dir() / "monitor.log"
+        raise errors.Internal(f"container monitor failed to start (see {log})")
+    msg = json.loads(line)
+    if "error" in msg:
+        raise _ERROR_KINDS.get(msg.get("kind", ""), errors.Internal)(msg["error"])
+    return SpawnResult(int(msg["monitor_pid"]), int(msg.get("pid", 0)))
+
+
+def _detach_stdio() -> None:
+    """Let go of the CLI's terminal and pipes at once (a caller reading our stdout to EOF
+    must not wait for the monitor)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def _prefork_main(go_r: int, sync_w: int) -> int:  # pragma: no cover - runs in the child
+    from cargohold.container import monitor
+    from cargohold.container.model import warm_decoder
+
+    warm_decoder()
+    with os.fdopen(go_r, "rb") as f:
+        line = f.readline()
+    if not line:
+        return 0  # cancelled, or the caller died
+    return monitor.monitor_main(MonitorSpec.from_argv(json.loads(line)), sync_w)
+
+
+def _monitor_main(
+    spec: MonitorSpec, sync_fd: int, record: ContainerRecord | None
+) -> int:  # pragma: no cover - runs in the child
+    from cargohold.container import monitor
+
+    return monitor.monitor_main(spec, sync_fd, record)
