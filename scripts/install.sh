@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(python3 python3-venv python3-dev gcc runc iptables iproute2 util-linux busybox-static
-      tini zstd xz-utils bzip2 gzip tar curl ca-certificates debootstrap)
+      tini zstd xz-utils bzip2 gzip tar curl ca-certificates debootstrap git)
 # Oracles and interop partners for the tests (daemonless ones only; docker is optional).
 PKGS+=(skopeo podman docker.io)
 # Registry tests: a real Distribution registry on 127.0.0.1, htpasswd for its auth.

@@ -78,11 +78,20 @@ class BuildService:
             ref = parse_reference(tag)
             if ref.digest:
                 raise InvalidArgument(f"invalid reference format: {tag}")
+        stdin_text = None
+        if options.dockerfile == "-":  # ``-f -``: the Dockerfile on stdin, the context elsewhere
+            if source == "-":
+                raise InvalidArgument(
+                    "invalid argument: can't use stdin for both build context and dockerfile"
+                )
+            stdin_text = (stdin or _stdin()).read().decode("utf-8", "surrogateescape")
         progress = Progress(progress_out, progress_mode, quiet)
         root = self.engine.settings.root
         with interrupts_as_errors(), self._context_dir(source, stdin) as (ctx_dir, text, tmp):
             stats = None if tmp else StatCache(root / "buildcache" / "statcache.json")
             context = BuildContext(ctx_dir, stats)
+            if stdin_text is not None:
+                text = stdin_text
             if text is None:
                 text, name = context.read_dockerfile(options.dockerfile)
             else:
@@ -94,21 +103,32 @@ class BuildService:
     def _context_dir(
         self, source: str, stdin: BinaryIO | None
     ) -> Iterator[tuple[Path, str | None, bool]]:
-        """(context dir, Dockerfile text if it came with the source, is it temporary)."""
-        if source != "-" and not source.startswith(("http://", "https://")) and (
-            os.path.isdir(source)
+        """(context dir, Dockerfile text if it came with the source, is it temporary).
+
+        A local directory is used in place; stdin (``-``), a tarball, an http(s) tarball or
+        Dockerfile and a git repository (``build/git_context.py``) are unpacked or cloned into
+        a temporary directory under ``buildcache/contexts`` that goes when the build ends."""
+        if (
+            source != "-"
+            and not source.startswith(("http://", "https://"))
+            and os.path.isdir(source)
         ):
             yield Path(source), None, False
             return
+        from cargohold.build import git_context
         from cargohold.build.context import extract_context
 
+        git = git_context.parse_git_url(source) if git_context.is_git_url(source) else None
         tmp_parent = self.engine.settings.root / "buildcache" / "contexts"
         tmp_parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="build-context-", dir=tmp_parent))
         try:
             ctx = tmp / "context"
+            text: str | None = None
             if source == "-":
                 text = extract_context(stdin or _stdin(), ctx)
+            elif git is not None:
+                ctx = git_context.clone(git, ctx)
             elif source.startswith(("http://", "https://")):
                 from cargohold.transport.http import open_url
 

@@ -25,10 +25,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--network", default="default", help="Networking mode for the RUN instructions")
     add("--iidfile", default=None, help="Write the image ID to the file")
     add("--secret", action="append", default=[], help="Secret to expose: id=mysecret,src=/path")
-    add("--progress", default="auto", choices=("auto", "plain", "tty", "quiet"),
-        help="Type of progress output")
-    add("--rm", default="true", nargs="?", const="true",
-        help="Remove intermediate containers after a successful build (always done)")
+    add(
+        "--progress",
+        default="auto",
+        choices=("auto", "plain", "tty", "quiet"),
+        help="Type of progress output",
+    )
+    add(
+        "--rm",
+        default="true",
+        nargs="?",
+        const="true",
+        help="Remove intermediate containers after a successful build (always done)",
+    )
     add("--force-rm", action="store_true", help="Always remove intermediate containers")
     add("--platform", default=None, help="Set platform (only this machine's is supported)")
     add("context", metavar="PATH | URL | -")
@@ -76,12 +85,17 @@ def _epoch(build_args: dict[str, str]) -> int | None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from cargohold.build.executor import BuildOptions
+    from cargohold.build.git_context import is_git_url
 
     try:
         build_args = _pairs(args.build_arg, "--build-arg")
         dockerfile = args.file or "Dockerfile"
-        if args.file and os.path.exists(args.file):
-            dockerfile = os.path.abspath(args.file)  # -f is relative to the working directory
+        remote = not os.path.isdir(args.context) and (
+            is_git_url(args.context) or args.context.startswith(("http://", "https://"))
+        )
+        if args.file and args.file != "-" and not remote and os.path.exists(args.file):
+            # -f is relative to the working directory; for a URL it names a file of the context
+            dockerfile = os.path.abspath(args.file)
         options = BuildOptions(
             dockerfile=dockerfile,
             tags=tuple(args.tag),
