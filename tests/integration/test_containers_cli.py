@@ -58,8 +58,23 @@ def test_exit_codes_127_and_126(env: Env) -> None:
     env.ch("rm", "nocmd")
 
 
+def env_processes(env: Env) -> set[int]:
+    """Processes forked from this env's CLI calls (their cmdline names its --root)."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path("/proc", entry, "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(env.root).encode() in cmdline:
+                out.add(int(entry))
+    return out
+
+
 def test_missing_image_and_bad_specs_leave_nothing(env: Env) -> None:
     before = (rw_layers(env), env.out("ps", "-a", "-q"))
+    processes = env_processes(env)
     cases = [
         (["run", "--pull", "never", "nosuch:1", "true"], "No such image: nosuch:1"),
         (["run", "-v", "/tmp:relative", "bb", "true"], "must be absolute"),
@@ -77,6 +92,11 @@ def test_missing_image_and_bad_specs_leave_nothing(env: Env) -> None:
         assert r.returncode == 125, (argv, r.stderr)
         assert message in r.stderr, (argv, r.stderr)
     assert (rw_layers(env), env.out("ps", "-a", "-q")) == before
+    # the monitor `run` forks ahead of the set-up exits when the set-up fails
+    deadline = time.monotonic() + 5
+    while env_processes(env) - processes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert env_processes(env) - processes == set()
 
 
 def test_create_start_by_short_id_ps_stop(env: Env) -> None:
