@@ -164,6 +164,8 @@ class Executor:
         self.progress.done()
         self.df = df
         self.plan = make_plan(df, self.options.build_args, self.options.target)
+        # steps: the definition above, each stage's FROM and instructions, the export
+        self.progress.plan(2 + sum(len(ps.stage.instructions) + 1 for ps in self.plan.stages))
         try:
             for ps in self.plan.stages:
                 self.results[ps.index] = self._stage(ps)

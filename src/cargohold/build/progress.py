@@ -1,20 +1,37 @@
-"""Build progress in BuildKit's plain style (``#N [stage k/m] INSTRUCTION``).
+"""Build progress in BuildKit's styles.
 
-Plain mode prints one line per event, RUN output prefixed with the vertex number and the
-seconds since the step started.  TTY mode prints the same vertices but redraws the running
-step's line with its timer instead of printing each output line's prefix; ``quiet`` prints
-nothing (``build -q`` prints only the image id).
+Plain mode (``#N [stage k/m] INSTRUCTION``) prints one line per event, RUN output prefixed
+with the vertex number and the seconds since the step started.  TTY mode hands the same
+events to ``progress_tty.TtyDisplay``, which redraws BuildKit's ``[+] Building`` block in
+place; ``quiet`` prints nothing (``build -q`` prints only the image id).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
-from typing import TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from cargohold.build.progress_tty import TtyDisplay
 
 
 class Progress:
-    def __init__(self, out: TextIO, mode: str = "plain", quiet: bool = False) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        mode: str = "plain",
+        quiet: bool = False,
+        *,
+        clock: Callable[[], float] | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        refresh: float | None = None,
+    ) -> None:
+        """``clock``, ``width``, ``height`` and ``refresh`` (the TTY ticker's period, 0 for
+        none; 0.1s on a terminal, none elsewhere) default to the real ones; tests pin them."""
         self.out = out
         self.quiet = quiet
         self.tty = mode == "tty"
@@ -22,6 +39,17 @@ class Progress:
         self.started = 0.0
         self.lock = threading.Lock()
         self.partial = b""
+        self.clock = clock
+        self.display: TtyDisplay | None = None
+        if self.tty and not quiet:
+            from cargohold.build.progress_tty import TtyDisplay
+
+            self.display = TtyDisplay(
+                out, self.lock, clock or time.monotonic, width, height, refresh
+            )
+
+    def _now(self) -> float:
+        return self.clock() if self.clock is not None else time.monotonic()
 
     def _write(self, text: str) -> None:
         if self.quiet:
@@ -30,15 +58,29 @@ class Progress:
             self.out.write(text)
             self.out.flush()
 
+    def plan(self, total: int) -> None:
+        """The build will run ``total`` steps (ONBUILD triggers aside): the TTY header's
+        ``(done/total)``; nothing in plain mode."""
+        if self.display is not None:
+            self.display.plan(total)
+
     def start(self, name: str) -> int:
         self.vertex += 1
-        self.started = time.monotonic()
+        self.started = self._now()
         self.partial = b""
-        self._write(f"#{self.vertex} {name}\n")
+        if self.display is not None:
+            # the frame that starts the first step runs the build: once it has returned or
+            # raised the TTY ticker stops drawing, even when no step reported an error
+            self.display.start(name, sys._getframe(1) if self.vertex == 1 else None)
+        else:
+            self._write(f"#{self.vertex} {name}\n")
         return self.vertex
 
     def note(self, text: str) -> None:
-        self._write(f"#{self.vertex} {text}\n")
+        if self.display is not None:
+            self.display.note(text)
+        else:
+            self._write(f"#{self.vertex} {text}\n")
 
     def output(self, data: bytes) -> None:
         """Container output: complete lines get the ``#N 0.123`` prefix."""
@@ -49,10 +91,10 @@ class Progress:
 
     def _line(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace").rstrip("\r")
-        if self.tty:
-            self._write(f"  {text}\n")
+        if self.display is not None:
+            self.display.line(text)
         else:
-            self._write(f"#{self.vertex} {time.monotonic() - self.started:.3f} {text}\n")
+            self._write(f"#{self.vertex} {self._now() - self.started:.3f} {text}\n")
 
     def flush_output(self) -> None:
         if self.partial:
@@ -60,15 +102,35 @@ class Progress:
             self.partial = b""
 
     def cached(self) -> None:
-        self._write(f"#{self.vertex} CACHED\n\n")
+        if self.display is not None:
+            self.display.cached()
+        else:
+            self._write(f"#{self.vertex} CACHED\n\n")
 
     def done(self) -> None:
         self.flush_output()
-        self._write(f"#{self.vertex} DONE {time.monotonic() - self.started:.1f}s\n\n")
+        if self.display is not None:
+            self.display.done()
+        else:
+            self._write(f"#{self.vertex} DONE {self._now() - self.started:.1f}s\n\n")
 
     def error(self, message: str) -> None:
+        """The current step failed with ``message`` (which the caller also raises: the TTY
+        block shows the step as ERROR and its last output, the CLI prints the message)."""
         self.flush_output()
-        self._write(f"#{self.vertex} ERROR: {message}\n")
+        if self.display is not None:
+            self.display.error()
+        else:
+            self._write(f"#{self.vertex} ERROR: {message}\n")
 
     def warn(self, message: str) -> None:
-        self._write(f"WARNING: {message}\n")
+        if self.display is not None:
+            self.display.warn(message)
+        else:
+            self._write(f"WARNING: {message}\n")
+
+    def finish(self) -> None:
+        """Draw the TTY block's final frame and stop its ticker (the export's end and an
+        error do it by themselves); nothing in plain mode."""
+        if self.display is not None:
+            self.display.finish()
