@@ -50,7 +50,7 @@ from cargohold.container.model import (
     now_ns,
 )
 from cargohold.container.monitor_spawn import MonitorSpec
-from cargohold.container.reconcile import run_cleanup
+from cargohold.container.reconcile import preload_cleanup, run_cleanup
 from cargohold.container.records import ContainerStore
 from cargohold.runtime.base import OCIRuntime, Stdio
 from cargohold.util.lockfile import FileLock
@@ -191,6 +191,7 @@ class Monitor:
         self.done = False
         self._deleting: threading.Thread | None = None
         self.awaiting_attach = False
+        self.preloaded = False
         self.log = JsonLogWriter(store.log_path(cid))
         self.hc = self.record.config.healthcheck
         self.probe: list[str] | None = None
@@ -287,6 +288,11 @@ class Monitor:
         self.pid = int(pid_file.read_text())
 
     def _launch(self, pid_file: Path, stdio: Stdio, console_socket: Path | None = None) -> None:
+        if not self.preloaded:  # the exit's cleanup imports now, while runc works
+            self.preloaded = True
+            threading.Thread(
+                target=preload_cleanup, args=(self.store, self.cid), daemon=True
+            ).start()
         self.runtime.run(
             self.cid,
             self.bundle,

@@ -93,6 +93,21 @@ def _execute(action: CleanupAction) -> None:
         getattr(importlib.import_module(module), name)(*action.args[1:])
 
 
+def preload_cleanup(store: ContainerStore, cid: str) -> None:
+    """Import what the pending ``call`` actions will need (each target module may name more
+    in ``CLEANUP_IMPORTS``), so that running them at exit imports nothing: the monitor does
+    this while the container starts.  Best effort: failures show up in :func:`run_cleanup`."""
+    for action in read_cleanup(store, cid):
+        if action.kind != "call" or action.done:
+            continue
+        try:
+            module = importlib.import_module(action.args[0].partition(":")[0])
+            for name in getattr(module, "CLEANUP_IMPORTS", ()):
+                importlib.import_module(name)
+        except ImportError:
+            continue
+
+
 def run_cleanup(store: ContainerStore, cid: str) -> list[str]:
     """Run pending actions in order; returns error messages (failed actions stay pending)."""
     errors: list[str] = []

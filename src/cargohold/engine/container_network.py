@@ -321,6 +321,10 @@ def refresh_links(engine: Engine, target: ContainerRecord) -> None:
 # ------------------------------------------------------------------------------ teardown
 
 
+# what teardown imports, loaded ahead by the container's monitor (reconcile.preload_cleanup)
+CLEANUP_IMPORTS = ("cargohold.network.netns", "cargohold.network.bridge", "cargohold.network.store")
+
+
 def teardown(root: str, runroot: str, cid: str) -> None:
     """Cleanup action: detach every endpoint (rules, ports, lease, hosts entries) and delete
     the namespace.  Idempotent; works after a crash."""

@@ -178,6 +178,10 @@ def release(engine: Engine, record: ContainerRecord, remove_anonymous: bool) -> 
                 store.remove(m.name, force=True)
 
 
+# what remove_storage imports, loaded ahead by the container's monitor (reconcile.preload_cleanup)
+CLEANUP_IMPORTS = ("cargohold.engine", "cargohold.store.layers", "cargohold.store.drivers")
+
+
 def remove_storage(root: str, runroot: str, driver: str, cid: str) -> None:
     """Cleanup action of ``--rm``: release volumes (removing anonymous ones) and the rw layer."""
     from cargohold.config import Settings

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from cargohold.engine.reports import DiskUsage, HistoryRow, ImageSummary, Removal
 from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.oci import image as oci_image
 from cargohold.oci.reference import parse_reference
@@ -18,6 +17,7 @@ from cargohold.util.ids import short_id
 if TYPE_CHECKING:
     from cargohold.engine import Engine
     from cargohold.engine.registry import PullResult, PushResult
+    from cargohold.engine.reports import DiskUsage, HistoryRow, ImageSummary, Removal
     from cargohold.store.images import ImageRecord
     from cargohold.transport.registry.events import ProgressFn
 
@@ -89,6 +89,8 @@ class ImageService:
         )
 
     def history(self, name: str) -> list[HistoryRow]:
+        from cargohold.engine.reports import HistoryRow
+
         record = self.resolve(name)
         config = self.config(record)
         sizes = []
@@ -118,6 +120,8 @@ class ImageService:
 
     # ---- removal -------------------------------------------------------------------------
     def remove(self, name: str, force: bool = False) -> list[Removal]:
+        from cargohold.engine.reports import Removal
+
         record = self.resolve(name)
         by_reference = _is_reference_to(record, name)
         users = self.engine.containers_using_image(record.id)
@@ -160,12 +164,16 @@ class ImageService:
         return report + self._delete(record)
 
     def _delete(self, record: ImageRecord) -> list[Removal]:
+        from cargohold.engine.reports import Removal
+
         self.store.delete(record.id)
         report = [Removal("Deleted", record.id)]
         return report + self._release_layers(record.top_layer)
 
     def _release_layers(self, top: str | None) -> list[Removal]:
         """Delete the layers of a removed image that nothing else uses, top first."""
+        from cargohold.engine.reports import Removal
+
         if top is None:
             return []
         in_use: set[str] = set()
@@ -188,6 +196,8 @@ class ImageService:
         return report
 
     def prune(self, all_images: bool = False) -> tuple[list[Removal], int]:
+        from cargohold.engine.reports import Removal
+
         report: list[Removal] = []
         reclaimed = 0
         for record in self.store.list():
@@ -205,6 +215,8 @@ class ImageService:
         return report, reclaimed
 
     def disk_usage(self) -> DiskUsage:
+        from cargohold.engine.reports import DiskUsage
+
         records = self.store.list()
         active_layers: set[str] = set()
         active = 0
@@ -236,8 +248,11 @@ class ImageService:
         config = oci_image.new_config(
             config=section,
             diff_ids=[layer.diff_id],
-            history=[oci_image.history_entry(created=created,
-                                             comment=message or f"Imported from {source}")],
+            history=[
+                oci_image.history_entry(
+                    created=created, comment=message or f"Imported from {source}"
+                )
+            ],
             created=created,
         )
         record = self.store.add(oci_image.encode_json(config), layer.chain_id, size=layer.size)
@@ -279,19 +294,29 @@ class ImageService:
                 lines.append(f"Loaded image ID: {item.image_id}")
         return lines
 
-
     # ---- registries (engine/registry.py does the work) ----------------------------------
-    def pull(self, ref: str, platform: str | None = None, all_tags: bool = False,
-             progress: ProgressFn | None = None, tls_verify: bool | None = None
-             ) -> list[PullResult]:
+    def pull(
+        self,
+        ref: str,
+        platform: str | None = None,
+        all_tags: bool = False,
+        progress: ProgressFn | None = None,
+        tls_verify: bool | None = None,
+    ) -> list[PullResult]:
         """Pull ``ref`` (``docker pull``); see ``RegistryService.pull``."""
         from cargohold.transport.registry.events import no_progress
 
-        return self.engine.registry.pull(ref, platform, all_tags, progress or no_progress,
-                                         tls_verify)
+        return self.engine.registry.pull(
+            ref, platform, all_tags, progress or no_progress, tls_verify
+        )
 
-    def push(self, ref: str, all_tags: bool = False, progress: ProgressFn | None = None,
-             tls_verify: bool | None = None) -> list[PushResult]:
+    def push(
+        self,
+        ref: str,
+        all_tags: bool = False,
+        progress: ProgressFn | None = None,
+        tls_verify: bool | None = None,
+    ) -> list[PushResult]:
         """Push ``ref`` (``docker push``); see ``RegistryService.push``."""
         from cargohold.transport.registry.events import no_progress
 
@@ -301,6 +326,8 @@ class ImageService:
 def _summaries(
     record: ImageRecord, created: str, size: int, labels: dict[str, str]
 ) -> list[ImageSummary]:
+    from cargohold.engine.reports import ImageSummary
+
     digests = {parse_reference(d).name_familiar: d.split("@", 1)[1] for d in record.repo_digests}
     out = []
     for tag in record.repo_tags:
@@ -308,8 +335,14 @@ def _summaries(
         repo = ref.name_familiar
         out.append(
             ImageSummary(
-                record.id, repo, ref.tag or "<none>", digests.pop(repo, "<none>"), created, size,
-                labels, False,
+                record.id,
+                repo,
+                ref.tag or "<none>",
+                digests.pop(repo, "<none>"),
+                created,
+                size,
+                labels,
+                False,
             )
         )
     for repo, digest in digests.items():
@@ -321,7 +354,7 @@ def _summaries(
     return out
 
 
-Predicate = Callable[[ImageSummary], bool]
+Predicate = Callable[["ImageSummary"], bool]
 
 
 def _dangling_pred(want: bool) -> Predicate:

@@ -37,13 +37,24 @@ def create(name: str) -> Path:
     path = NETNS_DIR / name
     if path.exists():
         return path
-    if not os.path.ismount(NETNS_DIR):  # first use: let `ip` make the shared mount point
+    if not _is_mount_point(NETNS_DIR):  # first use: let `ip` make the shared mount point
         proc = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
         if proc.returncode != 0:
             raise Internal(f"cannot create network namespace {name}: {proc.stderr.strip()}")
         return path
     _create_in_process(path)
     return path
+
+
+def _is_mount_point(path: Path) -> bool:
+    """From mountinfo: ``ip`` bind-mounts /run/netns onto itself, which ``os.path.ismount``
+    cannot see when /run is not a file system of its own (same device, parent and child)."""
+    target = str(path).encode()
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            return any(line.split(b" ", 5)[4] == target for line in f)
+    except (OSError, IndexError):
+        return os.path.ismount(path)
 
 
 def _create_in_process(path: Path) -> None:
