@@ -16,7 +16,6 @@ from typing import BinaryIO
 from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.oci.digest import chain_id
 from cargohold.store.blobs import BlobStore
-from cargohold.store.compression import open_decompressed_ahead
 from cargohold.store.images import ImageRecord, ImageStore
 from cargohold.store.layers import Layer, LayerStore, StagedLayer
 from cargohold.transport.base import ImageSource, LayerRef, SourceImage
@@ -52,6 +51,8 @@ def stage_layer(stores: LocalStores, raw: BinaryIO, parent: str | None,
     Compressed input is decoded and hashed by a thread of its own while this one applies
     the tar.
     """
+    from cargohold.store.compression import open_decompressed_ahead  # zstd, isal: ~3 ms
+
     stream, ahead = open_decompressed_ahead(raw)
     try:
         staged = stores.layers.stage(stream, parent, ahead.digest if ahead else None)

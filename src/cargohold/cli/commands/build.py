@@ -83,16 +83,21 @@ def _epoch(build_args: dict[str, str]) -> int | None:
         raise InvalidArgument(f"invalid SOURCE_DATE_EPOCH: {raw!r}") from None
 
 
+def _is_remote(context: str) -> bool:
+    if context.startswith(("http://", "https://")):
+        return True
+    from cargohold.build.git_context import is_git_url  # not imported for local builds
+
+    return is_git_url(context)
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from cargohold.build.executor import BuildOptions
-    from cargohold.build.git_context import is_git_url
 
     try:
         build_args = _pairs(args.build_arg, "--build-arg")
         dockerfile = args.file or "Dockerfile"
-        remote = not os.path.isdir(args.context) and (
-            is_git_url(args.context) or args.context.startswith(("http://", "https://"))
-        )
+        remote = not os.path.isdir(args.context) and _is_remote(args.context)
         if args.file and args.file != "-" and not remote and os.path.exists(args.file):
             # -f is relative to the working directory; for a URL it names a file of the context
             dockerfile = os.path.abspath(args.file)
