@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from test_build import Env, busybox_rootfs_tar
+from test_registry import REGISTRY, start_registry, stop_registry
 
 COLUMNS = 100
 UP = re.compile(r"\x1b\[(\d+)A\r")
@@ -94,6 +95,24 @@ def frames(text: str) -> list[tuple[int, list[str]]]:
     return out
 
 
+def only_frames(text: str) -> tuple[list[list[str]], str]:
+    """The frames, checked to be all that came before the last one's end (each climbs over
+    the last, a header then step rows: no line of its own got between two redraws), and
+    what follows the last."""
+    *chunks, rest = text.split("\x1b[J")
+    shots: list[list[str]] = []
+    for chunk in chunks:
+        m = UP.match(chunk)
+        assert (int(m.group(1)) if m else 0) == (len(shots[-1]) if shots else 0), chunk
+        body = chunk[m.end() :] if m else chunk
+        assert body.endswith("\x1b[K\n"), repr(chunk)
+        lines = body.split("\x1b[K\n")[:-1]
+        assert lines[0].startswith("[+] Building ") and "\n" not in "".join(lines), lines
+        assert all(line.startswith(" => ") for line in lines[1:]), lines
+        shots.append(lines)
+    return shots, rest
+
+
 def test_build_progress_tty_redraws_the_block(env: Env) -> None:
     env.dockerfile(DOCKERFILE)
     (env.ctx / "hello.txt").write_text("hello\n")
@@ -142,3 +161,63 @@ def test_build_progress_tty_error_block_then_the_message(env: Env) -> None:
         r"returned a non-zero code: 1\n",
         after,
     ), after
+
+
+def test_build_progress_tty_unreported_error_ends_the_block_before_the_message(env: Env) -> None:
+    # a Dockerfile error is raised while the first step runs, no step reports it: the build's
+    # end still draws the final frame, and the CLI's ERROR line comes after it
+    env.dockerfile("FROM busybox:test\nNOPE x\n")
+    code, text = build_on_pty(env, "--progress", "tty")
+    assert code == 1, text
+    shots, rest = only_frames(text)
+    assert shots[-1][1].startswith(" => ERROR [internal] load build definition from Dockerfile")
+    assert rest.startswith("ERROR: ") and rest.count("\n") == 1 and "NOPE" in rest.upper(), rest
+
+
+@pytest.mark.skipif(REGISTRY is None, reason="docker-registry is not installed")
+def test_build_progress_tty_pull_of_the_base_image_is_in_the_block(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg = start_registry(tmp_path)
+    try:
+        name = f"{reg.host}/lib/busybox:1"
+        assert env.ch("tag", "busybox:test", name).returncode == 0
+        r = env.ch("push", "--tls-verify=false", name)
+        assert r.returncode == 0, r.stderr
+        config = tmp_path / "registries.toml"
+        config.write_text(f'insecure-registries = ["{reg.host}"]\n')
+        monkeypatch.setenv("CARGOHOLD_CONFIG", str(config))
+        (tmp_path / "fresh").mkdir()
+        fresh = Env(tmp_path / "fresh")  # an empty store: FROM pulls every layer
+        fresh.dockerfile(f"FROM {name}\nRUN echo hi\n")
+        code, text = build_on_pty(fresh, "--progress", "tty")
+        assert code == 0, text
+        shots, rest = only_frames(text)
+        assert rest == ""
+        assert "Pulling from" not in text and "Unable to find" not in text
+        notes = {line for lines in shots for line in lines if line.startswith(" => => ")}
+        assert " => => pulling lib/busybox:1" in notes
+        layers = {m for line in notes for m in re.findall(r"sha256:[0-9a-f]{12}\b", line)}
+        assert layers
+        final = shots[-1]
+        assert final[0].endswith("FINISHED")
+        at = next(i for i, line in enumerate(final) if f"FROM {name}" in line)
+        pulled = final[at + 1 : at + 3 + len(layers)]
+        assert pulled[0] == " => => pulling lib/busybox:1"
+        # one line per layer, its byte counts replaced by its end
+        assert sorted(pulled[1 : 1 + len(layers)]) == sorted(
+            f" => => extracting {layer} done" for layer in layers
+        )
+        assert pulled[-1].startswith(" => => Digest: sha256:")
+        assert final[at + 3 + len(layers)] == f" => => Status: Downloaded newer image for {name}"
+
+        # a pull that fails (no step reports it) ends the block before the CLI's message
+        fresh.dockerfile(f"FROM {reg.host}/lib/nope:1\n")
+        code, text = build_on_pty(fresh, "--progress", "tty")
+        assert code == 1, text
+        shots, rest = only_frames(text)
+        assert shots[-1][-2].startswith(f" => ERROR [1/1] FROM {reg.host}/lib/nope:1 ")
+        assert shots[-1][-1] == " => => pulling lib/nope:1"
+        assert rest.startswith("ERROR: Dockerfile:1: ") and rest.count("\n") == 1, rest
+    finally:
+        stop_registry(reg)

@@ -8,11 +8,16 @@ import itertools
 import re
 import threading
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from cargohold.build.progress import Progress
 from cargohold.build.progress_tty import clean, columns, cut, row
+from cargohold.engine.builds import pull_notes
+from cargohold.errors import CargoholdError, NotFound
+from cargohold.transport.registry.events import Event
 
 UP = re.compile(r"\x1b\[(\d+)A\r")
 
@@ -312,37 +317,239 @@ def test_the_ticker_runs_on_a_terminal_only_by_default() -> None:
     assert not term.display.thread.is_alive()
 
 
-def test_ticker_stops_once_the_build_is_gone_without_a_reported_error() -> None:
-    p, out, _ = tty()
-
-    def build() -> None:
-        p.start("[internal] load build definition from Dockerfile")
-        assert p.display is not None and p.display.tick()  # the build is running: redraw
-        raise RuntimeError("parse error")
-
-    with pytest.raises(RuntimeError):
-        build()
+def test_finish_after_an_unreported_failure_ends_the_block_and_stops_the_ticker() -> None:
+    out = io.StringIO()
+    clock = Clock()
+    p = Progress(out, "tty", clock=clock, width=70, refresh=0.005)
+    p.start("[internal] load build definition from Dockerfile")
+    p.note("transferring dockerfile: 10B done")
+    assert p.display is not None
+    thread = p.display.thread
+    assert thread is not None and thread.is_alive()
+    clock.advance(0.3)
+    time.sleep(0.05)  # the ticker redraws while the build runs
+    assert out.getvalue().count("[+] Building") > 2
+    # the parse error is raised, no step reports it: the build's caller finishes the block
+    p.finish()
+    assert not thread.is_alive() and p.display.finished
+    shots, rest = frames(out.getvalue())
+    assert rest == ""  # the cursor rests after the block, for the CLI's ERROR line
+    assert shots[-1][1] == [
+        "[+] Building 0.3s (1/1)",  # ended, not FINISHED
+        " => ERROR [internal] load build definition from Dockerfile       0.3s",
+        " => => transferring dockerfile: 10B done",
+    ]
     drawn = out.getvalue()
-    assert p.display is not None and not p.display.tick()
-    assert out.getvalue() == drawn  # the CLI's ERROR line below the block stays put
-
-
-def test_ticker_sees_the_build_frame_from_another_thread() -> None:
-    p, _, _ = tty()
-    ready, release = threading.Event(), threading.Event()
-
-    def build() -> None:
-        p.start("[1/1] RUN x")
-        ready.set()
-        release.wait(10)
-
-    worker = threading.Thread(target=build)
-    worker.start()
-    ready.wait(10)
-    assert p.display is not None and p.display.tick()
-    release.set()
-    worker.join()
+    clock.advance(1)
+    time.sleep(0.03)
     assert not p.display.tick()
+    p.finish()  # idempotent
+    p.start("[1/1] late")
+    p.output(b"late\n")
+    p.note("late", key="layer x")  # a pull's thread, late
+    assert out.getvalue() == drawn  # nothing after the final frame: the ERROR line stays put
+
+
+def test_finish_shows_the_output_of_a_step_that_failed_unreported() -> None:
+    p, out, clock = tty()
+    p.start("[1/2] FROM busybox")
+    p.done()
+    p.start("[2/2] RUN sleep 100")
+    clock.advance(0.5)
+    p.output(b"sleeping\n")
+    clock.advance(1)
+    p.finish()  # interrupted: the step ends as failed, its output follows the block
+    shots, rest = frames(out.getvalue())
+    assert shots[-1][1][-1] == " => ERROR [2/2] RUN sleep 100                          1.5s"
+    assert rest == "------\n > [2/2] RUN sleep 100:\n0.500 sleeping\n------\n"
+
+
+def test_finish_with_no_step_running_draws_the_frame_as_it_stands() -> None:
+    p, out, clock = tty()
+    p.start("[internal] load build definition from Dockerfile")
+    p.done()
+    p.plan(4)
+    clock.advance(0.2)
+    p.finish()  # say the target stage does not exist
+    shots, rest = frames(out.getvalue())
+    assert rest == ""
+    assert shots[-1][1] == [
+        "[+] Building 0.2s (1/4)",
+        " => [internal] load build definition from Dockerfile   0.0s",
+    ]
+
+
+def test_keyed_notes_replace_each_other_and_redraw_at_most_every_output_gap() -> None:
+    p, out, clock = tty()
+    p.start("[1/2] FROM busybox")
+    p.note("pulling busybox:latest")
+    for n in range(1, 4):
+        clock.advance(0.01)
+        p.note(f"layer a {n}", key="a")
+    p.note("layer b", key="b")
+    drawn = out.getvalue().count("\x1b[J")
+    p.note("layer a 4", key="a")  # within OUTPUT_GAP of the last frame: no redraw yet
+    assert out.getvalue().count("\x1b[J") == drawn
+    clock.advance(0.1)
+    p.note("layer b done", key="b")
+    assert frames(out.getvalue())[0][-1][1][2:] == [
+        " => => pulling busybox:latest",
+        " => => layer a 4",
+        " => => layer b done",
+    ]
+    assert p.display is not None and len(p.display.steps[-1].notes) == 3
+
+
+def assert_only_frames(text: str) -> list[list[str]]:
+    """Every byte written belongs to a frame: each climbs over the last one, starts with the
+    header and has nothing but step rows; the cursor rests after the last.  Its frames."""
+    shots, rest = frames(text)
+    assert rest == ""
+    assert shots[0][0] == 0
+    for (_, before), (up, _) in itertools.pairwise(shots):
+        assert up == len(before)
+    for _, lines in shots:
+        assert lines[0].startswith("[+] Building ")
+        assert all(line.startswith(" => ") for line in lines[1:]), lines
+    return [lines for _, lines in shots]
+
+
+def test_pull_events_become_notes_of_the_running_step() -> None:
+    p, out, clock = tty(width=80)
+    p.start("[internal] load build definition from Dockerfile")
+    p.done()
+    p.plan(4)
+    p.start("[1/2] FROM busybox:latest")
+    report = pull_notes(p)
+    a, b = "0123456789ab", "fedcba987654"
+    events = [
+        Event("", "latest: Pulling from library/busybox"),
+        Event("aaaaaaaaaaaa", "Already exists"),
+        Event(a, "Pulling fs layer"),
+        Event(b, "Pulling fs layer"),
+        *(Event(a, "Downloading", n, 4_100_000) for n in range(100_000, 4_100_001, 100_000)),
+        Event(a, "Verifying Checksum"),
+        Event(a, "Download complete"),
+        Event(b, "Downloading", 512, 0),
+        *(Event(a, "Extracting", n, 4_100_000) for n in range(1_000_000, 4_100_001, 1_000_000)),
+        Event(a, "Pull complete"),
+        Event("", "Digest: sha256:" + "d" * 64),
+        Event("", "Status: Downloaded newer image for busybox:latest"),
+    ]
+    for event in events:
+        clock.advance(0.02 if event.current else 0.06)  # status changes: past OUTPUT_GAP
+        report(event)
+    shots = assert_only_frames(out.getvalue())
+    assert len(shots) < len(events)  # a layer's byte counts redraw at most every 0.05s
+    notes = [line for lines in shots for line in lines if line.startswith(" => => ")]
+    counts = re.compile(r" => => sha256:0123456789ab \d[.\d]*[kM]B / 4\.1MB")
+    assert len({line for line in notes if counts.fullmatch(line)}) > 5
+    assert " => => sha256:0123456789ab waiting" in notes
+    assert " => => sha256:0123456789ab 4.1MB / 4.1MB done" in notes
+    assert any(line.startswith(" => => extracting sha256:0123456789ab ") for line in notes)
+    assert not any("aaaaaaaaaaaa" in line or "erifying" in line for line in notes)
+    assert shots[-1][2] == " => [1/2] FROM busybox:latest" + " " * 46 + "1.5s"
+    assert shots[-1][3:] == [
+        " => => pulling busybox:latest",
+        " => => extracting sha256:0123456789ab done",  # one line per layer, replaced
+        " => => sha256:fedcba987654 512B",
+        " => => Digest: sha256:" + "d" * 54 + "...",
+        " => => Status: Downloaded newer image for busybox:latest",
+    ]
+    p.done()
+    assert_only_frames(out.getvalue())
+    report(Event(b, "Pull complete"))  # a late event from a pull thread: dropped
+    report(Event("", "Status: late"))
+    p.finish()
+    final = assert_only_frames(out.getvalue())[-1]
+    assert final[3:] == [
+        " => => pulling busybox:latest",
+        " => => extracting sha256:0123456789ab done",
+        " => => sha256:fedcba987654 512B",
+        " => => Digest: sha256:" + "d" * 54 + "...",
+        " => => Status: Downloaded newer image for busybox:latest",
+    ]
+
+
+def test_pull_notes_name_the_image_and_layers_like_buildkit() -> None:
+    p, out, clock = tty(width=100)
+    p.start("[1/1] FROM x")
+    report = pull_notes(p)
+    report(Event("", "Unable to find image 'x:latest' locally"))  # the step's row says it
+    report(Event("", "1.0: Pulling from team/app"))
+    report(Event("", "sha256:abc: Pulling from library/alpine"))
+    report(Event("123456789abc", "Download complete"))  # no byte count seen
+    report(Event("cba987654321", "Downloading", 999_999, 1_000_000))
+    assert frames(out.getvalue())[0][-1][1][-1] == " => => sha256:cba987654321 1MB / 1MB"
+    clock.advance(0.1)
+    report(Event("cba987654321", "Waiting"))
+    assert frames(out.getvalue())[0][-1][1][2:] == [
+        " => => pulling team/app:1.0",
+        " => => pulling alpine@sha256:abc",
+        " => => sha256:123456789abc done",
+        " => => sha256:cba987654321 waiting",
+    ]
+
+
+def test_build_sends_pulls_to_the_block_and_finishes_it_whatever_happens(tmp_path: Path) -> None:
+    """``BuildService.build`` in tty mode: the engine's pull progress becomes notes of the FROM
+    step while it runs and is put back after; a failed pull, which no step reports, still gets
+    the final frame before the CLI prints its ERROR line."""
+    from cargohold.build.executor import BuildOptions
+    from cargohold.engine.builds import BuildService
+
+    def cli_printer(event: Event) -> None:
+        raise AssertionError(f"printed outside the block: {event}")
+
+    def resolve(name: str) -> None:
+        raise NotFound(f"No such image: {name}")
+
+    def interrupted(name: str) -> None:
+        raise KeyboardInterrupt
+
+    def ensure(name: str, policy: str) -> None:
+        engine.pull_progress(Event("", "latest: Pulling from library/busybox"))
+        engine.pull_progress(Event("0123456789ab", "Downloading", 1000, 2000))
+        raise CargoholdError("pull access denied for busybox")
+
+    root = tmp_path / "root"
+    engine = SimpleNamespace(
+        settings=SimpleNamespace(root=root, runroot=tmp_path / "run"),
+        stores=SimpleNamespace(layers=SimpleNamespace(exists=lambda chain: False)),
+        images=SimpleNamespace(resolve=resolve),
+        registry=SimpleNamespace(ensure=ensure),
+        pull_progress=cli_printer,
+    )
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\n")
+    service = BuildService(engine)  # type: ignore[arg-type]
+    for failure in (CargoholdError, KeyboardInterrupt):
+        out = Terminal()  # the ticker runs
+        if failure is KeyboardInterrupt:
+            engine.images.resolve = interrupted
+        before = set(threading.enumerate())
+        with pytest.raises(failure):
+            service.build(str(ctx), BuildOptions(), out, "tty")
+        assert engine.pull_progress is cli_printer
+        assert set(threading.enumerate()) <= before  # the ticker is stopped and joined
+        final = assert_only_frames(out.getvalue())[-1]
+        assert final[0].startswith("[+] Building ") and "FINISHED" not in final[0]
+        at = next(i for i, line in enumerate(final) if "FROM busybox" in line)
+        assert final[at].startswith(" => ERROR [1/")
+        if failure is CargoholdError:
+            assert final[at + 1 :] == [
+                " => => pulling busybox:latest",
+                " => => sha256:0123456789ab 1kB / 2kB",
+            ]
+    # plain mode keeps the engine's own printer (the CLI's lines on stderr)
+    printed: list[Event] = []
+    engine.pull_progress = printed.append
+    engine.images.resolve = resolve
+    with pytest.raises(CargoholdError, match="Dockerfile:1: pull access denied"):
+        service.build(str(ctx), BuildOptions(), io.StringIO(), "plain")
+    assert [e.status for e in printed] == ["latest: Pulling from library/busybox", "Downloading"]
+    assert engine.pull_progress == printed.append
 
 
 def test_quiet_tty_prints_nothing() -> None:

@@ -8,7 +8,6 @@ place; ``quiet`` prints nothing (``build -q`` prints only the image id).
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -69,16 +68,17 @@ class Progress:
         self.started = self._now()
         self.partial = b""
         if self.display is not None:
-            # the frame that starts the first step runs the build: once it has returned or
-            # raised the TTY ticker stops drawing, even when no step reported an error
-            self.display.start(name, sys._getframe(1) if self.vertex == 1 else None)
+            self.display.start(name)
         else:
             self._write(f"#{self.vertex} {name}\n")
         return self.vertex
 
-    def note(self, text: str) -> None:
+    def note(self, text: str, key: str | None = None) -> None:
+        """A line under the current step.  In TTY mode a note with a ``key`` replaces the
+        step's earlier note with the same key (so a pulled layer keeps one line) and is
+        dropped when no step runs; plain mode prints every note."""
         if self.display is not None:
-            self.display.note(text)
+            self.display.note(text, key)
         else:
             self._write(f"#{self.vertex} {text}\n")
 
@@ -130,7 +130,9 @@ class Progress:
             self._write(f"WARNING: {message}\n")
 
     def finish(self) -> None:
-        """Draw the TTY block's final frame and stop its ticker (the export's end and an
-        error do it by themselves); nothing in plain mode."""
+        """The build has ended, whatever way (its caller calls this in a ``finally``, before
+        any error is printed): the TTY block's final frame unless the export's end or an
+        error drew it, the step still running then marked ERROR, the ticker stopped and
+        joined, the cursor after the block; idempotent; nothing in plain mode."""
         if self.display is not None:
             self.display.finish()

@@ -14,23 +14,22 @@ the cursor always rests on the line after the block.  Rows stay one column short
 terminal width (no auto-wrap) and a live block is cut to the terminal height (the cursor
 cannot climb past the top of the screen).  The final frame (the export done, an error, or
 ``finish``) drops the output tails and stops the ticker; after an error the failing step's
-last output follows between ``------`` lines, as BuildKit prints it.  A build that ends
-without reporting an error (say a failed pull) leaves its frame as it was: the ticker stops
-once the frame that started the first step has left its thread's stack.
+last output follows between ``------`` lines, as BuildKit prints it.  The build's caller
+calls ``finish`` once the build has ended, whatever way: a build that failed without a step
+reporting it (a failed pull, an interrupt) gets its final frame there, the step it was in
+marked ERROR, and the cursor rests after the block for the caller's ``ERROR:`` line.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
 import threading
 import time
 import unicodedata
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import TextIO
 
 TAIL = 6  # output lines shown under a running step
@@ -105,6 +104,7 @@ class Step:
     ended: float | None = None
     mark: str = ""  # "CACHED " or "ERROR "
     notes: list[str] = field(default_factory=list)
+    keys: dict[str, int] = field(default_factory=dict)  # a keyed note's index in notes
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL))
     log: deque[str] = field(default_factory=lambda: deque(maxlen=ERROR_TAIL))
 
@@ -136,8 +136,6 @@ class TtyDisplay:
         self.drawn = 0  # lines of the last frame, the cursor on the line after them
         self.last = 0.0  # when the last frame was drawn
         self.finished = False
-        self.owner: FrameType | None = None  # the frame that runs the build (see start)
-        self.owner_thread = 0
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -149,14 +147,10 @@ class TtyDisplay:
             if self.steps and not self.finished:
                 self._frame()
 
-    def start(self, name: str, owner: FrameType | None = None) -> None:
-        """A new step; ``owner`` (given with the first) is the frame running the build: once
-        it is gone from its thread's stack (a failure no step reported) the ticker stops."""
+    def start(self, name: str) -> None:
         with self.lock:
             if self.finished:
                 return
-            if owner is not None:
-                self.owner, self.owner_thread = owner, threading.get_ident()
             now = self.clock()
             if self.t0 is None:
                 self.t0 = now
@@ -169,14 +163,28 @@ class TtyDisplay:
                 )
                 self.thread.start()
 
-    def note(self, text: str) -> None:
+    def note(self, text: str, key: str | None = None) -> None:
+        """A line under the running step (one of its own when none runs).  A note with a
+        ``key`` replaces the step's earlier note with that key (a pulled layer's progress),
+        redrawn at most every OUTPUT_GAP like output (the ticker does the rest), and is
+        dropped when no step runs."""
         with self.lock:
             step = self._running()
             if step is None:
-                self._above(text)
-            else:
-                step.notes.append(clean(text))
-                self._frame()
+                if key is None:
+                    self._above(text)
+                return
+            text = clean(text)
+            at = None if key is None else step.keys.get(key)
+            if at is not None:
+                step.notes[at] = text
+                if self.clock() - self.last >= OUTPUT_GAP:
+                    self._frame()
+                return
+            if key is not None:
+                step.keys[key] = len(step.notes)
+            step.notes.append(text)
+            self._frame()
 
     def line(self, text: str) -> None:
         with self.lock:
@@ -204,7 +212,9 @@ class TtyDisplay:
             self._above(f"WARNING: {message}")
 
     def finish(self) -> None:
-        """The final frame (and error block); idempotent."""
+        """The build has ended: the final frame (and error block) unless the export's end or
+        an error drew it, then the ticker is stopped and joined; idempotent.  A step still
+        running failed without reporting it: it ends marked ERROR."""
         with self.lock:
             self._finish()
         self._join()
@@ -212,33 +222,20 @@ class TtyDisplay:
     # -- ticker ------------------------------------------------------------------------------
 
     def tick(self) -> bool:
-        """One timer redraw; False once the block is final or its build has gone away."""
+        """One timer redraw; False once the block is final (or the terminal has gone)."""
         with self.lock:
             if self.finished:
-                return False
-            if not self._owner_running():
-                self.finished, self.owner = True, None  # leave the last frame where it is
                 return False
             try:
                 self._frame()
             except (OSError, ValueError):  # the terminal went away
-                self.finished, self.owner = True, None
+                self.finished = True
                 return False
             return True
 
     def _tick_loop(self) -> None:
         while not self.stop.wait(self.refresh) and self.tick():
             pass
-
-    def _owner_running(self) -> bool:
-        if self.owner is None:
-            return True
-        frame = sys._current_frames().get(self.owner_thread)
-        while frame is not None:
-            if frame is self.owner:
-                return True
-            frame = frame.f_back
-        return False
 
     def _join(self) -> None:
         thread = self.thread
@@ -272,15 +269,17 @@ class TtyDisplay:
         if self.finished:
             return
         now = self.clock()
-        self._end(now, "")
+        # the export's end and an error have ended their step: one still running when the
+        # build ends (``finish``) failed without a word, its log shown only if it has one
+        unreported = self._end(now, "ERROR ")
         self.t1 = now
-        self.finished, self.owner = True, None
+        self.finished = True
         self.stop.set()
         if not self.steps:
             return
         self._frame(final=True)
         for step in self.steps:
-            if step.mark == "ERROR ":
+            if step.mark == "ERROR " and (step is not unreported or step.log):
                 logs = "".join(f"{line}\n" for line in step.log)
                 self._write(f"------\n > {step.name}:\n{logs}------\n")
 
@@ -313,7 +312,7 @@ class TtyDisplay:
         known = max(self.planned, len(self.steps))
         elapsed = 0.0 if self.t0 is None else max(now - self.t0, 0.0)
         header = f"[+] Building {elapsed:.1f}s ({done}/{known})"
-        if final and done == known:
+        if final and done == known and all(s.mark != "ERROR " for s in self.steps):
             header += " FINISHED"
         rows: list[str] = []
         live_at = None  # where the running step's rows begin

@@ -14,8 +14,10 @@ from cargohold.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from cargohold.build.executor import Backend, BuildOptions
+    from cargohold.build.progress import Progress
     from cargohold.engine import Engine
     from cargohold.engine.reports import DiskUsage
+    from cargohold.transport.registry.events import Event, ProgressFn
 
 
 class BuildService:
@@ -87,17 +89,29 @@ class BuildService:
             stdin_text = (stdin or _stdin()).read().decode("utf-8", "surrogateescape")
         progress = Progress(progress_out, progress_mode, quiet)
         root = self.engine.settings.root
-        with interrupts_as_errors(), self._context_dir(source, stdin) as (ctx_dir, text, tmp):
-            stats = None if tmp else StatCache(root / "buildcache" / "statcache.json")
-            context = BuildContext(ctx_dir, stats)
-            if stdin_text is not None:
-                text = stdin_text
-            if text is None:
-                text, name = context.read_dockerfile(options.dockerfile)
-            else:
-                name = "Dockerfile"
-            executor = Executor(self.backend(), options, context, progress)
-            return executor.build(text, name)
+        # the pulls of FROM become notes of its step: lines of their own on the same terminal
+        # would be overwritten by the next frame of the redrawn block (plain mode keeps them)
+        pull_progress = self.engine.pull_progress
+        if progress.display is not None:
+            self.engine.pull_progress = pull_notes(progress)
+        try:
+            with interrupts_as_errors(), self._context_dir(source, stdin) as found:
+                ctx_dir, text, tmp = found
+                stats = None if tmp else StatCache(root / "buildcache" / "statcache.json")
+                context = BuildContext(ctx_dir, stats)
+                if stdin_text is not None:
+                    text = stdin_text
+                if text is None:
+                    text, name = context.read_dockerfile(options.dockerfile)
+                else:
+                    name = "Dockerfile"
+                executor = Executor(self.backend(), options, context, progress)
+                return executor.build(text, name)
+        finally:
+            self.engine.pull_progress = pull_progress
+            # however the build ended: the TTY block's last frame, its ticker stopped, so
+            # that the caller's ERROR line goes below the block
+            progress.finish()
 
     @contextlib.contextmanager
     def _context_dir(
@@ -236,6 +250,65 @@ class BuildService:
                 continue
         size += sum(_tree_size(root / "buildcache" / n) for n in ("mounts", "urls"))
         return DiskUsage("Build Cache", total, active, size, size)
+
+
+def _size(n: int) -> str:
+    """Bytes in decimal units, three significant digits: ``512kB``, ``3.2MB``."""
+    value, unit = float(n), "B"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 999.5 or unit == "TB":
+            break
+        value /= 1000
+    return f"{n}B" if unit == "B" else f"{value:.3g}{unit}"
+
+
+def _pull_line(status: str) -> str | None:
+    """The note for a pull's line of text (None: nothing to add to the FROM step's row)."""
+    ref, sep, path = status.partition(": Pulling from ")
+    if sep:
+        if path.startswith("library/") and path.count("/") == 1:
+            path = path.removeprefix("library/")
+        return f"pulling {path}{'@' if ':' in ref else ':'}{ref}"
+    if status.startswith("Unable to find image "):
+        return None
+    return status  # Digest: ..., Status: ...
+
+
+def pull_notes(progress: Progress) -> ProgressFn:
+    """Pull events (``transport/registry/events.py``, from the pull's threads too) as notes of
+    the running step, BuildKit's way: ``pulling busybox:latest``, then one line per layer
+    that its later events replace (``sha256:0123456789ab 1.2MB / 2.2MB``, ``... done``,
+    ``extracting sha256:0123456789ab done``), then the digest and status lines."""
+    totals: dict[str, int] = {}
+
+    def report(event: Event) -> None:
+        if not event.id:
+            text = _pull_line(event.status)
+            if text is not None:
+                progress.note(text, key=f"line {text}")
+            return
+        status, layer = event.status, f"sha256:{event.id}"
+        if event.total > 0:
+            totals[event.id] = event.total
+        total = totals.get(event.id, 0)
+        sizes = _size(event.current) + (f" / {_size(total)}" if total else "")
+        if status in ("Already exists", "Verifying Checksum"):
+            return  # nothing to fetch; nothing new
+        if status == "Downloading" and event.current > 0:
+            text = f"{layer} {sizes}"
+        elif status == "Download complete":
+            text = f"{layer} {_size(total)} / {_size(total)} done" if total else f"{layer} done"
+        elif status == "Extracting" and event.current > 0:
+            text = f"extracting {layer} {sizes}"
+        elif status == "Pull complete":
+            text = f"extracting {layer} done"
+        elif status == "Pulling fs layer":
+            text = f"{layer} waiting"
+        else:
+            text = f"{layer} {status.lower()}"
+        progress.note(text, key=f"layer {event.id}")
+
+    return report
 
 
 def _tree_size(path: Path) -> int:
