@@ -6,7 +6,8 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+
+import msgspec
 
 from cargohold.errors import InvalidArgument
 
@@ -56,14 +57,13 @@ def suggest(message: str, value: str, options: Iterable[str], case_sensitive: bo
 # -- flags ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Flag:
+class Flag(msgspec.Struct):
     """Flag (dataclass)."""
 
     name: str
     kind: str  # "bool" | "string" | "strings"
     value: str = ""
-    values: list[str] = field(default_factory=list)
+    values: list[str] = msgspec.field(default_factory=list)
     used: bool = False
 
     @property
@@ -180,8 +180,7 @@ _MOUNT_KEYS = (
 _SIZE = re.compile(r"(?i)([0-9]+(?:\.[0-9]+)?)\s*([kmgtp]?)i?b?\Z")
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(msgspec.Struct, frozen=True):
     """One ``RUN --mount=...`` after validation (BuildKit's instructions.Mount)."""
 
     type: str = "bind"

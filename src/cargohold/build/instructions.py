@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any, TypeVar
+
+import msgspec
+from msgspec.structs import replace
 
 from cargohold.build.instruction_support import (
     Flags,
@@ -102,8 +104,7 @@ RESERVED_STAGE_NAMES = frozenset({"scratch", "context"})
 # -- node -> instruction ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Req:
+class _Req(msgspec.Struct, frozen=True):
     """_Req (dataclass)."""
 
     node: Node
@@ -474,8 +475,7 @@ def parse_instruction(node: Node, filename: str = "Dockerfile") -> Instruction:
 # -- the whole file ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Stage:
+class Stage(msgspec.Struct, frozen=True):
     """Stage (dataclass)."""
 
     index: int
@@ -488,8 +488,7 @@ class Stage:
     end_line: int
 
 
-@dataclass(frozen=True)
-class Dockerfile:
+class Dockerfile(msgspec.Struct, frozen=True):
     """Dockerfile (dataclass)."""
 
     filename: str
