@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+
+import msgspec
 
 DEFAULT_ROOT = Path("/var/lib/cargohold")
 DEFAULT_RUNROOT = Path("/run/cargohold")
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(msgspec.Struct, frozen=True):
     root: Path = DEFAULT_ROOT
     runroot: Path = DEFAULT_RUNROOT
     runtime: str = "runc"
     storage_driver: str = ""  # "" = overlay when the kernel supports it, else vfs
     compression: str = "gzip"  # gzip | zstd | none (for save/push)
     compression_level: int = 0  # 0: the algorithm's default (engine/registry.py DEFAULT_LEVELS)
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = msgspec.field(default_factory=dict)
 
     @classmethod
     def from_env(

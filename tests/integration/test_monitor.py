@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from cargohold.container import attach as proto
@@ -187,7 +188,7 @@ def test_stop_prevents_restart(env: Env) -> None:
     cid = env.create(["sleep", "100"], restart="always")
     env.spawn(cid)
     env.wait_state(cid, lambda s: s.status is Status.RUNNING)
-    env.store.update_state(cid, lambda s: State(**{**s.__dict__, "manually_stopped": True}))
+    env.store.update_state(cid, lambda s: msgspec.structs.replace(s, manually_stopped=True))
     env.runtime.kill(cid, "KILL")
     state = env.wait_exited(cid)
     assert (state.exit_code, state.restart_count) == (137, 0)

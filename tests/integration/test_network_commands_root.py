@@ -8,7 +8,6 @@ teardown leaves no bridge, veth, iptables rule or lease behind.  No traffic leav
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from cargohold.cli.main import main
 from cargohold.container.model import ContainerRecord, EndpointSettings, HostConfig, Status
@@ -74,7 +74,7 @@ class Env:
         lock = FileLock(self.containers.monitor_lock_path(cid))
         lock.acquire()  # a live monitor, as far as reconciliation can tell
         self.locks.append(lock)
-        self.containers.update_state(cid, lambda s: dataclasses.replace(s, status=Status.RUNNING))
+        self.containers.update_state(cid, lambda s: replace(s, status=Status.RUNNING))
         path = str(netns.create(netns.netns_name(cid)))
         net = self.store.get(network)
         att = self.backend.attach(cid, path, net, ifname="eth0")
@@ -89,7 +89,7 @@ class Env:
         from cargohold.engine import container_network as cn
 
         cn.teardown(str(self.root), str(self.root / "run"), cid)
-        self.containers.update_state(cid, lambda s: dataclasses.replace(s, status=Status.EXITED))
+        self.containers.update_state(cid, lambda s: replace(s, status=Status.EXITED))
 
     def ns(self, cid: str) -> str:
         return netns.netns_name(cid)

@@ -16,22 +16,22 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from cargohold.util.atomic import write_bytes
 
 
-@dataclass
-class ImageState:
+class ImageState(msgspec.Struct):
     """The image being built: full config dict (created, author, config, rootfs, history)."""
 
     key: str
     top: str | None
     config: dict[str, Any]
     cmd_set: bool = False  # a CMD ran in this stage (a new ENTRYPOINT keeps it)
-    layers: list[str] = field(default_factory=list)  # layers this build registered
+    layers: list[str] = msgspec.field(default_factory=list)  # layers this build registered
 
     @property
     def section(self) -> dict[str, Any]:

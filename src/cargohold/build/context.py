@@ -14,9 +14,10 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+import msgspec
 
 from cargohold.build.dockerignore import IgnoreMatcher
 from cargohold.errors import InvalidArgument, NotFound
@@ -29,8 +30,7 @@ class ContextError(InvalidArgument):
     """A source that is missing, excluded, or outside the context (located by the caller)."""
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(msgspec.Struct, frozen=True):
     """One file system object under a source: ``rel`` is relative to the source itself."""
 
     rel: str  # "" for the source itself
@@ -38,8 +38,7 @@ class Entry:
     st: os.stat_result
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(msgspec.Struct, frozen=True):
     """A matched COPY/ADD source: its context path and the resolved host path."""
 
     name: str  # context-relative path as matched (clean, no leading slash)

@@ -13,8 +13,9 @@ import hashlib
 import json
 import os
 import posixpath
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from cargohold.build.context import BuildContext, Source
 from cargohold.build.instructions import AddInstruction, CopyInstruction
@@ -86,8 +87,7 @@ def is_archive(path: str) -> bool:
     return stored == sum(block[:148]) + 256 + sum(block[156:])
 
 
-@dataclass(frozen=True)
-class Download:
+class Download(msgspec.Struct, frozen=True):
     """A URL body in the download cache."""
 
     url: str

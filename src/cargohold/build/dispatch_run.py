@@ -12,9 +12,10 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from cargohold.build.instructions import Mount, RunInstruction
 from cargohold.build.workdir import WorkingContainer
@@ -25,8 +26,7 @@ if TYPE_CHECKING:
     from cargohold.runtime.base import OCIRuntime
 
 
-@dataclass
-class RunEnv:
+class RunEnv(msgspec.Struct):
     """What a RUN needs from the engine side."""
 
     runtime: OCIRuntime

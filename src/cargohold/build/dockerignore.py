@@ -16,8 +16,9 @@ into it (an exception such as ``!dir/keep`` may re-include something inside).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from cargohold.errors import InvalidArgument
 
@@ -68,8 +69,7 @@ def read_patterns(text: str) -> list[str]:
     return patterns
 
 
-@dataclass(frozen=True)
-class Pattern:
+class Pattern(msgspec.Struct, frozen=True):
     """One compiled pattern; ``text`` is the cleaned pattern without its ``!``."""
 
     text: str

@@ -10,15 +10,15 @@ written once and nothing is mounted except a ``--from`` stage.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import posixpath
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
+
+import msgspec
 
 from cargohold.build import dispatch_config
 from cargohold.build.cache import BuildCache, ImageState, base_key, step_key
@@ -53,24 +53,22 @@ class BuildFailed(InvalidArgument):
     exit_code = 1
 
 
-@dataclass
-class BuildOptions:
+class BuildOptions(msgspec.Struct):
     """What ``build`` was asked for (flags of the command)."""
 
     dockerfile: str = "Dockerfile"
     tags: tuple[str, ...] = ()
-    build_args: dict[str, str] = field(default_factory=dict)
+    build_args: dict[str, str] = msgspec.field(default_factory=dict)
     no_cache: bool = False
     pull: bool = False
     target: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
     network: str = "default"
-    secrets: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = msgspec.field(default_factory=dict)
     source_date_epoch: int | None = None
 
 
-@dataclass
-class Backend:
+class Backend(msgspec.Struct):
     """The engine side of a build: stores, lookups and lazily made runtime/networks."""
 
     stores: LocalStores
@@ -92,11 +90,10 @@ class Backend:
         return register_layer(self.stores, stream, parent)
 
 
-@dataclass
-class Scope:
+class Scope(msgspec.Struct):
     """Per-stage build-arg scope: declared ARG names and their values."""
 
-    args: dict[str, str | None] = field(default_factory=dict)
+    args: dict[str, str | None] = msgspec.field(default_factory=dict)
 
     def values(self) -> dict[str, str]:
         return {k: v for k, v in self.args.items() if v is not None}
@@ -114,7 +111,7 @@ def canonical(inst: Instruction) -> list[Any]:
     if isinstance(inst, OnbuildInstruction):
         return [inst.keyword, inst.expression]
     out: list[Any] = [inst.keyword]
-    for f in dataclasses.fields(inst):
+    for f in msgspec.structs.fields(inst):
         if f.name in ("original", "start_line", "end_line", "keyword", "mount_specs"):
             continue
         value = getattr(inst, f.name)
@@ -123,8 +120,8 @@ def canonical(inst: Instruction) -> list[Any]:
 
 
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+    if isinstance(value, msgspec.Struct) and not isinstance(value, type):
+        return msgspec.structs.asdict(value)
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     return value

@@ -15,9 +15,10 @@ import posixpath
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import msgspec
 
 from cargohold.errors import InvalidArgument
 
@@ -31,8 +32,7 @@ class GitContextError(InvalidArgument):
     """A git context that could not be prepared; the message is Docker's wording."""
 
 
-@dataclass(frozen=True)
-class GitSource:
+class GitSource(msgspec.Struct, frozen=True):
     """A parsed git build context: what to clone, which ref, which directory of it."""
 
     remote: str  # the URL handed to git, fragment removed

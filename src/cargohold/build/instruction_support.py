@@ -6,7 +6,8 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+
+import msgspec
 
 from cargohold.errors import InvalidArgument
 
@@ -56,14 +57,12 @@ def suggest(message: str, value: str, options: Iterable[str], case_sensitive: bo
 # -- flags ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Flag:
-    """Flag (dataclass)."""
+class Flag(msgspec.Struct):
 
     name: str
     kind: str  # "bool" | "string" | "strings"
     value: str = ""
-    values: list[str] = field(default_factory=list)
+    values: list[str] = msgspec.field(default_factory=list)
     used: bool = False
 
     @property
@@ -180,8 +179,7 @@ _MOUNT_KEYS = (
 _SIZE = re.compile(r"(?i)([0-9]+(?:\.[0-9]+)?)\s*([kmgtp]?)i?b?\Z")
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(msgspec.Struct, frozen=True):
     """One ``RUN --mount=...`` after validation (BuildKit's instructions.Mount)."""
 
     type: str = "bind"

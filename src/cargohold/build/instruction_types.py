@@ -1,4 +1,4 @@
-"""The typed instruction dataclasses (re-exported by :mod:`cargohold.build.instructions`).
+"""The typed instructions as frozen msgspec Structs (re-exported by :mod:`.instructions`).
 
 Instructions listed in :data:`EXPANDED_INSTRUCTIONS` override ``expand(expander)``; the
 executor calls it with an :class:`~cargohold.build.shell_lex.EnvExpander` built from the
@@ -8,8 +8,10 @@ a) for free.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
+
+import msgspec
+from msgspec.structs import replace
 
 from cargohold.build.instruction_support import Mount, parse_mount
 
@@ -43,8 +45,7 @@ class Expander(Protocol):
 _I = TypeVar("_I", bound="Instruction")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Instruction:
+class Instruction(msgspec.Struct, frozen=True, kw_only=True):
     """Common part: keyword (upper case), the source text and its lines."""
 
     keyword: str
@@ -57,25 +58,20 @@ class Instruction:
         return self
 
 
-@dataclass(frozen=True)
-class KeyValue:
-    """KeyValue (dataclass)."""
+class KeyValue(msgspec.Struct, frozen=True):
 
     key: str
     value: str
     legacy: bool = False  # ``ENV key value`` form
 
 
-@dataclass(frozen=True)
-class ArgSpec:
-    """ArgSpec (dataclass)."""
+class ArgSpec(msgspec.Struct, frozen=True):
 
     name: str
     default: str | None = None
 
 
-@dataclass(frozen=True)
-class InlineFile:
+class InlineFile(msgspec.Struct, frozen=True):
     """A heredoc used as a file: COPY/ADD source or RUN script (``data`` already chomped)."""
 
     name: str
@@ -84,8 +80,7 @@ class InlineFile:
     chomp: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
-class FromInstruction(Instruction):
+class FromInstruction(Instruction, frozen=True, kw_only=True):
     """The FROM instruction."""
 
     base: str
@@ -97,15 +92,13 @@ class FromInstruction(Instruction):
         return replace(self, base=ex.word(self.base), platform=platform)
 
 
-@dataclass(frozen=True, kw_only=True)
-class MaintainerInstruction(Instruction):
+class MaintainerInstruction(Instruction, frozen=True, kw_only=True):
     """The MAINTAINER instruction."""
 
     maintainer: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class _CommandLine(Instruction):
+class _CommandLine(Instruction, frozen=True, kw_only=True):
     """Shared part of RUN, CMD and ENTRYPOINT."""
 
     command: tuple[str, ...]
@@ -113,8 +106,7 @@ class _CommandLine(Instruction):
     files: tuple[InlineFile, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunInstruction(_CommandLine):
+class RunInstruction(_CommandLine, frozen=True, kw_only=True):
     """The RUN instruction."""
 
     mounts: tuple[Mount, ...] = ()
@@ -127,29 +119,25 @@ class RunInstruction(_CommandLine):
         return replace(self, mounts=mounts)
 
 
-@dataclass(frozen=True, kw_only=True)
-class CmdInstruction(_CommandLine):
+class CmdInstruction(_CommandLine, frozen=True, kw_only=True):
     """The CMD instruction."""
 
     pass
 
 
-@dataclass(frozen=True, kw_only=True)
-class EntrypointInstruction(_CommandLine):
+class EntrypointInstruction(_CommandLine, frozen=True, kw_only=True):
     """The ENTRYPOINT instruction."""
 
     pass
 
 
-@dataclass(frozen=True, kw_only=True)
-class ShellInstruction(Instruction):
+class ShellInstruction(Instruction, frozen=True, kw_only=True):
     """The SHELL instruction."""
 
     shell: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
-class ExposeInstruction(Instruction):
+class ExposeInstruction(Instruction, frozen=True, kw_only=True):
     """The EXPOSE instruction."""
 
     ports: tuple[str, ...]
@@ -162,8 +150,7 @@ def _expand_pairs(pairs: tuple[KeyValue, ...], ex: Expander) -> tuple[KeyValue, 
     return tuple(KeyValue(ex.word(p.key), ex.word(p.value), p.legacy) for p in pairs)
 
 
-@dataclass(frozen=True, kw_only=True)
-class EnvInstruction(Instruction):
+class EnvInstruction(Instruction, frozen=True, kw_only=True):
     """The ENV instruction."""
 
     pairs: tuple[KeyValue, ...]
@@ -172,8 +159,7 @@ class EnvInstruction(Instruction):
         return replace(self, pairs=_expand_pairs(self.pairs, ex))
 
 
-@dataclass(frozen=True, kw_only=True)
-class LabelInstruction(Instruction):
+class LabelInstruction(Instruction, frozen=True, kw_only=True):
     """The LABEL instruction."""
 
     pairs: tuple[KeyValue, ...]
@@ -182,8 +168,7 @@ class LabelInstruction(Instruction):
         return replace(self, pairs=_expand_pairs(self.pairs, ex))
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Transfer(Instruction):
+class _Transfer(Instruction, frozen=True, kw_only=True):
     """Shared part of ADD and COPY."""
 
     sources: tuple[str, ...]
@@ -205,8 +190,7 @@ class _Transfer(Instruction):
         }
 
 
-@dataclass(frozen=True, kw_only=True)
-class AddInstruction(_Transfer):
+class AddInstruction(_Transfer, frozen=True, kw_only=True):
     """The ADD instruction."""
 
     checksum: str = ""
@@ -217,8 +201,7 @@ class AddInstruction(_Transfer):
         return replace(self, checksum=ex.word(self.checksum), **self._expanded(ex))
 
 
-@dataclass(frozen=True, kw_only=True)
-class CopyInstruction(_Transfer):
+class CopyInstruction(_Transfer, frozen=True, kw_only=True):
     """The COPY instruction."""
 
     from_: str = ""
@@ -228,8 +211,7 @@ class CopyInstruction(_Transfer):
         return replace(self, **self._expanded(ex))
 
 
-@dataclass(frozen=True, kw_only=True)
-class VolumeInstruction(Instruction):
+class VolumeInstruction(Instruction, frozen=True, kw_only=True):
     """The VOLUME instruction."""
 
     volumes: tuple[str, ...]
@@ -238,8 +220,7 @@ class VolumeInstruction(Instruction):
         return replace(self, volumes=tuple(ex.word(v) for v in self.volumes))
 
 
-@dataclass(frozen=True, kw_only=True)
-class UserInstruction(Instruction):
+class UserInstruction(Instruction, frozen=True, kw_only=True):
     """The USER instruction."""
 
     user: str
@@ -248,8 +229,7 @@ class UserInstruction(Instruction):
         return replace(self, user=ex.word(self.user))
 
 
-@dataclass(frozen=True, kw_only=True)
-class WorkdirInstruction(Instruction):
+class WorkdirInstruction(Instruction, frozen=True, kw_only=True):
     """The WORKDIR instruction."""
 
     path: str
@@ -258,8 +238,7 @@ class WorkdirInstruction(Instruction):
         return replace(self, path=ex.word(self.path))
 
 
-@dataclass(frozen=True, kw_only=True)
-class StopsignalInstruction(Instruction):
+class StopsignalInstruction(Instruction, frozen=True, kw_only=True):
     """The STOPSIGNAL instruction."""
 
     signal: str
@@ -268,8 +247,7 @@ class StopsignalInstruction(Instruction):
         return replace(self, signal=ex.word(self.signal))
 
 
-@dataclass(frozen=True, kw_only=True)
-class ArgInstruction(Instruction):
+class ArgInstruction(Instruction, frozen=True, kw_only=True):
     """The ARG instruction."""
 
     args: tuple[ArgSpec, ...]
@@ -284,8 +262,7 @@ class ArgInstruction(Instruction):
         )
 
 
-@dataclass(frozen=True, kw_only=True)
-class HealthcheckInstruction(Instruction):
+class HealthcheckInstruction(Instruction, frozen=True, kw_only=True):
     """``test`` is Docker's HealthConfig.Test: ["NONE"], ["CMD", ...] or ["CMD-SHELL", cmd].
 
     Durations are nanoseconds (0 = not set, inherit the default), as in the image config.
@@ -299,8 +276,7 @@ class HealthcheckInstruction(Instruction):
     retries: int = 0
 
 
-@dataclass(frozen=True, kw_only=True)
-class OnbuildInstruction(Instruction):
+class OnbuildInstruction(Instruction, frozen=True, kw_only=True):
     """The ONBUILD instruction."""
 
     expression: str  # the trigger's source text (with heredoc bodies), stored in the image

@@ -1,6 +1,6 @@
 """Typed, validated Dockerfile instructions and :func:`parse_dockerfile`.
 
-Every instruction is a frozen dataclass built from a parser :class:`Node`; flags are checked
+Every instruction is a frozen Struct built from a parser :class:`Node`; flags are checked
 here (``Dockerfile:3: unknown flag: --foo``), arguments counted with Docker's wording
 ("RUN requires at least one argument").  Nothing is expanded at parse time: instructions listed
 in :data:`EXPANDED_INSTRUCTIONS` have an ``expand(expander)`` method the executor calls with an
@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any, TypeVar
+
+import msgspec
+from msgspec.structs import replace
 
 from cargohold.build.instruction_support import (
     Flags,
@@ -102,9 +104,7 @@ RESERVED_STAGE_NAMES = frozenset({"scratch", "context"})
 # -- node -> instruction ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Req:
-    """_Req (dataclass)."""
+class _Req(msgspec.Struct, frozen=True):
 
     node: Node
     flags: Flags
@@ -474,9 +474,7 @@ def parse_instruction(node: Node, filename: str = "Dockerfile") -> Instruction:
 # -- the whole file ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Stage:
-    """Stage (dataclass)."""
+class Stage(msgspec.Struct, frozen=True):
 
     index: int
     name: str | None  # lower-case, None when the stage has no AS name
@@ -488,9 +486,7 @@ class Stage:
     end_line: int
 
 
-@dataclass(frozen=True)
-class Dockerfile:
-    """Dockerfile (dataclass)."""
+class Dockerfile(msgspec.Struct, frozen=True):
 
     filename: str
     directives: Directives

@@ -24,8 +24,9 @@ import stat
 import tarfile
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
+
+import msgspec
 
 from cargohold.build.context import ContextError, Entry
 from cargohold.oci.digest import hex_of
@@ -51,8 +52,7 @@ _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 # -- the parent image, read from its layers' diff dirs --------------------------------------
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(msgspec.Struct, frozen=True):
     """A path in the parent image: ``rel`` resolved (no symlinks on the way), ``st`` None when
     it does not exist, ``host`` the topmost layer's copy, ``dirs`` the layers merged into it."""
 
@@ -197,8 +197,7 @@ def resolve_user(spec: str, view: ParentView) -> tuple[int, int]:
 # -- writing the tar --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Rules:
+class Rules(msgspec.Struct, frozen=True):
     """Owner, mode and time rules of the copied entries."""
 
     uid: int | None = None  # --chown; None: 0 (context) or the source's (--from)

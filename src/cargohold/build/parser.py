@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+
+import msgspec
 
 from cargohold.build.shell_lex import ExpansionError, ShellLex
 from cargohold.errors import InvalidArgument
@@ -44,8 +45,7 @@ class _Error(Exception):
     """Internal: a message that the caller locates at a line."""
 
 
-@dataclass(frozen=True)
-class Heredoc:
+class Heredoc(msgspec.Struct, frozen=True):
     """A here-document attached to an instruction (content is raw, never chomped here)."""
 
     name: str
@@ -55,8 +55,7 @@ class Heredoc:
     fd: int = 0
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(msgspec.Struct, frozen=True):
     """One instruction as written.
 
     ``args`` follows BuildKit's AST: for ENV and LABEL it is a flat list of
@@ -97,18 +96,14 @@ class Node:
         return " ".join(parts)
 
 
-@dataclass(frozen=True)
-class Directives:
-    """Directives (dataclass)."""
+class Directives(msgspec.Struct, frozen=True):
 
     escape: str = DEFAULT_ESCAPE
     syntax: str | None = None
     check: str | None = None
 
 
-@dataclass(frozen=True)
-class ParseResult:
-    """ParseResult (dataclass)."""
+class ParseResult(msgspec.Struct, frozen=True):
 
     nodes: tuple[Node, ...]
     directives: Directives
@@ -118,14 +113,12 @@ class ParseResult:
 # -- directives and line handling -------------------------------------------------------------
 
 
-@dataclass
-class _Directives:
-    """_Directives (dataclass)."""
+class _Directives(msgspec.Struct):
 
     escape: str = DEFAULT_ESCAPE
-    values: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = msgspec.field(default_factory=dict)
     done: bool = False
-    continuation: re.Pattern[str] = field(default_factory=lambda: _continuation_regex("\\"))
+    continuation: re.Pattern[str] = msgspec.field(default_factory=lambda: _continuation_regex("\\"))
 
     def set_escape(self, value: str) -> None:
         if value not in ("`", "\\"):

@@ -4,7 +4,8 @@ references (``FROM stage``, ``COPY --from``, ``RUN --mount from=``) and ``--targ
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+import msgspec
 
 from cargohold.build.instructions import (
     ArgInstruction,
@@ -36,8 +37,7 @@ def platform_args() -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True)
-class PlannedStage:
+class PlannedStage(msgspec.Struct, frozen=True):
     """A stage to run, with its expanded base and the stages it reads."""
 
     stage: Stage
@@ -55,8 +55,7 @@ class PlannedStage:
         return self.stage.name or f"stage-{self.stage.index}"
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(msgspec.Struct, frozen=True):
     """The stages a build runs, in order, and the target."""
 
     dockerfile: Dockerfile

@@ -29,8 +29,9 @@ import time
 import unicodedata
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TextIO
+
+import msgspec
 
 TAIL = 6  # output lines shown under a running step
 ERROR_TAIL = 10  # output lines kept for the error block
@@ -97,16 +98,15 @@ def stamp(seconds: float) -> str:
     return f"{seconds:.{3 if seconds < 10 else 2 if seconds < 100 else 1}f}"
 
 
-@dataclass
-class Step:
+class Step(msgspec.Struct):
     name: str
     started: float
     ended: float | None = None
     mark: str = ""  # "CACHED " or "ERROR "
-    notes: list[str] = field(default_factory=list)
-    keys: dict[str, int] = field(default_factory=dict)  # a keyed note's index in notes
-    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL))
-    log: deque[str] = field(default_factory=lambda: deque(maxlen=ERROR_TAIL))
+    notes: list[str] = msgspec.field(default_factory=list)
+    keys: dict[str, int] = msgspec.field(default_factory=dict)  # a keyed note's index in notes
+    tail: deque[str] = msgspec.field(default_factory=lambda: deque(maxlen=TAIL))
+    log: deque[str] = msgspec.field(default_factory=lambda: deque(maxlen=ERROR_TAIL))
 
 
 class TtyDisplay:

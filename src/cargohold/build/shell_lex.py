@@ -20,7 +20,8 @@ Expansion is bounded: nesting deeper than :data:`MAX_DEPTH` and results longer t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+
+import msgspec
 
 from cargohold.errors import InvalidArgument
 
@@ -41,8 +42,7 @@ class _Fail(Exception):
     """Internal: carries an error message up to :meth:`ShellLex._process`."""
 
 
-@dataclass(frozen=True)
-class ExpansionResult:
+class ExpansionResult(msgspec.Struct, frozen=True):
     """Result of one expansion: the word, its split form and the variables consulted."""
 
     result: str
@@ -91,17 +91,15 @@ class _Words:
         return self.words
 
 
-@dataclass
-class _State:
-    """_State (dataclass)."""
+class _State(msgspec.Struct):
 
     text: str
     env: Mapping[str, str]
     pos: int = 0
     depth: int = 0
     raw_escapes: bool = False
-    matched: set[str] = field(default_factory=set)
-    unmatched: set[str] = field(default_factory=set)
+    matched: set[str] = msgspec.field(default_factory=set)
+    unmatched: set[str] = msgspec.field(default_factory=set)
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else _EOF
@@ -401,8 +399,7 @@ _STAR = object()
 _ANY = object()
 
 
-@dataclass(frozen=True)
-class _Glob:
+class _Glob(msgspec.Struct, frozen=True):
     """A shell pattern (``*``, ``?``, ``\\`` escapes; no brackets) as a token list."""
 
     tokens: tuple[object, ...]

@@ -12,10 +12,11 @@ import tarfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, BinaryIO
+
+import msgspec
 
 from cargohold.errors import CargoholdError
 
@@ -49,13 +50,12 @@ def interrupts_as_errors() -> Iterator[None]:
             signal.signal(s, h)
 
 
-@dataclass
-class WorkingContainer:
+class WorkingContainer(msgspec.Struct):
     """An rw layer on ``parent``, mounted while the step writes into it."""
 
     stores: LocalStores
     parent: str | None
-    rw_id: str = field(default_factory=lambda: "build-" + secrets.token_hex(8))
+    rw_id: str = msgspec.field(default_factory=lambda: "build-" + secrets.token_hex(8))
     rootfs: Path | None = None
 
     def __enter__(self) -> WorkingContainer:

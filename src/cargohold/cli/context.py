@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
+
+import msgspec
 
 from cargohold.config import Settings
 
@@ -19,11 +20,10 @@ _CONFIG_FILES = ("/etc/cargohold/registries.toml", "/etc/cargohold/registries.js
 _CONFIG_ENV = ("CARGOHOLD_CONFIG", "CARGOHOLD_NETWORK_SUBNET", "CARGOHOLD_NETWORK_BRIDGE")
 
 
-@dataclass
-class Context:
+class Context(msgspec.Struct):
     settings: Settings
-    stdout: TextIO = field(default_factory=lambda: sys.stdout)
-    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    stdout: TextIO = msgspec.field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = msgspec.field(default_factory=lambda: sys.stderr)
     debug: bool = False
     _engine: Engine | None = None
     _pull_printer: ProgressFn | None = None

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+import msgspec
 
 from cargohold.cli.template_funcs import FUNCS as _FUNCS
 from cargohold.cli.template_funcs import (
@@ -37,8 +38,7 @@ from cargohold.errors import ClientError
 # ------------------------------------------------------------------------ lexer
 
 
-@dataclass(frozen=True, slots=True)
-class _Tok:
+class _Tok(msgspec.Struct, frozen=True):
     """One token of an action."""
 
     kind: str  # str num bool nil field dot var ident | ( ) , := = eof
@@ -160,16 +160,14 @@ def _lex_token(src: str, i: int, c: str) -> tuple[tuple[str, Any], int]:
 # ------------------------------------------------------------------------ parse tree
 
 
-@dataclass(frozen=True, slots=True)
-class _Cmd:
+class _Cmd(msgspec.Struct, frozen=True):
     """One command of a pipeline: a function and its arguments, or one operand."""
 
     args: tuple[Any, ...]  # operands: ("lit", v) ("field", chain) ("dot",) ("var", n, chain)
     #                        ("func", name) ("pipe", _Pipe, chain)
 
 
-@dataclass(frozen=True, slots=True)
-class _Pipe:
+class _Pipe(msgspec.Struct, frozen=True):
     """A pipeline with its variable declarations."""
 
     decl: tuple[str, ...]
@@ -179,8 +177,7 @@ class _Pipe:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Block:
+class _Block(msgspec.Struct, frozen=True):
     """An if, range or with block."""
 
     kind: str  # if | range | with

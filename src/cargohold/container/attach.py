@@ -28,10 +28,11 @@ import sys
 import termios
 import tty
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import BinaryIO
+
+import msgspec
 
 STDIN, STDOUT, STDERR, EXIT, RESIZE, CLOSE_STDIN, SIGNAL = 0, 1, 2, 3, 4, 5, 6
 _HEADER = struct.Struct(">BI")
@@ -101,8 +102,7 @@ def connect(run_dir: Path) -> socket.socket:
         os.close(dirfd)
 
 
-@dataclass(frozen=True)
-class AttachResult:
+class AttachResult(msgspec.Struct, frozen=True):
     exit_code: int | None  # None: detached, or the monitor went away without an exit frame
     detached: bool = False
     error: str = ""

@@ -25,9 +25,10 @@ import sys
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
+
+import msgspec
 
 from cargohold.errors import CargoholdError, Forbidden, Internal, InvalidArgument, NotFound
 from cargohold.util.securejoin import MAX_SYMLINKS, open_root, resolve_parent
@@ -38,8 +39,7 @@ _ENTRY = tuple[str, tarfile.TarInfo, Opener | None]  # (relative name, header, d
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True)
-class MountPoint:
+class MountPoint(msgspec.Struct, frozen=True):
     """A mount inside the container: where it appears and the host directory behind it."""
 
     destination: str
@@ -55,8 +55,7 @@ def _split(path: str) -> list[str]:
     return [p for p in path.split("/") if p not in ("", ".")]
 
 
-@dataclass(frozen=True)
-class _Loc:
+class _Loc(msgspec.Struct, frozen=True):
     root: str  # host directory standing for a root (the rootfs or a mount source)
     rel: str  # path below ``root`` (may contain in-root symlinks in the middle only)
     ctr: str  # cleaned container path
@@ -254,8 +253,7 @@ def _write_tar(entries: Iterator[_ENTRY], arcroot: str, out: IO[bytes]) -> None:
                     tf.addfile(info, data)
 
 
-@dataclass
-class _Extractor:
+class _Extractor(msgspec.Struct):
     """Writes entries below ``base`` inside the root ``root_fd``; the top entry becomes
     ``top`` ("" = merge the top directory's contents into ``base``)."""
 

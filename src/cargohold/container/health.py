@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -22,6 +21,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from cargohold.container.model import (
     MAX_HEALTH_LOG,
@@ -42,8 +43,7 @@ DEFAULT_RETRIES = 3
 MAX_OUTPUT = 4096
 
 
-@dataclasses.dataclass(frozen=True)
-class Schedule:
+class Schedule(msgspec.Struct, frozen=True):
     interval: int
     timeout: int
     start_period: int

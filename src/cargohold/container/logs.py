@@ -15,10 +15,11 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
+
+import msgspec
 
 from cargohold.container.model import format_time, parse_time
 from cargohold.errors import InvalidArgument
@@ -86,15 +87,13 @@ class JsonLogWriter:
 # --------------------------------------------------------------------------- reading
 
 
-@dataclass(frozen=True)
-class LogEntry:
+class LogEntry(msgspec.Struct, frozen=True):
     stream: str  # "stdout" | "stderr"
     data: bytes
     time: int  # ns since the epoch
 
 
-@dataclass(frozen=True)
-class LogOptions:
+class LogOptions(msgspec.Struct, frozen=True):
     tail: int = -1  # -1 = all
     since: int = 0  # ns; 0 = from the start
     until: int = 0  # ns; 0 = no limit

@@ -1,4 +1,4 @@
-"""Container records as frozen dataclasses, with Docker-shaped JSON (de)serialisation.
+"""Container records as frozen msgspec Structs, with Docker-shaped JSON (de)serialisation.
 
 One ``Status`` value is the source of truth for a container's state; Docker's booleans
 (Running, Paused, Restarting, Dead) are derived from it in ``State.to_docker`` so they can
@@ -11,14 +11,14 @@ they are stored.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import time
 import types
 import typing
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+import msgspec
 
 T = TypeVar("T")
 
@@ -88,52 +88,49 @@ def _k(name: str) -> Any:
     return {"json": name}
 
 
-@dataclass(frozen=True)
-class HealthcheckConfig:
+class HealthcheckConfig(msgspec.Struct, frozen=True):
     """Docker's HealthConfig; durations in nanoseconds, 0 = inherit / default."""
 
-    test: tuple[str, ...] = field(default=(), metadata=_k("Test"))
-    interval: int = field(default=0, metadata=_k("Interval"))
-    timeout: int = field(default=0, metadata=_k("Timeout"))
-    start_period: int = field(default=0, metadata=_k("StartPeriod"))
-    start_interval: int = field(default=0, metadata=_k("StartInterval"))
-    retries: int = field(default=0, metadata=_k("Retries"))
+    test: tuple[str, ...] = msgspec.field(default=(), name="Test")
+    interval: int = msgspec.field(default=0, name="Interval")
+    timeout: int = msgspec.field(default=0, name="Timeout")
+    start_period: int = msgspec.field(default=0, name="StartPeriod")
+    start_interval: int = msgspec.field(default=0, name="StartInterval")
+    retries: int = msgspec.field(default=0, name="Retries")
 
     @property
     def disabled(self) -> bool:
         return not self.test or self.test[0] == "NONE"
 
 
-@dataclass(frozen=True)
-class ContainerConfig:
+class ContainerConfig(msgspec.Struct, frozen=True):
     """Docker's container Config (the image-portable part)."""
 
-    hostname: str = field(default="", metadata=_k("Hostname"))
-    domainname: str = field(default="", metadata=_k("Domainname"))
-    user: str = field(default="", metadata=_k("User"))
-    attach_stdin: bool = field(default=False, metadata=_k("AttachStdin"))
-    attach_stdout: bool = field(default=False, metadata=_k("AttachStdout"))
-    attach_stderr: bool = field(default=False, metadata=_k("AttachStderr"))
-    exposed_ports: frozenset[str] = field(default=frozenset(), metadata=_k("ExposedPorts"))
-    tty: bool = field(default=False, metadata=_k("Tty"))
-    open_stdin: bool = field(default=False, metadata=_k("OpenStdin"))
-    stdin_once: bool = field(default=False, metadata=_k("StdinOnce"))
-    env: tuple[str, ...] = field(default=(), metadata=_k("Env"))
-    cmd: tuple[str, ...] | None = field(default=None, metadata=_k("Cmd"))
-    healthcheck: HealthcheckConfig | None = field(default=None, metadata=_k("Healthcheck"))
-    image: str = field(default="", metadata=_k("Image"))
-    volumes: frozenset[str] = field(default=frozenset(), metadata=_k("Volumes"))
-    working_dir: str = field(default="", metadata=_k("WorkingDir"))
-    entrypoint: tuple[str, ...] | None = field(default=None, metadata=_k("Entrypoint"))
-    labels: dict[str, str] = field(default_factory=dict, metadata=_k("Labels"))
-    stop_signal: str = field(default="", metadata=_k("StopSignal"))
-    stop_timeout: int | None = field(default=None, metadata=_k("StopTimeout"))
+    hostname: str = msgspec.field(default="", name="Hostname")
+    domainname: str = msgspec.field(default="", name="Domainname")
+    user: str = msgspec.field(default="", name="User")
+    attach_stdin: bool = msgspec.field(default=False, name="AttachStdin")
+    attach_stdout: bool = msgspec.field(default=False, name="AttachStdout")
+    attach_stderr: bool = msgspec.field(default=False, name="AttachStderr")
+    exposed_ports: frozenset[str] = msgspec.field(default=frozenset(), name="ExposedPorts")
+    tty: bool = msgspec.field(default=False, name="Tty")
+    open_stdin: bool = msgspec.field(default=False, name="OpenStdin")
+    stdin_once: bool = msgspec.field(default=False, name="StdinOnce")
+    env: tuple[str, ...] = msgspec.field(default=(), name="Env")
+    cmd: tuple[str, ...] | None = msgspec.field(default=None, name="Cmd")
+    healthcheck: HealthcheckConfig | None = msgspec.field(default=None, name="Healthcheck")
+    image: str = msgspec.field(default="", name="Image")
+    volumes: frozenset[str] = msgspec.field(default=frozenset(), name="Volumes")
+    working_dir: str = msgspec.field(default="", name="WorkingDir")
+    entrypoint: tuple[str, ...] | None = msgspec.field(default=None, name="Entrypoint")
+    labels: dict[str, str] = msgspec.field(default_factory=dict, name="Labels")
+    stop_signal: str = msgspec.field(default="", name="StopSignal")
+    stop_timeout: int | None = msgspec.field(default=None, name="StopTimeout")
 
 
-@dataclass(frozen=True)
-class RestartPolicy:
-    name: str = field(default="no", metadata=_k("Name"))
-    maximum_retry_count: int = field(default=0, metadata=_k("MaximumRetryCount"))
+class RestartPolicy(msgspec.Struct, frozen=True):
+    name: str = msgspec.field(default="no", name="Name")
+    maximum_retry_count: int = msgspec.field(default=0, name="MaximumRetryCount")
 
     @classmethod
     def parse(cls, text: str) -> RestartPolicy:
@@ -161,126 +158,117 @@ class RestartPolicy:
         return self.name in ("", "no")
 
 
-@dataclass(frozen=True)
-class LogConfig:
-    type: str = field(default="json-file", metadata=_k("Type"))
-    config: dict[str, str] = field(default_factory=dict, metadata=_k("Config"))
+class LogConfig(msgspec.Struct, frozen=True):
+    type: str = msgspec.field(default="json-file", name="Type")
+    config: dict[str, str] = msgspec.field(default_factory=dict, name="Config")
 
 
-@dataclass(frozen=True)
-class PortBinding:
-    host_ip: str = field(default="", metadata=_k("HostIp"))
-    host_port: str = field(default="", metadata=_k("HostPort"))
+class PortBinding(msgspec.Struct, frozen=True):
+    host_ip: str = msgspec.field(default="", name="HostIp")
+    host_port: str = msgspec.field(default="", name="HostPort")
 
 
-@dataclass(frozen=True)
-class MountPoint:
+class MountPoint(msgspec.Struct, frozen=True):
     """One entry of HostConfig.Mounts (``--mount``)."""
 
-    type: str = field(default="bind", metadata=_k("Type"))
-    source: str = field(default="", metadata=_k("Source"))
-    target: str = field(default="", metadata=_k("Target"))
-    read_only: bool = field(default=False, metadata=_k("ReadOnly"))
-    options: dict[str, str] = field(default_factory=dict, metadata=_k("Options"))
+    type: str = msgspec.field(default="bind", name="Type")
+    source: str = msgspec.field(default="", name="Source")
+    target: str = msgspec.field(default="", name="Target")
+    read_only: bool = msgspec.field(default=False, name="ReadOnly")
+    options: dict[str, str] = msgspec.field(default_factory=dict, name="Options")
 
 
-@dataclass(frozen=True)
-class HostConfig:
+class HostConfig(msgspec.Struct, frozen=True):
     """The host-specific options of ``create``/``run`` (Docker's HostConfig subset)."""
 
-    binds: tuple[str, ...] = field(default=(), metadata=_k("Binds"))
-    mounts: tuple[MountPoint, ...] = field(default=(), metadata=_k("Mounts"))
-    log_config: LogConfig = field(default_factory=LogConfig, metadata=_k("LogConfig"))
-    network_mode: str = field(default="", metadata=_k("NetworkMode"))
-    port_bindings: dict[str, tuple[PortBinding, ...]] = field(
-        default_factory=dict, metadata=_k("PortBindings")
+    binds: tuple[str, ...] = msgspec.field(default=(), name="Binds")
+    mounts: tuple[MountPoint, ...] = msgspec.field(default=(), name="Mounts")
+    log_config: LogConfig = msgspec.field(default_factory=LogConfig, name="LogConfig")
+    network_mode: str = msgspec.field(default="", name="NetworkMode")
+    port_bindings: dict[str, tuple[PortBinding, ...]] = msgspec.field(
+        default_factory=dict, name="PortBindings"
     )
-    restart_policy: RestartPolicy = field(
-        default_factory=RestartPolicy, metadata=_k("RestartPolicy")
+    restart_policy: RestartPolicy = msgspec.field(
+        default_factory=RestartPolicy, name="RestartPolicy"
     )
-    auto_remove: bool = field(default=False, metadata=_k("AutoRemove"))
-    volumes_from: tuple[str, ...] = field(default=(), metadata=_k("VolumesFrom"))
-    cap_add: tuple[str, ...] = field(default=(), metadata=_k("CapAdd"))
-    cap_drop: tuple[str, ...] = field(default=(), metadata=_k("CapDrop"))
-    dns: tuple[str, ...] = field(default=(), metadata=_k("Dns"))
-    dns_options: tuple[str, ...] = field(default=(), metadata=_k("DnsOptions"))
-    dns_search: tuple[str, ...] = field(default=(), metadata=_k("DnsSearch"))
-    extra_hosts: tuple[str, ...] = field(default=(), metadata=_k("ExtraHosts"))
-    group_add: tuple[str, ...] = field(default=(), metadata=_k("GroupAdd"))
-    links: tuple[str, ...] = field(default=(), metadata=_k("Links"))
-    privileged: bool = field(default=False, metadata=_k("Privileged"))
-    readonly_rootfs: bool = field(default=False, metadata=_k("ReadonlyRootfs"))
-    security_opt: tuple[str, ...] = field(default=(), metadata=_k("SecurityOpt"))
-    tmpfs: dict[str, str] = field(default_factory=dict, metadata=_k("Tmpfs"))
-    runtime: str = field(default="runc", metadata=_k("Runtime"))
-    memory: int = field(default=0, metadata=_k("Memory"))
-    nano_cpus: int = field(default=0, metadata=_k("NanoCpus"))
-    pids_limit: int | None = field(default=None, metadata=_k("PidsLimit"))
-    init: bool | None = field(default=None, metadata=_k("Init"))
-    publish_all_ports: bool = field(default=False, metadata=_k("PublishAllPorts"))
-    memory_swap: int = field(default=0, metadata=_k("MemorySwap"))
+    auto_remove: bool = msgspec.field(default=False, name="AutoRemove")
+    volumes_from: tuple[str, ...] = msgspec.field(default=(), name="VolumesFrom")
+    cap_add: tuple[str, ...] = msgspec.field(default=(), name="CapAdd")
+    cap_drop: tuple[str, ...] = msgspec.field(default=(), name="CapDrop")
+    dns: tuple[str, ...] = msgspec.field(default=(), name="Dns")
+    dns_options: tuple[str, ...] = msgspec.field(default=(), name="DnsOptions")
+    dns_search: tuple[str, ...] = msgspec.field(default=(), name="DnsSearch")
+    extra_hosts: tuple[str, ...] = msgspec.field(default=(), name="ExtraHosts")
+    group_add: tuple[str, ...] = msgspec.field(default=(), name="GroupAdd")
+    links: tuple[str, ...] = msgspec.field(default=(), name="Links")
+    privileged: bool = msgspec.field(default=False, name="Privileged")
+    readonly_rootfs: bool = msgspec.field(default=False, name="ReadonlyRootfs")
+    security_opt: tuple[str, ...] = msgspec.field(default=(), name="SecurityOpt")
+    tmpfs: dict[str, str] = msgspec.field(default_factory=dict, name="Tmpfs")
+    runtime: str = msgspec.field(default="runc", name="Runtime")
+    memory: int = msgspec.field(default=0, name="Memory")
+    nano_cpus: int = msgspec.field(default=0, name="NanoCpus")
+    pids_limit: int | None = msgspec.field(default=None, name="PidsLimit")
+    init: bool | None = msgspec.field(default=None, name="Init")
+    publish_all_ports: bool = msgspec.field(default=False, name="PublishAllPorts")
+    memory_swap: int = msgspec.field(default=0, name="MemorySwap")
 
 
-@dataclass(frozen=True)
-class MountRecord:
+class MountRecord(msgspec.Struct, frozen=True):
     """A container mount resolved at create time (named volumes for anonymous ones included);
     ``inspect`` shows it in ``Mounts``."""
 
-    type: str = field(default="volume", metadata=_k("Type"))
-    name: str = field(default="", metadata=_k("Name"))
-    source: str = field(default="", metadata=_k("Source"))
-    destination: str = field(default="", metadata=_k("Destination"))
-    driver: str = field(default="", metadata=_k("Driver"))
-    mode: str = field(default="", metadata=_k("Mode"))
-    rw: bool = field(default=True, metadata=_k("RW"))
-    propagation: str = field(default="", metadata=_k("Propagation"))
-    anonymous: bool = field(default=False, metadata=_k("Anonymous"))
-    nocopy: bool = field(default=False, metadata=_k("NoCopy"))
-    options: tuple[str, ...] = field(default=(), metadata=_k("Options"))
-    tmpfs_size: int = field(default=0, metadata=_k("TmpfsSize"))
-    tmpfs_mode: int = field(default=0, metadata=_k("TmpfsMode"))
+    type: str = msgspec.field(default="volume", name="Type")
+    name: str = msgspec.field(default="", name="Name")
+    source: str = msgspec.field(default="", name="Source")
+    destination: str = msgspec.field(default="", name="Destination")
+    driver: str = msgspec.field(default="", name="Driver")
+    mode: str = msgspec.field(default="", name="Mode")
+    rw: bool = msgspec.field(default=True, name="RW")
+    propagation: str = msgspec.field(default="", name="Propagation")
+    anonymous: bool = msgspec.field(default=False, name="Anonymous")
+    nocopy: bool = msgspec.field(default=False, name="NoCopy")
+    options: tuple[str, ...] = msgspec.field(default=(), name="Options")
+    tmpfs_size: int = msgspec.field(default=0, name="TmpfsSize")
+    tmpfs_mode: int = msgspec.field(default=0, name="TmpfsMode")
 
 
-@dataclass(frozen=True)
-class EndpointSettings:
+class EndpointSettings(msgspec.Struct, frozen=True):
     """What a container asked of one network (``--network-alias``, ``--ip``, ...)."""
 
-    aliases: tuple[str, ...] = field(default=(), metadata=_k("Aliases"))
-    links: tuple[str, ...] = field(default=(), metadata=_k("Links"))
-    ipv4_address: str = field(default="", metadata=_k("IPv4Address"))
-    mac_address: str = field(default="", metadata=_k("MacAddress"))
+    aliases: tuple[str, ...] = msgspec.field(default=(), name="Aliases")
+    links: tuple[str, ...] = msgspec.field(default=(), name="Links")
+    ipv4_address: str = msgspec.field(default="", name="IPv4Address")
+    mac_address: str = msgspec.field(default="", name="MacAddress")
 
 
-@dataclass(frozen=True)
-class HealthLogEntry:
-    start: int = field(default=0, metadata=_k("Start"))
-    end: int = field(default=0, metadata=_k("End"))
-    exit_code: int = field(default=0, metadata=_k("ExitCode"))
-    output: str = field(default="", metadata=_k("Output"))
+class HealthLogEntry(msgspec.Struct, frozen=True):
+    start: int = msgspec.field(default=0, name="Start")
+    end: int = msgspec.field(default=0, name="End")
+    exit_code: int = msgspec.field(default=0, name="ExitCode")
+    output: str = msgspec.field(default="", name="Output")
 
 
-@dataclass(frozen=True)
-class Health:
-    status: HealthStatus = field(default=HealthStatus.STARTING, metadata=_k("Status"))
-    failing_streak: int = field(default=0, metadata=_k("FailingStreak"))
-    log: tuple[HealthLogEntry, ...] = field(default=(), metadata=_k("Log"))
+class Health(msgspec.Struct, frozen=True):
+    status: HealthStatus = msgspec.field(default=HealthStatus.STARTING, name="Status")
+    failing_streak: int = msgspec.field(default=0, name="FailingStreak")
+    log: tuple[HealthLogEntry, ...] = msgspec.field(default=(), name="Log")
 
 
-@dataclass(frozen=True)
-class State:
+class State(msgspec.Struct, frozen=True):
     """Mutable-by-replacement runtime state of one container (state.json)."""
 
-    status: Status = field(default=Status.CREATED, metadata=_k("Status"))
-    oom_killed: bool = field(default=False, metadata=_k("OOMKilled"))
-    pid: int = field(default=0, metadata=_k("Pid"))
-    exit_code: int = field(default=0, metadata=_k("ExitCode"))
-    error: str = field(default="", metadata=_k("Error"))
-    started_at: int = field(default=0, metadata=_k("StartedAt"))
-    finished_at: int = field(default=0, metadata=_k("FinishedAt"))
-    health: Health | None = field(default=None, metadata=_k("Health"))
-    restart_count: int = field(default=0, metadata=_k("RestartCount"))
-    manually_stopped: bool = field(default=False, metadata=_k("HasBeenManuallyStopped"))
-    monitor_pid: int = field(default=0, metadata=_k("MonitorPid"))
+    status: Status = msgspec.field(default=Status.CREATED, name="Status")
+    oom_killed: bool = msgspec.field(default=False, name="OOMKilled")
+    pid: int = msgspec.field(default=0, name="Pid")
+    exit_code: int = msgspec.field(default=0, name="ExitCode")
+    error: str = msgspec.field(default="", name="Error")
+    started_at: int = msgspec.field(default=0, name="StartedAt")
+    finished_at: int = msgspec.field(default=0, name="FinishedAt")
+    health: Health | None = msgspec.field(default=None, name="Health")
+    restart_count: int = msgspec.field(default=0, name="RestartCount")
+    manually_stopped: bool = msgspec.field(default=False, name="HasBeenManuallyStopped")
+    monitor_pid: int = msgspec.field(default=0, name="MonitorPid")
 
     @property
     def running(self) -> bool:
@@ -319,23 +307,22 @@ class State:
         return out
 
 
-@dataclass(frozen=True)
-class ContainerRecord:
+class ContainerRecord(msgspec.Struct, frozen=True):
     """The stored description of a container (config.json in its directory)."""
 
-    id: str = field(metadata=_k("Id"))
-    name: str = field(default="", metadata=_k("Name"))
-    created: int = field(default=0, metadata=_k("Created"))
-    image_id: str = field(default="", metadata=_k("Image"))
-    path: str = field(default="", metadata=_k("Path"))
-    args: tuple[str, ...] = field(default=(), metadata=_k("Args"))
-    config: ContainerConfig = field(default_factory=ContainerConfig, metadata=_k("Config"))
-    host_config: HostConfig = field(default_factory=HostConfig, metadata=_k("HostConfig"))
-    driver: str = field(default="", metadata=_k("Driver"))
-    layer_id: str = field(default="", metadata=_k("LayerId"))
-    annotations: dict[str, str] = field(default_factory=dict, metadata=_k("Annotations"))
-    mount_points: tuple[MountRecord, ...] = field(default=(), metadata=_k("MountPoints"))
-    networks: dict[str, EndpointSettings] = field(default_factory=dict, metadata=_k("Networks"))
+    id: str = msgspec.field(name="Id")
+    name: str = msgspec.field(default="", name="Name")
+    created: int = msgspec.field(default=0, name="Created")
+    image_id: str = msgspec.field(default="", name="Image")
+    path: str = msgspec.field(default="", name="Path")
+    args: tuple[str, ...] = msgspec.field(default=(), name="Args")
+    config: ContainerConfig = msgspec.field(default_factory=ContainerConfig, name="Config")
+    host_config: HostConfig = msgspec.field(default_factory=HostConfig, name="HostConfig")
+    driver: str = msgspec.field(default="", name="Driver")
+    layer_id: str = msgspec.field(default="", name="LayerId")
+    annotations: dict[str, str] = msgspec.field(default_factory=dict, name="Annotations")
+    mount_points: tuple[MountRecord, ...] = msgspec.field(default=(), name="MountPoints")
+    networks: dict[str, EndpointSettings] = msgspec.field(default_factory=dict, name="Networks")
 
     @property
     def short_id(self) -> str:
@@ -355,17 +342,16 @@ _SET_MAPS = {"exposed_ports", "volumes"}
 
 def to_json(obj: Any) -> Any:
     """Encode a record of this module (recursively) as Docker-shaped JSON data."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    if isinstance(obj, msgspec.Struct):
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(obj):
+        for f in _fields(type(obj)):
             value = getattr(obj, f.name)
-            key = f.metadata.get("json", f.name)
             if f.name in _TIME_FIELDS and isinstance(value, int):
-                out[key] = format_time(value)
+                out[f.encode_name] = format_time(value)
             elif f.name in _SET_MAPS:
-                out[key] = {item: {} for item in sorted(value)} if value else None
+                out[f.encode_name] = {item: {} for item in sorted(value)} if value else None
             else:
-                out[key] = to_json(value)
+                out[f.encode_name] = to_json(value)
         return out
     if isinstance(obj, enum.Enum):
         return obj.value
@@ -388,8 +374,8 @@ def _decode(tp: Any, data: Any, name: str) -> Any:
         if data is None:
             return None
         return _decode(args[0], data, name)
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return _decode_dataclass(tp, data or {})
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return _decode_struct(tp, data or {})
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(data)
     if origin is tuple:
@@ -411,11 +397,19 @@ def _decode(tp: Any, data: Any, name: str) -> Any:
     return data
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+_FIELDS: dict[type, tuple[msgspec.structs.FieldInfo, ...]] = {}
+
+
+def _fields(cls: type[msgspec.Struct]) -> tuple[msgspec.structs.FieldInfo, ...]:
+    """The fields of ``cls`` with resolved types (resolving costs ~0.3 ms a class: cached)."""
+    found = _FIELDS.get(cls)
+    if found is None:
+        found = _FIELDS[cls] = msgspec.structs.fields(cls)
+    return found
 
 
 def warm_decoder() -> None:
-    """Resolve the type hints of every record class now (~4 ms), not on the first decode:
+    """Resolve the field types of every record class now (~4 ms), not on the first decode:
     a pre-forked monitor does it while its caller is still setting the container up."""
     for cls in (
         ContainerRecord,
@@ -432,17 +426,12 @@ def warm_decoder() -> None:
         Health,
         HealthLogEntry,
     ):
-        if cls not in _HINTS:
-            _HINTS[cls] = typing.get_type_hints(cls)
+        _fields(cls)
 
 
-def _decode_dataclass(cls: type, data: dict[str, Any]) -> Any:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
+def _decode_struct(cls: type[msgspec.Struct], data: dict[str, Any]) -> Any:
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        key = f.metadata.get("json", f.name)
-        if key in data:
-            kwargs[f.name] = _decode(hints[f.name], data[key], f.name)
+    for f in _fields(cls):
+        if f.encode_name in data:
+            kwargs[f.name] = _decode(f.type, data[f.encode_name], f.name)
     return cls(**kwargs)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import array
 import contextlib
 import ctypes
-import dataclasses
 import json
 import os
 import queue
@@ -35,6 +34,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from cargohold import errors
 from cargohold.container import attach as proto
@@ -100,8 +101,7 @@ def monitor_main(spec: MonitorSpec, sync_fd: int, record: ContainerRecord | None
 # --------------------------------------------------------------------------- restart policy
 
 
-@dataclasses.dataclass
-class RestartManager:
+class RestartManager(msgspec.Struct):
     """Docker's restart manager: 100 ms doubling backoff (max 1 min), reset after 10 s up."""
 
     policy: RestartPolicy
@@ -221,7 +221,7 @@ class Monitor:
         self.server = proto.AttachServer(self.sel, self._on_frame, self._on_connect)
         self.store.update_state(
             self.cid,
-            lambda s: dataclasses.replace(
+            lambda s: msgspec.structs.replace(
                 s, monitor_pid=os.getpid(), manually_stopped=False, restart_count=0
             ),
         )
@@ -384,7 +384,7 @@ class Monitor:
         hc = Health() if self.probe else None
         self.store.update_state(
             self.cid,
-            lambda s: dataclasses.replace(
+            lambda s: msgspec.structs.replace(
                 s,
                 status=Status.RUNNING,
                 pid=self.pid,
@@ -406,7 +406,7 @@ class Monitor:
             self.runtime.delete(self.cid, force=True)
         self.store.update_state(
             self.cid,
-            lambda s: dataclasses.replace(
+            lambda s: msgspec.structs.replace(
                 s,
                 status=Status.EXITED if s.started_at else Status.CREATED,
                 exit_code=code,
@@ -428,7 +428,7 @@ class Monitor:
         if signal.SIGTERM in data or signal.SIGINT in data or signal.SIGHUP in data:
             # Asked to stop: never restart; a pending restart is cancelled now.
             self.store.update_state(
-                self.cid, lambda s: dataclasses.replace(s, manually_stopped=True)
+                self.cid, lambda s: msgspec.structs.replace(s, manually_stopped=True)
             )
             if self.pid == 0 and not self.done:
                 self._final_exit(self._last_code)
@@ -539,7 +539,7 @@ class Monitor:
             return
         self.store.update_state(
             self.cid,
-            lambda s: dataclasses.replace(
+            lambda s: msgspec.structs.replace(
                 s,
                 status=Status.RESTARTING,
                 exit_code=code,
@@ -583,7 +583,7 @@ class Monitor:
     def _final_exit(self, code: int, oom: bool = False) -> None:
         self.store.update_state(
             self.cid,
-            lambda s: dataclasses.replace(
+            lambda s: msgspec.structs.replace(
                 s,
                 status=Status.EXITED,
                 exit_code=code,
@@ -680,7 +680,7 @@ class Monitor:
                 s: State, result: HealthLogEntry = result, sched: health.Schedule = sched
             ) -> State:
                 h = health.apply_result(s.health or Health(), result, sched, self.started_ns)
-                return dataclasses.replace(s, health=h)
+                return msgspec.structs.replace(s, health=h)
 
             self.store.update_state(self.cid, change)
             self._schedule_probe()

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import os
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from cargohold import errors
 
@@ -41,8 +42,7 @@ _ERROR_KINDS: dict[str, type[errors.CargoholdError]] = {
 }
 
 
-@dataclass(frozen=True)
-class MonitorSpec:
+class MonitorSpec(msgspec.Struct, frozen=True):
     """Everything a monitor needs; the rest comes from the container's record."""
 
     root: Path
@@ -74,8 +74,7 @@ class MonitorSpec:
         return self.runroot / "containers" / self.container_id
 
 
-@dataclass(frozen=True)
-class SpawnResult:
+class SpawnResult(msgspec.Struct, frozen=True):
     monitor_pid: int
     pid: int  # the container's init pid (host namespace)
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import importlib
 import os
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+
+import msgspec
 
 from cargohold.container.model import State, Status, from_json, now_ns, to_json
 from cargohold.container.records import ContainerStore
@@ -39,11 +39,10 @@ KINDS = ("argv", "unmount", "rmtree", "call", "remove_container")
 _MNT_DETACH = 2
 
 
-@dataclass(frozen=True)
-class CleanupAction:
-    kind: str = field(metadata={"json": "Kind"})
-    args: tuple[str, ...] = field(default=(), metadata={"json": "Args"})
-    done: bool = field(default=False, metadata={"json": "Done"})
+class CleanupAction(msgspec.Struct, frozen=True):
+    kind: str = msgspec.field(name="Kind")
+    args: tuple[str, ...] = msgspec.field(default=(), name="Args")
+    done: bool = msgspec.field(default=False, name="Done")
 
 
 def read_cleanup(store: ContainerStore, cid: str) -> list[CleanupAction]:
@@ -128,7 +127,7 @@ def run_cleanup(store: ContainerStore, cid: str) -> list[str]:
             except (OSError, CargoholdError, ImportError, AttributeError, TypeError) as exc:
                 errors.append(f"{action.kind} {' '.join(action.args)}: {exc}")
                 continue
-            actions[i] = dataclasses.replace(action, done=True)
+            actions[i] = msgspec.structs.replace(action, done=True)
             write_json(store.cleanup_path(cid), [to_json(a) for a in actions], fsync=False)
     if remove and not errors:
         with contextlib.suppress(NotFound):
@@ -173,7 +172,7 @@ def reconcile(store: ContainerStore, runtime: OCIRuntime, cid: str) -> State:
         def mark(s: State) -> State:
             if s.status not in _ACTIVE:
                 return s
-            return dataclasses.replace(
+            return msgspec.structs.replace(
                 s,
                 status=Status.EXITED,
                 exit_code=137 if killed else 255,

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import msgspec
+
 from cargohold.container.model import ContainerRecord, State, from_json, to_json
 from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.util.atomic import read_json, write_json
@@ -249,9 +251,8 @@ class ContainerStore:
 
 
 def _replace_name(record: ContainerRecord, name: str) -> ContainerRecord:
-    import dataclasses
 
-    return dataclasses.replace(record, name=name)
+    return msgspec.structs.replace(record, name=name)
 
 
 # --------------------------------------------------------------------------- random names

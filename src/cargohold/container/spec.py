@@ -23,9 +23,10 @@ import os
 import re
 import resource
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import msgspec
 
 from cargohold.container.spec_security import (
     DEFAULT_CAPABILITIES,
@@ -207,8 +208,7 @@ MountType = Literal["bind", "volume", "tmpfs"]
 _PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(msgspec.Struct, frozen=True):
     """A user mount (-v, --mount, --tmpfs, volumes). ``volume`` is a bind of the volume's dir."""
 
     type: MountType
@@ -219,7 +219,7 @@ class Mount:
     recursive: bool = True  # rbind (Docker's default for -v)
     tmpfs_size: int | None = None
     tmpfs_mode: int | None = None
-    options: tuple[str, ...] = field(default_factory=tuple)
+    options: tuple[str, ...] = msgspec.field(default_factory=tuple)
 
     def to_oci(self) -> dict[str, Any]:
         mode = "ro" if self.readonly else "rw"
@@ -330,8 +330,7 @@ def with_namespaces(
     return spec
 
 
-@dataclass(frozen=True)
-class Ulimit:
+class Ulimit(msgspec.Struct, frozen=True):
     name: str  # "nofile", "nproc", ...
     soft: int
     hard: int

@@ -16,9 +16,10 @@ import errno
 import os
 import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from cargohold.errors import InvalidArgument
 
@@ -27,8 +28,7 @@ MAX_SYMLINKS = 40
 MAX_FILE = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class ExecUser:
+class ExecUser(msgspec.Struct, frozen=True):
     uid: int
     gid: int
     additional_gids: tuple[int, ...] = ()
@@ -36,16 +36,14 @@ class ExecUser:
     name: str = ""
 
 
-@dataclass(frozen=True)
-class PasswdEntry:
+class PasswdEntry(msgspec.Struct, frozen=True):
     name: str
     uid: int
     gid: int
     home: str
 
 
-@dataclass(frozen=True)
-class GroupEntry:
+class GroupEntry(msgspec.Struct, frozen=True):
     name: str
     gid: int
     members: tuple[str, ...]

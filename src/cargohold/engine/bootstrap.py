@@ -23,9 +23,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
+
+import msgspec
 
 from cargohold.errors import InvalidArgument, NotFound, Unavailable
 from cargohold.oci import image as oci_image
@@ -50,8 +51,7 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 _HOST_FILES = ("etc/hostname", "etc/resolv.conf")
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(msgspec.Struct, frozen=True):
     """What to bootstrap: ``distro`` debian | ubuntu | busybox, ``suite`` a codename."""
 
     distro: str
@@ -59,8 +59,7 @@ class Target:
     reference: str  # the default name of the result, e.g. debian:bookworm
 
 
-@dataclass(frozen=True)
-class BootstrapOptions:
+class BootstrapOptions(msgspec.Struct, frozen=True):
     name: str
     tag: str | None = None
     mirror: str | None = None
@@ -71,8 +70,7 @@ class BootstrapOptions:
     busybox: str = "/bin/busybox"
 
 
-@dataclass(frozen=True)
-class BootstrapResult:
+class BootstrapResult(msgspec.Struct, frozen=True):
     image_id: str
     reference: str
     tool: str

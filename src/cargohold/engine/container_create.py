@@ -11,10 +11,10 @@ Volumes are unions; ``--health-*`` flags override the image's HEALTHCHECK field 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from cargohold.container.model import (
     ContainerConfig,
@@ -33,8 +33,7 @@ if TYPE_CHECKING:
     from cargohold.volume.mounts import MountSpec
 
 
-@dataclass(frozen=True)
-class CreateOptions:
+class CreateOptions(msgspec.Struct, frozen=True):
     """Everything ``create``/``run`` flags asked for, already parsed.
 
     ``config`` holds the run-level Config fields (unset ones are taken from the image);
@@ -44,11 +43,11 @@ class CreateOptions:
     image: str
     command: tuple[str, ...] = ()
     name: str = ""
-    config: ContainerConfig = field(default_factory=ContainerConfig)
-    host_config: HostConfig = field(default_factory=HostConfig)
+    config: ContainerConfig = msgspec.field(default_factory=ContainerConfig)
+    host_config: HostConfig = msgspec.field(default_factory=HostConfig)
     mounts: tuple[MountSpec, ...] = ()
     publish: tuple[PortSpec, ...] = ()
-    endpoint: EndpointSettings = field(default_factory=EndpointSettings)
+    endpoint: EndpointSettings = msgspec.field(default_factory=EndpointSettings)
     no_healthcheck: bool = False
     pull: str = "missing"
 
@@ -122,7 +121,7 @@ def merge_config(
             hc = health.merge(image_hc, run.healthcheck)
     labels = dict(image_cfg.get("Labels") or {})
     labels.update(run.labels)
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         run,
         env=merge_env(list(image_cfg.get("Env") or ()), run.env),
         cmd=cmd,
@@ -205,7 +204,7 @@ def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
         except NotFound:
             raise NotFound(f"Could not get container for {target.name}") from None
     cid = random_id()
-    host = dataclasses.replace(
+    host = msgspec.structs.replace(
         opts.host_config,
         network_mode=mode if mode != "bridge" or opts.host_config.network_mode else "default",
         port_bindings=_port_bindings(opts.publish),
@@ -220,7 +219,7 @@ def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
         import os
 
         hostname = os.uname().nodename if mode == "host" else cid[:12]
-        config = dataclasses.replace(config, hostname=hostname)
+        config = msgspec.structs.replace(config, hostname=hostname)
     store = engine.container_store
     if opts.name:  # fail early (nothing created yet); add() re-checks under its lock
         from cargohold.container.records import conflict_message, validate_name
@@ -248,10 +247,10 @@ def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
         undo.add(lambda: engine.layers.remove_rw(cid))
         mounts = vols.resolve_mounts(engine, cid, opts.mounts, host.volumes_from, config, undo)
         anon = frozenset(m.destination for m in mounts if m.anonymous)
-        record = dataclasses.replace(
+        record = msgspec.structs.replace(
             record,
             mount_points=mounts,
-            config=dataclasses.replace(config, volumes=config.volumes | anon),
+            config=msgspec.structs.replace(config, volumes=config.volumes | anon),
         )
         record = store.add(record)  # Conflict when another create took the name meanwhile
     except BaseException:

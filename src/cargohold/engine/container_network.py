@@ -15,9 +15,10 @@ namespace.  What a container *asked for* stays in the record (``ContainerRecord.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from cargohold.container.model import ContainerRecord, HostConfig, Status
 from cargohold.errors import Conflict, InvalidArgument, NotFound
@@ -48,10 +49,9 @@ def uses_netns(mode: str) -> bool:
 # ------------------------------------------------------------------------------ endpoints
 
 
-@dataclass(frozen=True)
-class Endpoints:
+class Endpoints(msgspec.Struct, frozen=True):
     sandbox_key: str = ""
-    networks: dict[str, Attachment] = field(default_factory=dict)
+    networks: dict[str, Attachment] = msgspec.field(default_factory=dict)
 
 
 def load_endpoints(store: ContainerStore, cid: str) -> Endpoints:
@@ -95,8 +95,7 @@ def published(store: ContainerStore, cid: str) -> list[PortBinding]:
 # ------------------------------------------------------------------------------ setup
 
 
-@dataclass
-class NetSetup:
+class NetSetup(msgspec.Struct):
     namespace: str  # for spec.with_namespaces(network=...)
     mounts: list[Mount]
     env: list[str]

@@ -8,16 +8,16 @@ base of every ``exec`` process.  Errors use Docker's words ("Container <id> is n
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import secrets
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+import msgspec
 
 from cargohold.container.model import ContainerRecord, State, Status, to_json
 from cargohold.errors import (
@@ -42,8 +42,7 @@ _ACTIVE = (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
 _SYSTEM_MOUNTS = ("/proc", "/sys", "/dev")
 
 
-@dataclass(frozen=True)
-class ExecOptions:
+class ExecOptions(msgspec.Struct, frozen=True):
     command: tuple[str, ...]
     interactive: bool = False
     tty: bool = False
@@ -55,8 +54,7 @@ class ExecOptions:
     detach_keys: str = ""
 
 
-@dataclass(frozen=True)
-class StatsRow:
+class StatsRow(msgspec.Struct, frozen=True):
     id: str
     name: str
     cpu_percent: float
@@ -342,7 +340,7 @@ class ContainerOps:
             )
         if result.exit_code is None and not result.detached:
             final = self._wait_exit(record.id)
-            return dataclasses.replace(result, exit_code=final)
+            return msgspec.structs.replace(result, exit_code=final)
         return result
 
     def _wait_exit(self, cid: str, limit: float = 10.0) -> int | None:

@@ -9,8 +9,9 @@ from ``/proc/<pid>/cgroup``, so it works whatever ``linux.cgroupsPath`` the spec
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from cargohold.errors import Internal
 
@@ -52,8 +53,7 @@ def parse_ps_output(output: str, pids: set[int]) -> tuple[list[str], list[list[s
 # --------------------------------------------------------------------------- stats
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(msgspec.Struct, frozen=True):
     """One reading of a container's counters (cumulative where the kernel is cumulative)."""
 
     cpu_ns: int = 0

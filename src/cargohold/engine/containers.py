@@ -10,13 +10,13 @@ socket for the EXIT frame (sent after the monitor's cleanup), falling back to po
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal as _signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from cargohold.container.model import ContainerRecord, State, Status
 from cargohold.errors import CargoholdError, Conflict, InvalidArgument, NotFound
@@ -32,8 +32,7 @@ DEFAULT_STOP_TIMEOUT = 10
 KILL_WAIT = 30.0
 
 
-@dataclass(frozen=True)
-class ContainerView:
+class ContainerView(msgspec.Struct, frozen=True):
     """A record with its reconciled state (what ``ps`` and ``inspect`` show)."""
 
     record: ContainerRecord
@@ -139,7 +138,9 @@ class ContainerService:
 
     def _mark_stopped(self, cid: str) -> None:
         with contextlib.suppress(NotFound):
-            self.store.update_state(cid, lambda s: dataclasses.replace(s, manually_stopped=True))
+            self.store.update_state(
+                cid, lambda s: msgspec.structs.replace(s, manually_stopped=True)
+            )
 
     def kill(self, ref: str, signal: str | int = "KILL") -> ContainerRecord:
         view = self.get(ref)
@@ -243,7 +244,7 @@ class ContainerService:
         if view.state.restarting:
             raise Conflict(f"Container {cid} is restarting, wait until the container is running")
         self.engine.runtime.pause(cid)
-        self.store.update_state(cid, lambda s: dataclasses.replace(s, status=Status.PAUSED))
+        self.store.update_state(cid, lambda s: msgspec.structs.replace(s, status=Status.PAUSED))
         return view.record
 
     def unpause(self, ref: str) -> ContainerRecord:
@@ -255,7 +256,9 @@ class ContainerService:
         self.store.update_state(
             cid,
             lambda s: (
-                dataclasses.replace(s, status=Status.RUNNING) if s.status is Status.PAUSED else s
+                msgspec.structs.replace(s, status=Status.RUNNING)
+                if s.status is Status.PAUSED
+                else s
             ),
         )
         return view.record
@@ -384,13 +387,15 @@ class ContainerService:
                 rec = self.store.load(cid)
             except (CargoholdError, FileNotFoundError):
                 continue
-            host = dataclasses.replace(rec.host_config, links=relinked(rec.host_config.links))
+            host = msgspec.structs.replace(rec.host_config, links=relinked(rec.host_config.links))
             nets = {
-                n: dataclasses.replace(ep, links=relinked(ep.links))
+                n: msgspec.structs.replace(ep, links=relinked(ep.links))
                 for n, ep in rec.networks.items()
             }
             with contextlib.suppress(NotFound):
-                self.store.update_record(dataclasses.replace(rec, host_config=host, networks=nets))
+                self.store.update_record(
+                    msgspec.structs.replace(rec, host_config=host, networks=nets)
+                )
                 changed = True
         if changed:
             with contextlib.suppress(CargoholdError, OSError):

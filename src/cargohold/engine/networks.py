@@ -14,13 +14,13 @@ A network is in use while any container (in any state) belongs to it or holds a 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from cargohold.errors import Conflict, Forbidden, InvalidArgument, NotFound
 from cargohold.util.lockfile import FileLock
@@ -73,7 +73,7 @@ def record_endpoint(
         networks[network.name] = EndpointSettings(
             aliases=tuple(aliases), ipv4_address=ip, mac_address=mac
         )
-        record = dataclasses.replace(record, networks=networks)
+        record = msgspec.structs.replace(record, networks=networks)
         containers.update_record(record)
         return record
 
@@ -85,7 +85,7 @@ def forget_endpoint(containers: ContainerStore, cid: str, network: Network | str
         record = containers.load(cid)
         if name in record.networks:
             networks = {k: v for k, v in record.networks.items() if k != name}
-            containers.update_record(dataclasses.replace(record, networks=networks))
+            containers.update_record(msgspec.structs.replace(record, networks=networks))
 
 
 def container_networks(record: ContainerRecord) -> list[str]:
@@ -109,8 +109,7 @@ def _regex_match(pattern: str, value: str) -> bool:
         return pattern in value
 
 
-@dataclass(frozen=True)
-class NetworkFilters:
+class NetworkFilters(msgspec.Struct, frozen=True):
     pairs: tuple[tuple[str, str], ...] = ()
 
     @classmethod

@@ -8,9 +8,10 @@ Every pull or push is one ``copy_images`` between a registry source/destination
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from cargohold.errors import CargoholdError, InvalidArgument, NotFound
 from cargohold.oci.reference import DEFAULT_DOMAIN, Reference, parse_reference
@@ -31,8 +32,7 @@ PULL_POLICIES = ("missing", "always", "never", "newer")
 DEFAULT_LEVELS = {"gzip": 2, "zstd": 3}
 
 
-@dataclass(frozen=True)
-class PullResult:
+class PullResult(msgspec.Struct, frozen=True):
     reference: str  # fully qualified: docker.io/library/centos:7 (or repo@digest)
     familiar: str  # centos:7
     image_id: str
@@ -40,8 +40,7 @@ class PullResult:
     updated: bool  # False: the tag already named this image ("Image is up to date")
 
 
-@dataclass(frozen=True)
-class PushResult:
+class PushResult(msgspec.Struct, frozen=True):
     reference: str
     tag: str
     digest: str

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 
-@dataclass(frozen=True)
-class ImageSummary:
+class ImageSummary(msgspec.Struct, frozen=True):
     id: str  # sha256:<hex>
     repository: str  # familiar repository or "<none>"
     tag: str  # or "<none>"
@@ -17,8 +16,7 @@ class ImageSummary:
     dangling: bool
 
 
-@dataclass(frozen=True)
-class HistoryRow:
+class HistoryRow(msgspec.Struct, frozen=True):
     id: str  # image id for the top entry of each layer... "<missing>" otherwise
     created: str
     created_by: str
@@ -26,16 +24,14 @@ class HistoryRow:
     comment: str
 
 
-@dataclass(frozen=True)
-class Removal:
+class Removal(msgspec.Struct, frozen=True):
     """One line of `rmi` / `image prune` output: ("Untagged", ref) or ("Deleted", id)."""
 
     action: str
     subject: str
 
 
-@dataclass(frozen=True)
-class DiskUsage:
+class DiskUsage(msgspec.Struct, frozen=True):
     """One row of `system df`."""
 
     kind: str  # "Images", "Containers", "Local Volumes", "Build Cache"

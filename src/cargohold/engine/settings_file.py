@@ -27,12 +27,12 @@ The CLI applies ``[storage]`` and ``[network]`` to its Settings (:func:`apply`);
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from cargohold.config import Settings
 from cargohold.errors import InvalidArgument
@@ -41,9 +41,8 @@ from cargohold.transport.registry.hosts import DEFAULT_CERTS_DIRS, RegistryConfi
 CANDIDATES = (Path("/etc/cargohold/registries.toml"), Path("/etc/cargohold/registries.json"))
 
 
-@dataclass(frozen=True)
-class FileSettings:
-    registries: RegistryConfig = field(default_factory=RegistryConfig)
+class FileSettings(msgspec.Struct, frozen=True):
+    registries: RegistryConfig = msgspec.field(default_factory=RegistryConfig)
     storage_driver: str = ""
     network_subnet: str = ""
     path: Path | None = None
@@ -155,7 +154,7 @@ def apply(settings: Settings) -> Settings:
     if not driver and found.storage_driver and _recorded_driver(settings.root) in (
             None, found.storage_driver):
         driver = found.storage_driver  # a default: a store keeps the driver it was made with
-    return dataclasses.replace(settings, storage_driver=driver, extra=extra)
+    return msgspec.structs.replace(settings, storage_driver=driver, extra=extra)
 
 
 def _recorded_driver(root: Path) -> str | None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import msgspec
 
 from cargohold.errors import Internal
 from cargohold.network.ports import PortBinding, PortSpec
 from cargohold.network.store import Network
 
 
-@dataclass(frozen=True)
-class Attachment:
+class Attachment(msgspec.Struct, frozen=True):
     """One container's endpoint on one network (NetworkSettings.Networks[name])."""
 
     network_id: str

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+
+import msgspec
 
 from cargohold.errors import Internal
 from cargohold.network.ports import PortBinding
@@ -49,12 +50,11 @@ def container_tag(container_id: str, network_id: str) -> str:
     return f"chc-{container_id[:12]}-{network_id[:12]}"
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(msgspec.Struct, frozen=True):
     """The parts of ``iptables-save`` we care about: chains per table and rule lines."""
 
-    chains: dict[str, set[str]] = field(default_factory=dict)
-    rules: dict[str, list[str]] = field(default_factory=dict)
+    chains: dict[str, set[str]] = msgspec.field(default_factory=dict)
+    rules: dict[str, list[str]] = msgspec.field(default_factory=dict)
 
     def tagged(self, tag: str) -> dict[str, list[str]]:
         token = f"--comment {tag}"

@@ -14,8 +14,9 @@ import fcntl
 import ipaddress
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+
+import msgspec
 
 from cargohold.errors import InvalidArgument
 from cargohold.util.atomic import read_json, write_json
@@ -33,8 +34,7 @@ FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
 SYSTEMD_RESOLVED = Path("/run/systemd/resolve/resolv.conf")
 
 
-@dataclass(frozen=True)
-class HostEntry:
+class HostEntry(msgspec.Struct, frozen=True):
     ip: str
     names: tuple[str, ...]
 
@@ -80,8 +80,7 @@ def build_hostname(hostname: str) -> str:
     return f"{hostname}\n"
 
 
-@dataclass(frozen=True)
-class ResolvConf:
+class ResolvConf(msgspec.Struct, frozen=True):
     nameservers: tuple[str, ...] = ()
     search: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
@@ -217,13 +216,12 @@ def write_in_place(path: Path, text: str) -> None:
 # ---------------------------------------------------------------- user-network registry
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(msgspec.Struct, frozen=True):
     container_id: str
     name: str
     ip: str
     hosts_path: str
-    aliases: tuple[str, ...] = field(default=())
+    aliases: tuple[str, ...] = msgspec.field(default=())
 
     def entry(self) -> HostEntry:
         names = [self.name, *self.aliases, self.container_id[:12]]

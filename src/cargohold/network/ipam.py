@@ -12,8 +12,9 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from cargohold.errors import Conflict, InvalidArgument, Unavailable
 from cargohold.util.atomic import read_json, write_json
@@ -104,8 +105,7 @@ def check_gateway(subnet: IPv4Net, gateway: str) -> str:
     return str(gw)
 
 
-@dataclass(frozen=True)
-class Lease:
+class Lease(msgspec.Struct, frozen=True):
     ip: str
     container_id: str
 

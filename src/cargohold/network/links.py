@@ -4,15 +4,15 @@ environment variables (``ALIAS_PORT_80_TCP_ADDR`` ...), as moby's daemon/links d
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from cargohold.errors import InvalidArgument
 from cargohold.network.hosts import HostEntry
 from cargohold.network.ports import parse_port_key
 
 
-@dataclass(frozen=True)
-class LinkSpec:
+class LinkSpec(msgspec.Struct, frozen=True):
     name: str  # target container name (without "/")
     alias: str
 
@@ -27,8 +27,7 @@ def parse_link(spec: str) -> LinkSpec:
     return LinkSpec(name, alias)
 
 
-@dataclass(frozen=True)
-class LinkTarget:
+class LinkTarget(msgspec.Struct, frozen=True):
     """What the receiver needs to know about the linked (child) container."""
 
     name: str  # container name without "/"

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from cargohold.errors import InvalidArgument
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 
 
-@dataclass(frozen=True, order=True)
-class PortSpec:
+class PortSpec(msgspec.Struct, frozen=True, order=True):
     """One requested publication of one container port (before host ports are chosen)."""
 
     container_port: int
@@ -36,8 +36,7 @@ class PortSpec:
         return f"{self.container_port}/{self.proto}"
 
 
-@dataclass(frozen=True, order=True)
-class PortBinding:
+class PortBinding(msgspec.Struct, frozen=True, order=True):
     """A resolved publication: host ``host_ip:host_port`` -> container ``container_port``."""
 
     container_port: int

@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from cargohold.config import Settings
 from cargohold.errors import Conflict, Forbidden, InvalidArgument, NotFound
@@ -29,8 +30,7 @@ BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
-@dataclass(frozen=True)
-class Network:
+class Network(msgspec.Struct, frozen=True):
     id: str
     name: str
     driver: str  # bridge | host | null
@@ -38,8 +38,8 @@ class Network:
     subnet: str = ""
     gateway: str = ""
     internal: bool = False
-    labels: Mapping[str, str] = field(default_factory=dict)
-    options: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = msgspec.field(default_factory=dict)
+    options: Mapping[str, str] = msgspec.field(default_factory=dict)
 
     @property
     def bridge(self) -> str:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from cargohold.errors import InvalidArgument, NotFound
 from cargohold.oci.digest import is_digest
@@ -106,8 +107,7 @@ _GOARCH = {
 }
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(msgspec.Struct, frozen=True):
     """An OS/architecture/variant triple with Go names."""
 
     os: str
@@ -315,8 +315,7 @@ def _last_history_comment(config: Mapping[str, Any]) -> str:
 # ------------------------------------------------------------------------ manifests
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(msgspec.Struct, frozen=True):
     """An OCI content descriptor."""
 
     media_type: str
@@ -327,8 +326,7 @@ class Descriptor:
     annotations: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(msgspec.Struct, frozen=True):
     """An image manifest (OCI or Docker schema 2)."""
 
     media_type: str
@@ -337,8 +335,7 @@ class Manifest:
     annotations: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(msgspec.Struct, frozen=True):
     """An OCI index or Docker manifest list."""
 
     media_type: str

@@ -20,7 +20,9 @@ registry domain only if it contains ``.`` or ``:`` or is ``localhost``; otherwis
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+
+import msgspec
+from msgspec.structs import replace
 
 from cargohold.errors import InvalidArgument
 
@@ -51,8 +53,7 @@ _SHORT_ID_RE = re.compile(r"^(?:sha256:)?[a-f0-9]{1,64}$")
 INVALID_FORMAT = "invalid reference format"
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(msgspec.Struct, frozen=True):
     """A parsed, normalised reference (``domain`` is never empty)."""
 
     domain: str

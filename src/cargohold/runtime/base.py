@@ -18,9 +18,10 @@ Errors (categories from :mod:`cargohold.errors`):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
+
+import msgspec
 
 from cargohold.errors import InvalidArgument
 
@@ -28,8 +29,7 @@ Status = Literal["creating", "created", "running", "paused", "stopped"]
 STATUSES: tuple[Status, ...] = ("creating", "created", "running", "paused", "stopped")
 
 
-@dataclass(frozen=True)
-class RuntimeState:
+class RuntimeState(msgspec.Struct, frozen=True):
     """What ``runc state`` reports for one container."""
 
     id: str
@@ -37,11 +37,10 @@ class RuntimeState:
     pid: int  # 0 once the container has stopped
     bundle: Path
     created: str = ""  # RFC 3339 timestamp as the runtime reports it
-    annotations: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Stdio:
+class Stdio(msgspec.Struct, frozen=True):
     """File descriptors handed to the runtime (and so to a non-terminal container process).
 
     ``None`` means "inherit the caller's". With a console socket the process gets a pty and

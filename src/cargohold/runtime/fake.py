@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import signal as _signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import msgspec
+from msgspec.structs import replace
 
 from cargohold.errors import CargoholdError, Conflict, InvalidArgument, NotFound
 from cargohold.runtime.base import INHERIT, RuntimeState, Status, Stdio, check_id, signal_arg
@@ -38,16 +40,15 @@ def signal_number(signal: int | str) -> int:
         raise InvalidArgument(f"invalid signal: {signal}") from None
 
 
-@dataclass
-class FakeContainer:
+class FakeContainer(msgspec.Struct):
     id: str
     bundle: Path
     status: Status = "created"
     pid: int = 0
     exit_code: int | None = None
-    signals: list[int] = field(default_factory=list)
-    execs: list[Path] = field(default_factory=list)
-    resources: dict[str, Any] = field(default_factory=dict)
+    signals: list[int] = msgspec.field(default_factory=list)
+    execs: list[Path] = msgspec.field(default_factory=list)
+    resources: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class FakeRuntime:

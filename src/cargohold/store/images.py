@@ -12,9 +12,11 @@ import contextlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import msgspec
+from msgspec.structs import asdict, replace
 
 from cargohold.errors import InvalidArgument, NotFound
 from cargohold.store.blobs import BlobStore
@@ -25,8 +27,7 @@ from cargohold.util.atomic import read_json, write_json
 _HEX_PREFIX = re.compile(r"^[a-f0-9]{1,64}$")
 
 
-@dataclass(frozen=True)
-class ImageRecord:
+class ImageRecord(msgspec.Struct, frozen=True):
     id: str  # "sha256:<config digest hex>"
     top_layer: str | None  # chain_id of the last layer
     repo_tags: tuple[str, ...]

@@ -11,10 +11,12 @@ import builtins
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import msgspec
+from msgspec.structs import asdict
 
 from cargohold.errors import Conflict, Internal, InvalidArgument, NotFound
 from cargohold.oci.digest import hex_of, validate
@@ -28,8 +30,7 @@ _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 _RW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-@dataclass(frozen=True)
-class Layer:
+class Layer(msgspec.Struct, frozen=True):
     chain_id: str
     diff_id: str
     parent: str | None  # the parent's chain_id
@@ -50,8 +51,7 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@dataclass
-class StagedLayer:
+class StagedLayer(msgspec.Struct):
     """A layer applied into ``tmp/`` (flock held) and not yet published."""
 
     diff_id: str

@@ -6,12 +6,12 @@ receives them.  ``transport/copy.py`` moves images from any source to any destin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+import msgspec
 
-@dataclass(frozen=True)
-class LayerRef:
+
+class LayerRef(msgspec.Struct, frozen=True):
     """One layer as a source holds it."""
 
     digest: str  # digest of the blob as stored at the source (may be compressed)
@@ -21,8 +21,7 @@ class LayerRef:
     location: str = ""  # where the source finds it when that is not the digest (archive path)
 
 
-@dataclass(frozen=True)
-class SourceImage:
+class SourceImage(msgspec.Struct, frozen=True):
     config: bytes
     config_digest: str
     layers: tuple[LayerRef, ...]

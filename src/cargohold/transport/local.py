@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import BinaryIO
+
+import msgspec
 
 from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.oci.digest import chain_id
@@ -23,8 +24,7 @@ from cargohold.transport.base import ImageSource, LayerRef, SourceImage
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 
 
-@dataclass
-class LocalStores:
+class LocalStores(msgspec.Struct):
     blobs: BlobStore
     layers: LayerStore
     images: ImageStore
@@ -67,8 +67,7 @@ def stage_layer(stores: LocalStores, raw: BinaryIO, parent: str | None,
     return staged
 
 
-@dataclass(frozen=True)
-class _Todo:
+class _Todo(msgspec.Struct, frozen=True):
     index: int
     ref: LayerRef
     parent: str | None  # chain id of the layer below

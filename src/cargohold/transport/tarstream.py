@@ -11,8 +11,9 @@ import io
 import os
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import BinaryIO
+
+import msgspec
 
 from cargohold.errors import InvalidArgument
 
@@ -88,8 +89,7 @@ class TarWriter:
             self._write(b"\0" * (RECORD - rem))
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(msgspec.Struct, frozen=True):
     name: str
     offset: int  # of the data
     size: int

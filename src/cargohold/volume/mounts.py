@@ -15,8 +15,10 @@ import csv
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+import msgspec
+from msgspec.structs import replace
 
 from cargohold.errors import InvalidArgument
 
@@ -42,8 +44,7 @@ _TMPFS_FLAGS = frozenset(
 _TMPFS_DATA = frozenset({"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol"})
 
 
-@dataclass(frozen=True)
-class MountSpec:
+class MountSpec(msgspec.Struct, frozen=True):
     """One mount requested for a container.
 
     ``source`` is the host path for ``bind``, the volume name for ``volume`` ("" = anonymous,
@@ -64,15 +65,14 @@ class MountSpec:
     tmpfs_mode: int = 0
     mode: str = ""
     create_source: bool = False
-    labels: tuple[tuple[str, str], ...] = field(default=())
+    labels: tuple[tuple[str, str], ...] = msgspec.field(default=())
 
     @property
     def anonymous(self) -> bool:
         return self.type == "volume" and not self.source
 
 
-@dataclass(frozen=True)
-class VolumesFrom:
+class VolumesFrom(msgspec.Struct, frozen=True):
     """``--volumes-from container[:ro|rw]``; ``mode`` "" inherits each mount's own RW."""
 
     container: str
@@ -234,19 +234,18 @@ def _parse_bool(key: str, value: str) -> bool:
     raise InvalidArgument(f"invalid value for {key}: {value}")
 
 
-@dataclass
-class _MountBuilder:
+class _MountBuilder(msgspec.Struct):
     type: str = "volume"
     source: str = ""
     target: str = ""
     readonly: bool = False
     propagation: str = ""
     nocopy: bool = False
-    volume_opts: list[str] = field(default_factory=list)
-    labels: list[tuple[str, str]] = field(default_factory=list)
+    volume_opts: list[str] = msgspec.field(default_factory=list)
+    labels: list[tuple[str, str]] = msgspec.field(default_factory=list)
     tmpfs_size: int = 0
     tmpfs_mode: int = 0
-    families: set[str] = field(default_factory=set)
+    families: set[str] = msgspec.field(default_factory=set)
 
     def set(self, key: str, val: str) -> None:
         if key == "type":

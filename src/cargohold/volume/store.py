@@ -19,10 +19,12 @@ import shutil
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import msgspec
+from msgspec.structs import replace
 
 from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.util.atomic import read_json, write_json
@@ -37,8 +39,7 @@ _LOCAL_OPTS = frozenset({"type", "device", "o", "size"})
 _META = "volume.json"
 
 
-@dataclass(frozen=True)
-class Volume:
+class Volume(msgspec.Struct, frozen=True):
     name: str
     mountpoint: str
     created_at: str
@@ -91,21 +92,19 @@ class Volume:
         )
 
 
-@dataclass(frozen=True)
-class PruneReport:
+class PruneReport(msgspec.Struct, frozen=True):
     deleted: tuple[str, ...] = ()
     space_reclaimed: int = 0
 
 
-@dataclass(frozen=True)
-class VolumeFilters:
+class VolumeFilters(msgspec.Struct, frozen=True):
     """``volume ls`` / ``prune`` filters, already validated."""
 
     dangling: bool | None = None
     names: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     drivers: tuple[str, ...] = ()
-    extra: tuple[str, ...] = field(default=())
+    extra: tuple[str, ...] = msgspec.field(default=())
 
     @classmethod
     def parse(cls, raw: Mapping[str, Sequence[str]] | Iterable[str]) -> VolumeFilters:

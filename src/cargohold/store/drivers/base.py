@@ -9,15 +9,15 @@ directory names (the chain id's hex), top layer first.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
+
+import msgspec
 
 Whiteouts = Literal["overlay", "delete"]
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(msgspec.Struct, frozen=True):
     """Paths under the store root shared by the layer store and the drivers."""
 
     root: Path

@@ -14,9 +14,10 @@ import base64
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from cargohold.errors import InvalidArgument
 from cargohold.util.atomic import write_bytes
@@ -27,8 +28,7 @@ _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _PARAM_RE = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(msgspec.Struct, frozen=True):
     username: str
     password: str
 
@@ -37,8 +37,7 @@ class Credentials:
         return "Basic " + base64.b64encode(raw).decode()
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(msgspec.Struct, frozen=True):
     scheme: str  # "bearer" | "basic" (lower case)
     params: dict[str, str]
 

@@ -8,8 +8,9 @@ came from the same registry is mounted from its source repository (Docker's v2 m
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from cargohold.util.atomic import write_bytes
 from cargohold.util.lockfile import FileLock
@@ -17,8 +18,7 @@ from cargohold.util.lockfile import FileLock
 MAX_REPOS = 16
 
 
-@dataclass(frozen=True)
-class BlobEntry:
+class BlobEntry(msgspec.Struct, frozen=True):
     digest: str
     size: int
     media_type: str

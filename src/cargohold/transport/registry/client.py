@@ -24,9 +24,10 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode, urljoin, urlsplit
+
+import msgspec
 
 from cargohold.errors import CargoholdError, Forbidden, InvalidArgument, NotFound, Unavailable
 from cargohold.oci import image as oci_image
@@ -54,8 +55,7 @@ class Sink(Protocol):
     def tell(self) -> int: ...
 
 
-@dataclass(frozen=True)
-class ClientOptions:
+class ClientOptions(msgspec.Struct, frozen=True):
     connect_timeout: float = 30.0
     read_timeout: float = 60.0
     retries: int = 4

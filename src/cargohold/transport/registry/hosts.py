@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
+
+import msgspec
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "https://registry-1.docker.io"
 DEFAULT_CERTS_DIRS = ("/etc/cargohold/certs.d", "/etc/containers/certs.d", "/etc/docker/certs.d")
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(msgspec.Struct, frozen=True):
     """One base URL serving the Distribution API for a registry."""
 
     url: str  # "https://127.0.0.1:5000" (no trailing slash, no /v2)
@@ -30,9 +30,8 @@ class Endpoint:
         return self.url.split("://", 1)[1]
 
 
-@dataclass(frozen=True)
-class RegistryConfig:
-    mirrors: dict[str, tuple[str, ...]] = field(default_factory=dict)
+class RegistryConfig(msgspec.Struct, frozen=True):
+    mirrors: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
     insecure: tuple[str, ...] = ()  # host[:port] or CIDR
     certs_dirs: tuple[str, ...] = DEFAULT_CERTS_DIRS
 
