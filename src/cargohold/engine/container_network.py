@@ -321,7 +321,12 @@ def refresh_links(engine: Engine, target: ContainerRecord) -> None:
 
 
 # what teardown imports, loaded ahead by the container's monitor (reconcile.preload_cleanup)
-CLEANUP_IMPORTS = ("cargohold.network.netns", "cargohold.network.bridge", "cargohold.network.store")
+CLEANUP_IMPORTS = (
+    "cargohold.network.netns",
+    "cargohold.network.bridge",
+    "cargohold.network.store",
+    "hashlib",  # host_veth_name
+)
 
 
 def teardown(root: str, runroot: str, cid: str) -> None:
