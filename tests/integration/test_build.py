@@ -6,12 +6,14 @@ afterwards.  Network traffic stays on loopback (a local http.server for ADD <url
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import http.server
 import io
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import tarfile
@@ -44,12 +46,41 @@ def busybox_rootfs_tar(path: Path) -> Path:
 
 
 class Env:
+    """A private store whose default bridge (for RUN steps) has its own name and /24, so the
+    host's cargohold0 is never touched; :meth:`close` removes its networks' rules and bridges,
+    mounts and files."""
+
     def __init__(self, tmp: Path) -> None:
+        from cargohold.network.store import NetworkStore
+
         self.tmp = tmp
         self.root = tmp / "root"
         self.run = tmp / "run"
         self.ctx = tmp / "ctx"
-        self.ctx.mkdir()
+        self.ctx.mkdir(parents=True)
+        tag = secrets.token_hex(2)
+        NetworkStore(
+            self.root,
+            default_subnet=f"10.{250 + int(tag, 16) % 5}.{int(tag, 16) % 250}.0/24",
+            default_bridge=f"chbd{tag}",
+        ).ensure_defaults()
+
+    def close(self) -> None:
+        from cargohold.network.bridge import BridgeBackend
+        from cargohold.network.store import NetworkStore
+
+        store = NetworkStore(self.root)
+        backend = BridgeBackend(store)
+        nets = [n for n in store.all() if n.driver == "bridge"]
+        for net in nets:
+            with contextlib.suppress(Exception):
+                backend.remove_network(net)
+        for mnt in sorted(_mounts_under(self.tmp), reverse=True):
+            subprocess.run(["umount", "-l", mnt], capture_output=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        left = [ln for ln in rules.splitlines() if any(n.id[:12] in ln for n in nets)]
+        assert not left, f"iptables rules left behind: {left}"
 
     def ch(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
         exe = Path(os.sys.executable).parent / "cargohold"  # type: ignore[attr-defined]
@@ -106,9 +137,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     try:
         yield e
     finally:
-        for mnt in sorted(_mounts_under(tmp_path), reverse=True):
-            subprocess.run(["umount", "-l", mnt], capture_output=True)
-        shutil.rmtree(tmp_path, ignore_errors=True)
+        e.close()
 
 
 SEED = """\

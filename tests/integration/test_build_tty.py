@@ -8,7 +8,6 @@ import itertools
 import os
 import re
 import select
-import shutil
 import struct
 import subprocess
 import sys
@@ -44,9 +43,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     try:
         yield e
     finally:
-        for mnt in sorted(_mounts_under(tmp_path), reverse=True):
-            subprocess.run(["umount", "-l", mnt], capture_output=True)
-        shutil.rmtree(tmp_path, ignore_errors=True)
+        e.close()
 
 
 def build_on_pty(env: Env, *args: str) -> tuple[int, str]:
@@ -179,6 +176,7 @@ def test_build_progress_tty_pull_of_the_base_image_is_in_the_block(
     env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reg = start_registry(tmp_path)
+    fresh: Env | None = None
     try:
         name = f"{reg.host}/lib/busybox:1"
         assert env.ch("tag", "busybox:test", name).returncode == 0
@@ -187,7 +185,6 @@ def test_build_progress_tty_pull_of_the_base_image_is_in_the_block(
         config = tmp_path / "registries.toml"
         config.write_text(f'insecure-registries = ["{reg.host}"]\n')
         monkeypatch.setenv("CARGOHOLD_CONFIG", str(config))
-        (tmp_path / "fresh").mkdir()
         fresh = Env(tmp_path / "fresh")  # an empty store: FROM pulls every layer
         fresh.dockerfile(f"FROM {name}\nRUN echo hi\n")
         code, text = build_on_pty(fresh, "--progress", "tty")
@@ -220,4 +217,6 @@ def test_build_progress_tty_pull_of_the_base_image_is_in_the_block(
         assert shots[-1][-1] == " => => pulling lib/nope:1"
         assert rest.startswith("ERROR: Dockerfile:1: ") and rest.count("\n") == 1, rest
     finally:
+        if fresh is not None:
+            fresh.close()
         stop_registry(reg)
