@@ -99,6 +99,27 @@ def test_missing_image_and_bad_specs_leave_nothing(env: Env) -> None:
     assert env_processes(env) - processes == set()
 
 
+def test_start_failing_after_the_monitor_got_the_container_leaves_nothing(env: Env) -> None:
+    """`run` names the container to its pre-forked monitor before wiring the network; a
+    port already in use fails the wiring: 125, and no monitor, rw layer or container stays."""
+    import socket
+
+    before = (rw_layers(env), env.out("ps", "-a", "-q"))
+    processes = env_processes(env)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        r = env.ch("run", "--rm", "-p", f"127.0.0.1:{port}:80", "bb", "true", check=False)
+    assert r.returncode == 125, r.stderr
+    assert "address already in use" in r.stderr, r.stderr
+    assert (rw_layers(env), env.out("ps", "-a", "-q")) == before
+    deadline = time.monotonic() + 5
+    while env_processes(env) - processes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert env_processes(env) - processes == set()
+
+
 def test_create_start_by_short_id_ps_stop(env: Env) -> None:
     cid = env.out("create", "-it", "bb", "sh")
     assert re.fullmatch(r"[0-9a-f]{64}", cid)

@@ -78,6 +78,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def monitor_main(spec: MonitorSpec, sync_fd: int, record: ContainerRecord | None = None) -> int:
     """The monitor process's body: stdio to ``monitor.log``, then :class:`Monitor`."""
+    try:
+        return prepare(spec, sync_fd, record).run()
+    except BaseException:
+        traceback.print_exc()
+        return 1
+
+
+def prepare(spec: MonitorSpec, sync_fd: int, record: ContainerRecord | None = None) -> Monitor:
+    """Stdio to ``monitor.log`` and a :class:`Monitor` with the container's record loaded,
+    not yet running (a pre-forked monitor does this while its caller finishes the set-up)."""
     store = ContainerStore(spec.root, spec.runroot)
     run_dir = store.run_dir(spec.container_id)
     null = os.open(os.devnull, os.O_RDWR)
@@ -89,13 +99,7 @@ def monitor_main(spec: MonitorSpec, sync_fd: int, record: ContainerRecord | None
     os.close(logfd)
     os.set_inheritable(sync_fd, False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    try:
-        return Monitor(
-            store, spec.runtime(), spec.container_id, spec.wait_for_attach, sync_fd, record
-        ).run()
-    except BaseException:
-        traceback.print_exc()
-        return 1
+    return Monitor(store, spec.runtime(), spec.container_id, spec.wait_for_attach, sync_fd, record)
 
 
 # --------------------------------------------------------------------------- restart policy
@@ -686,7 +690,7 @@ class Monitor:
             self._schedule_probe()
 
 
-__all__ = ["HealthStatus", "Monitor", "RestartManager", "main", "monitor_main"]
+__all__ = ["HealthStatus", "Monitor", "RestartManager", "main", "monitor_main", "prepare"]
 
 if __name__ == "__main__":
     sys.exit(main())

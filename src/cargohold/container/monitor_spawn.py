@@ -6,8 +6,11 @@ Two ways in:
 - :func:`spawn` forks when the container is ready to launch;
 - :class:`Prefork` forks *before* the caller sets the container up (``run`` does it first
   thing): the new monitor imports its modules (~10 ms) and warms the record decoder on the
-  second core while the caller builds the container, then waits for the go (the container
-  id) on a pipe.  A caller that fails before that closes the pipe and the monitor exits.
+  second core while the caller builds the container.  Two lines on a pipe drive it: the
+  container's :class:`MonitorSpec` as soon as the container exists (the monitor then loads
+  its record and opens its log while the caller mounts and wires the container), then
+  ``go`` when the bundle is ready.  A caller that fails before the go closes the pipe and
+  the monitor exits.
 
 This module stays light: the monitor itself (monitor.py) is imported only in the child.
 """
@@ -111,6 +114,7 @@ class Prefork:
     def __init__(self) -> None:
         go_r, self._go = os.pipe2(os.O_CLOEXEC)
         self._sync, sync_w = os.pipe2(os.O_CLOEXEC)
+        self._announced = False
         self._pid = os.fork()
         if self._pid == 0:  # pragma: no cover - runs in the child
             code = 1
@@ -127,13 +131,22 @@ class Prefork:
         os.close(go_r)
         os.close(sync_w)
 
+    def announce(self, spec: MonitorSpec) -> None:
+        """Name the container (created, not yet set up): the monitor gets ready for it."""
+        if self._go < 0 or self._announced:
+            raise errors.Internal("the pre-forked monitor was already given a container")
+        spec.run_dir().mkdir(parents=True, exist_ok=True)
+        os.write(self._go, json.dumps(spec.to_argv()).encode() + b"\n")
+        self._announced = True
+
     def spawn(self, spec: MonitorSpec) -> SpawnResult:
         """Hand the set-up container to the waiting monitor; as :func:`spawn` from there on."""
         if self._go < 0:
             raise errors.Internal("the pre-forked monitor was already used")
-        spec.run_dir().mkdir(parents=True, exist_ok=True)
         try:
-            os.write(self._go, json.dumps(spec.to_argv()).encode() + b"\n")
+            if not self._announced:
+                self.announce(spec)
+            os.write(self._go, b"go\n")
         finally:
             self._close_go()
         return _started(spec, self._sync)
@@ -178,9 +191,20 @@ def _prefork_main(go_r: int, sync_w: int) -> int:  # pragma: no cover - runs in 
     warm_decoder()
     with os.fdopen(go_r, "rb") as f:
         line = f.readline()
-    if not line:
-        return 0  # cancelled, or the caller died
-    return monitor.monitor_main(MonitorSpec.from_argv(json.loads(line)), sync_w)
+        if not line:
+            return 0  # cancelled, or the caller died
+        try:
+            prepared = monitor.prepare(MonitorSpec.from_argv(json.loads(line)), sync_w)
+        except BaseException:
+            traceback.print_exc()
+            return 1
+        if f.readline() != b"go\n":
+            return 0  # the set-up failed after the container was named
+    try:
+        return prepared.run()
+    except BaseException:
+        traceback.print_exc()
+        return 1
 
 
 def _monitor_main(

@@ -112,6 +112,16 @@ def start_container(
     store = engine.container_store
     settings = engine.settings
     cid = record.id
+    spec_m = monitor.MonitorSpec(
+        settings.root,
+        settings.runroot,
+        cid,
+        runtime_binary=record.host_config.runtime or settings.runtime or "runc",
+        runtime_root=settings.runroot / "runc",
+        wait_for_attach=wait_for_attach,
+    )
+    if prefork:
+        prefork.announce(spec_m)  # it loads the record while we set the container up
     undo = Undo()
     spawned = False
     try:
@@ -148,14 +158,6 @@ def start_container(
             )
             actions.append(CleanupAction("remove_container"))
         record_cleanup(store, cid, actions)
-        spec_m = monitor.MonitorSpec(
-            settings.root,
-            settings.runroot,
-            cid,
-            runtime_binary=record.host_config.runtime or settings.runtime or "runc",
-            runtime_root=settings.runroot / "runc",
-            wait_for_attach=wait_for_attach,
-        )
         spawned = True
         result = prefork.spawn(spec_m) if prefork else monitor.spawn(spec_m, record=record)
     except BaseException:
