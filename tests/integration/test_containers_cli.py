@@ -357,3 +357,24 @@ def test_run_it_with_a_pty(env: Env) -> None:
 def test_run_i_pipes_stdin(env: Env) -> None:
     r = env.ch("run", "-i", "--rm", "bb", "sh", "-c", "cat; echo done", stdin="piped\n")
     assert r.stdout == "piped\ndone\n"
+
+
+@pytest.mark.skipif(
+    not Path("/sys/fs/cgroup/memory").is_dir()
+    and not Path("/sys/fs/cgroup/cgroup.controllers").exists(),
+    reason="no memory cgroup controller on this host",
+)
+def test_memory_limit_oom_kill_is_reported(env: Env) -> None:
+    """A process killed by the kernel's OOM killer under -m: exit 137 and State.OOMKilled."""
+    script = 'x=$(head -c 60000000 /dev/zero | tr "\\0" a); echo survived ${#x}'
+    r = env.ch("run", "--name", "oomer", "-m", "16m", "bb", "sh", "-c", script, check=False)
+    try:
+        assert r.returncode == 137, (r.stdout, r.stderr)
+        assert "survived" not in r.stdout
+        state = env.inspect("oomer")["State"]
+        assert state["OOMKilled"] is True and state["ExitCode"] == 137, state  # type: ignore[index]
+        # a container that exits by itself under the same limit is not reported as OOM-killed
+        env.ch("run", "--name", "fine", "-m", "16m", "bb", "true")
+        assert env.inspect("fine")["State"]["OOMKilled"] is False  # type: ignore[index]
+    finally:
+        env.ch("rm", "-f", "oomer", "fine", check=False)
