@@ -1,8 +1,8 @@
 """``commit``: one new layer from the container's upper dir on top of its image.
 
 The diff is written from the rw layer's upper directory (never a walk of the merged tree)
-while the container is paused (``-p``, the default), then registered like any other layer:
-the uncompressed tar is kept as a blob named by its diff_id (``save``/``push`` hand it out).
+while the container is paused (``-p``, the default), and streamed into ``register_layer`` like
+any other layer (its tar-split lets ``save``/``push`` reproduce the tar; no copy is kept).
 The config is Docker's: the container's Config with the ``-c`` changes applied, parent
 history plus one entry (created_by = the container's Cmd), ``author``, ``comment``,
 ``container`` and ``container_config``.
