@@ -199,6 +199,7 @@ def test_build_progress_tty_pull_of_the_base_image_is_in_the_block(
         final = shots[-1]
         assert final[0].endswith("FINISHED")
         at = next(i for i, line in enumerate(final) if f"FROM {name}" in line)
+        assert "CACHED" not in final[at], final[at]  # pulled: done, as BuildKit shows it
         pulled = final[at + 1 : at + 3 + len(layers)]
         assert pulled[0] == " => => pulling lib/busybox:1"
         # one line per layer, its byte counts replaced by its end

@@ -145,6 +145,7 @@ class Executor:
         self.plan: Plan | None = None
         self.used_args: set[str] = set()
         self._ro_mounts: list[Path] = []
+        self.pulls = 0  # base images pulled (a FROM that pulled is done, not CACHED)
 
     # -- entry point -----------------------------------------------------------------------
 
@@ -227,6 +228,7 @@ class Executor:
             if plat.variant:
                 config["variant"] = plat.variant
             return ImageState(base_key(None), None, config), True
+        pulls = self.pulls
         image_id, config, top = self._image(ps.base, ps.stage.start_line)
         fields = ("created", "author", "architecture", "variant", "os", "config", "rootfs",
                   "history")
@@ -234,7 +236,8 @@ class Executor:
         keep.setdefault("config", {})
         keep.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         keep.setdefault("history", [])
-        return ImageState(base_key(image_id, ps.platform or ""), top, keep), True
+        # BuildKit shows a FROM it had to pull as done, not CACHED
+        return ImageState(base_key(image_id, ps.platform or ""), top, keep), pulls == self.pulls
 
     def _image(self, name: str, line: int) -> tuple[str, dict[str, Any], str | None]:
         if self.options.pull:
@@ -247,6 +250,7 @@ class Executor:
 
     def _pull(self, name: str, line: int) -> None:
         assert self.df is not None
+        self.pulls += 1
         try:
             self.backend.pull_image(name)
         except CargoholdError as exc:
