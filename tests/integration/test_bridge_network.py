@@ -94,6 +94,16 @@ def curl(url: str, ns: str = "", timeout: float = 2) -> subprocess.CompletedProc
     )
 
 
+def our_links() -> set[str]:
+    """Names of host links that look like cargohold's veths (chv*) or this module's (chit*)."""
+    names = set()
+    for line in sh("ip", "-o", "link").stdout.splitlines():
+        name = line.split(": ", 2)[1].split("@", 1)[0]
+        if name.startswith(("chv", "chit")):
+            names.add(name)
+    return names
+
+
 def our_rules(tags: list[str]) -> list[str]:
     text = sh("iptables-save").stdout
     return [ln for ln in text.splitlines() if any(t in ln for t in tags)]
@@ -103,6 +113,7 @@ def our_rules(tags: list[str]) -> list[str]:
 def env(tmp_path: Path) -> Iterator[Env]:
     store = NetworkStore(tmp_path, default_subnet="10.231.0.0/24", default_bridge="chit0")
     e = Env(tmp_path, store, BridgeBackend(store))
+    links_before = our_links()  # other cargohold containers may run on this host (the demo)
     try:
         yield e
     finally:
@@ -126,8 +137,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
         tags = [firewall.network_tag(n.id) for n in nets]
         tags += [firewall.container_tag(cid, net.id) for cid, net in e.attached]
         leftover_rules = our_rules(tags)
-        links = sh("ip", "-o", "link").stdout
-        leftover_links = [ln for ln in links.splitlines() if " chv" in ln or " chit" in ln]
+        leftover_links = sorted(our_links() - links_before)
         # drop the jumps/chains if no other cargohold rules exist on this host
         snap = firewall.snapshot()
         if all(
