@@ -111,17 +111,16 @@ def canonical(inst: Instruction) -> list[Any]:
     if isinstance(inst, OnbuildInstruction):
         return [inst.keyword, inst.expression]
     out: list[Any] = [inst.keyword]
-    for f in msgspec.structs.fields(inst):
-        if f.name in ("original", "start_line", "end_line", "keyword", "mount_specs"):
+    for name in inst.__struct_fields__:  # not structs.fields(): that resolves type hints
+        if name in ("original", "start_line", "end_line", "keyword", "mount_specs"):
             continue
-        value = getattr(inst, f.name)
-        out.append([f.name, _plain(value)])
+        out.append([name, _plain(getattr(inst, name))])
     return out
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, msgspec.Struct) and not isinstance(value, type):
-        return msgspec.structs.asdict(value)
+    if isinstance(value, msgspec.Struct):
+        return {k: _plain(v) for k, v in msgspec.structs.asdict(value).items()}
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     return value
