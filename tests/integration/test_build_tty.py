@@ -13,11 +13,11 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_build import Env, busybox_rootfs_tar
+import test_build
+from test_build import Env
 from test_registry import REGISTRY, start_registry, stop_registry
 
 COLUMNS = 100
@@ -29,21 +29,7 @@ COPY hello.txt /hello.txt
 """
 
 
-def _mounts_under(path: Path) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path)
-    tar = busybox_rootfs_tar(tmp_path / "busybox.tar")
-    r = e.ch("import", "-c", 'CMD ["/bin/sh"]', str(tar), "busybox:test")
-    assert r.returncode == 0, r.stderr
-    try:
-        yield e
-    finally:
-        e.close()
+env = test_build.env  # own --root/--runroot with busybox:test, closed afterwards
 
 
 def build_on_pty(env: Env, *args: str) -> tuple[int, str]:

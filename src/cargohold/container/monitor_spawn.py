@@ -28,6 +28,8 @@ import msgspec
 from cargohold import errors
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cargohold.container.model import ContainerRecord
     from cargohold.runtime.base import OCIRuntime
 
@@ -91,21 +93,29 @@ def spawn(spec: MonitorSpec, record: ContainerRecord | None = None) -> SpawnResu
     spec.run_dir().mkdir(parents=True, exist_ok=True)
     r, w = os.pipe2(os.O_CLOEXEC)
     try:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 1
-            try:
-                os.close(r)
-                os.setsid()
-                code = _monitor_main(spec, w, record) if os.fork() == 0 else 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        os.waitpid(pid, 0)
+        os.waitpid(_fork_detached(lambda: _monitor_main(spec, w, record), close=(r,)), 0)
     finally:
         os.close(w)
     return _started(spec, r)
+
+
+def _fork_detached(body: Callable[[], int], close: tuple[int, ...]) -> int:
+    """Fork twice into a new session (the monitor outlives its caller, and no terminal signal
+    reaches it); the grandchild runs ``body`` and exits with its code.  Returns the pid of the
+    intermediate child, which exits at once: the caller waitpids it."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            for fd in close:
+                os.close(fd)
+            os.setsid()
+            code = body() if os.fork() == 0 else 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
 
 
 class Prefork:
@@ -115,19 +125,9 @@ class Prefork:
         go_r, self._go = os.pipe2(os.O_CLOEXEC)
         self._sync, sync_w = os.pipe2(os.O_CLOEXEC)
         self._announced = False
-        self._pid = os.fork()
-        if self._pid == 0:  # pragma: no cover - runs in the child
-            code = 1
-            try:
-                os.close(self._go)
-                os.close(self._sync)
-                os.setsid()
-                _detach_stdio()
-                code = _prefork_main(go_r, sync_w) if os.fork() == 0 else 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(code)
+        self._pid = _fork_detached(
+            lambda: _prefork_main(go_r, sync_w), close=(self._go, self._sync)
+        )
         os.close(go_r)
         os.close(sync_w)
 
@@ -185,6 +185,7 @@ def _detach_stdio() -> None:
 
 
 def _prefork_main(go_r: int, sync_w: int) -> int:  # pragma: no cover - runs in the child
+    _detach_stdio()
     from cargohold.container import monitor
     from cargohold.container.model import warm_decoder
 
