@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registry_fake import FakeRegistry, digest_of, make_image
+from registry_fake import FakeImage, FakeRegistry, digest_of, make_image
 
 from cargohold.config import Settings
 from cargohold.engine import Engine
@@ -332,3 +332,59 @@ def test_import_from_a_url_does_not_read_a_huge_redirect_body(
     download = fetch_url(f"{fake.url}/moved", tmp_path / "urls")  # ADD <url>
     assert download.path.read_bytes() == tar.getvalue()
     assert settle(fake, "/moved") < SLACK
+
+
+# ---- item 13: only verified blob <-> diff_id pairs are remembered -------------------------
+
+def claiming(diff_id: str, blob: bytes) -> FakeImage:
+    """An image whose manifest claims ``blob`` for the layer ``diff_id`` (never checked when
+    the layer is already present)."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+    manifest = {
+        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": len(config), "digest": digest_of(config)},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": len(blob), "digest": digest_of(blob)}]}
+    return FakeImage(json.dumps(manifest).encode(), config, [blob])
+
+
+def test_push_does_not_stand_on_a_blob_a_pull_never_fetched(
+        engine: Engine, fake: FakeRegistry, tmp_path: Path) -> None:
+    mine = f"{host(fake)}/team/app:1"
+    image_id = import_image(engine, tmp_path, mine, {"etc/data": os.urandom(30_000)})
+    diff_id = engine.image_store.config(image_id)["rootfs"]["diff_ids"][0]
+    bogus = b"not the layer at all"
+    fake.add_image("evil/x", "1", claiming(diff_id, bogus))  # the bogus blob is in the registry
+    events: list[Event] = []
+    engine.registry.pull(f"{host(fake)}/evil/x:1", progress=events.append, tls_verify=False)
+    assert "Already exists" in [e.status for e in events]  # the layer was present: no download
+
+    target = f"{host(fake)}/other/app:1"
+    engine.images.tag(mine, target)
+    events.clear()
+    result = engine.registry.push(target, progress=events.append, tls_verify=False)[0]
+    statuses = [e.status for e in events]
+    assert "Layer already exists" not in statuses and "Pushed" in statuses
+    manifest = json.loads(fake.manifests[f"other/app:{result.digest}"][0])
+    assert manifest["layers"][0]["digest"] != digest_of(bogus)
+
+    fresh = new_engine(tmp_path / "b")
+    pulled = fresh.registry.pull(target, tls_verify=False)  # verifies every blob and diff_id
+    assert pulled[0].image_id == image_id
+
+
+def test_entries_recorded_before_verification_was_required_are_ignored(tmp_path: Path) -> None:
+    from cargohold.transport.registry.cache import DigestCache
+
+    path = tmp_path / "blobinfo.json"
+    legacy = {"digest": "sha256:" + "1" * 64, "size": 3, "media_type": "x", "compression": "",
+              "repos": ["r/a"]}
+    made = {"digest": "sha256:" + "2" * 64, "size": 3, "media_type": "x",
+            "compression": "gzip:2:8m", "repos": []}
+    path.write_text(json.dumps({"sha256:" + "d" * 64: [legacy, made]}))
+    cache = DigestCache(path)
+    assert [e.digest for e in cache.entries("sha256:" + "d" * 64)] == [made["digest"]]
+    cache.record("sha256:" + "d" * 64, legacy["digest"], 3, "x", "", "r/b")  # now verified
+    assert len(cache.entries("sha256:" + "d" * 64)) == 2
