@@ -5,6 +5,14 @@ blob: "drop" (connection dropped half way, once), "digest" (other bytes, same le
 "size" (more bytes than the descriptor), "500" (two 500s, then the blob), "429" (one 429 with
 Retry-After: 2), "slow" (a byte now and then, forever), "silent" (headers, then nothing),
 "redirect" (307 to ``redirect_to``), "norange" (ignores Range).
+
+Pushes work too (uploads, cross-repository mounts, manifest PUTs); ``upload_base`` makes the
+upload ``Location`` an absolute URL on another server, and ``tags_page``/``link_base`` split
+the tag list into pages whose ``Link: rel="next"`` may point elsewhere.  Two instances that
+share ``manifests``/``blobs``/``uploads`` (``FakeRegistry.sharing``) act as one registry on two
+origins.  ``huge[path]`` = (status, size, chunked) answers ``path`` with a body of ``size``
+bytes, made as it is sent (a 3xx redirects to ``redirect_to``); ``sent[path]`` counts the
+bytes that reached the socket.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import socket
 import tarfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -80,6 +89,13 @@ class FakeRegistry:
     faults: dict[str, str] = field(default_factory=dict)
     token_auth: tuple[str, str] | None = None  # (user, password) for a Bearer token flow
     redirect_to: str = ""
+    uploads: dict[str, bytearray] = field(default_factory=dict)
+    upload_base: str = ""  # absolute upload Locations on this server ("" = relative)
+    tags_page: int = 0  # tags per page (0 = all in one)
+    link_base: str = ""  # the next page's Link goes to this server ("" = relative)
+    tags_link: str = ""  # a Link header sent with every tags page, as it is
+    huge: dict[str, tuple[int, int, bool]] = field(default_factory=dict)
+    sent: dict[str, int] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     hits: dict[str, int] = field(default_factory=dict)
     server: ThreadingHTTPServer | None = None
@@ -102,6 +118,10 @@ class FakeRegistry:
         for b in img.layers:
             self.blobs[digest_of(b)] = b
 
+    def sharing(self) -> FakeRegistry:
+        """Another server (its own port, no auth) over the same content."""
+        return FakeRegistry(manifests=self.manifests, blobs=self.blobs, uploads=self.uploads)
+
     def start(self) -> FakeRegistry:
         fake = self
 
@@ -115,6 +135,18 @@ class FakeRegistry:
                 fake.handle(self, head=True)
 
             def do_GET(self) -> None:
+                fake.handle(self, head=False)
+
+            def do_POST(self) -> None:
+                fake.handle(self, head=False)
+
+            def do_PATCH(self) -> None:
+                fake.handle(self, head=False)
+
+            def do_PUT(self) -> None:
+                fake.handle(self, head=False)
+
+            def do_DELETE(self) -> None:
                 fake.handle(self, head=False)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -133,6 +165,9 @@ class FakeRegistry:
         headers = {k.lower(): v for k, v in h.headers.items()}
         self.requests.append((h.command, h.path, headers))
         path = h.path.split("?", 1)[0]
+        body = _read_body(h, headers) if h.command in ("POST", "PATCH", "PUT") else b""
+        if path in self.huge:
+            return self._huge(h, path)
         if path == "/token":
             return self._token(h, headers)
         if self.token_auth and headers.get("authorization") != "Bearer good-token":
@@ -141,10 +176,19 @@ class FakeRegistry:
                          b'required"}]}', {"WWW-Authenticate": realm}, head)
         if path == "/v2/":
             return _send(h, 200, b"{}", {}, head)
+        if "/blobs/uploads/" in path:
+            return self._upload(h, path, body)
         parts = path[len("/v2/"):].rsplit("/", 2)
         if len(parts) != 3:
             return _send(h, 404, b"", {}, head)
         repo, kind, ref = parts
+        if kind == "tags" and ref == "list":
+            return self._tags(h, repo)
+        if kind == "manifests" and h.command == "PUT":
+            mt = headers.get("content-type", "")
+            self.manifests[f"{repo}:{ref}"] = self.manifests[f"{repo}:{digest_of(body)}"] = (
+                body, mt)
+            return _send(h, 201, b"", {"Docker-Content-Digest": digest_of(body)}, False)
         if kind == "manifests":
             found = self.manifests.get(f"{repo}:{ref}")
             if found is None:
@@ -155,6 +199,85 @@ class FakeRegistry:
         if kind == "blobs":
             return self._blob(h, ref, headers, head)
         return _send(h, 404, b"", {}, head)
+
+    def _upload(self, h: BaseHTTPRequestHandler, path: str, body: bytes) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        query = parse_qs(urlsplit(h.path).query)
+        repo = path[len("/v2/"):].split("/blobs/uploads/", 1)[0]
+        if h.command == "POST":
+            mount = (query.get("mount") or [""])[0]
+            if mount and mount in self.blobs:
+                return _send(h, 201, b"", {"Docker-Content-Digest": mount}, False)
+            uid = uuid.uuid4().hex
+            self.uploads[uid] = bytearray()
+            return _send(h, 202, b"", {"Location": self._upload_url(repo, uid)}, False)
+        uid = path.rsplit("/", 1)[-1]
+        data = self.uploads.get(uid)
+        if data is None:
+            return _send(h, 404, b'{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob '
+                         b'upload unknown"}]}', {}, False)
+        if h.command == "DELETE":
+            del self.uploads[uid]
+            return _send(h, 204, b"", {}, False)
+        data += body
+        if h.command == "PATCH":
+            return _send(h, 202, b"", {"Location": self._upload_url(repo, uid),
+                                       "Range": f"0-{max(0, len(data) - 1)}"}, False)
+        digest = (query.get("digest") or [""])[0]
+        if digest != digest_of(bytes(data)):
+            return _send(h, 400, b'{"errors":[{"code":"DIGEST_INVALID","message":"digest did '
+                         b'not match"}]}', {}, False)
+        del self.uploads[uid]
+        self.blobs[digest] = bytes(data)
+        return _send(h, 201, b"", {"Docker-Content-Digest": digest}, False)
+
+    def _upload_url(self, repo: str, uid: str) -> str:
+        return f"{self.upload_base}/v2/{repo}/blobs/uploads/{uid}"
+
+    def _tags(self, h: BaseHTTPRequestHandler, repo: str) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        tags = sorted(k.split(":", 1)[1] for k in self.manifests
+                      if k.startswith(repo + ":") and not k.split(":", 1)[1].startswith("sha"))
+        last = (parse_qs(urlsplit(h.path).query).get("last") or [""])[0]
+        tags = [t for t in tags if t > last]
+        extra = {}
+        if self.tags_page and len(tags) > self.tags_page:
+            tags = tags[: self.tags_page]
+            extra["Link"] = (f'<{self.link_base}/v2/{repo}/tags/list?n={self.tags_page}'
+                             f'&last={tags[-1]}>; rel="next"')
+        if self.tags_link:
+            extra["Link"] = self.tags_link
+        body = json.dumps({"name": repo, "tags": tags}).encode()
+        return _send(h, 200, body, extra, False)
+
+    def _huge(self, h: BaseHTTPRequestHandler, path: str) -> None:
+        """A body of ``size`` bytes made as it goes; counts what the socket accepted."""
+        status, size, chunked = self.huge[path]
+        start, block = b'{"errors":[', b" " * (64 << 10)  # an error list that never ends
+        h.send_response(status)
+        if chunked:
+            h.send_header("Transfer-Encoding", "chunked")
+        else:
+            h.send_header("Content-Length", str(size))
+        if 300 <= status < 400:
+            h.send_header("Location", self.redirect_to)
+        h.end_headers()
+        self.sent[path] = 0
+        try:
+            while self.sent[path] < size and not self.stop.is_set():
+                piece = (start if not self.sent[path] else block)[: size - self.sent[path]]
+                if chunked:
+                    h.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                else:
+                    h.wfile.write(piece)
+                self.sent[path] += len(piece)
+            if chunked:
+                h.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+        h.close_connection = True
 
     def _token(self, h: BaseHTTPRequestHandler, headers: dict[str, str]) -> None:
         import base64
@@ -211,6 +334,22 @@ class FakeRegistry:
         except OSError:
             pass
         h.close_connection = True
+
+
+def _read_body(h: BaseHTTPRequestHandler, headers: dict[str, str]) -> bytes:
+    if "content-length" in headers:
+        return h.rfile.read(int(headers["content-length"]))
+    if headers.get("transfer-encoding", "").lower() != "chunked":
+        return b""
+    out = bytearray()
+    while True:
+        size = int(h.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            while h.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return bytes(out)
+        out += h.rfile.read(size)
+        h.rfile.readline()
 
 
 def _send(h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str],

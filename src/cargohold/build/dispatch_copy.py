@@ -19,7 +19,7 @@ import msgspec
 
 from cargohold.build.context import BuildContext, Source
 from cargohold.build.instructions import AddInstruction, CopyInstruction
-from cargohold.errors import InvalidArgument
+from cargohold.errors import CargoholdError, InvalidArgument
 
 MULTI_SOURCE = (
     "When using {kw} with more than one source file, the destination must be a directory "
@@ -101,7 +101,7 @@ def fetch_url(url: str, cache_dir: Path, checksum: str = "") -> Download:
     """Download ``url`` (revalidated with ETag / Last-Modified against the cached copy)."""
     import email.utils
 
-    import urllib3
+    from cargohold.transport import http
 
     name = hashlib.sha256(url.encode()).hexdigest()
     meta_path, body_path = cache_dir / f"{name}.json", cache_dir / f"{name}.data"
@@ -116,12 +116,10 @@ def fetch_url(url: str, cache_dir: Path, checksum: str = "") -> Download:
             headers["If-None-Match"] = meta["etag"]
         if meta.get("last_modified"):
             headers["If-Modified-Since"] = meta["last_modified"]
-    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=30, read=60),
-                               retries=urllib3.Retry(3, redirect=5))
     try:
-        resp = http.request("GET", url, headers=headers, preload_content=False)
-    except urllib3.exceptions.HTTPError as exc:
-        raise InvalidArgument(f'failed to load cache key: Get "{url}": {exc}') from None
+        resp = http.get(url, headers, timeout=60)
+    except CargoholdError as exc:
+        raise InvalidArgument(f"failed to load cache key: {exc}") from None
     try:
         if resp.status == 304:
             pass
@@ -144,7 +142,7 @@ def fetch_url(url: str, cache_dir: Path, checksum: str = "") -> Download:
             }
             meta_path.write_text(json.dumps(meta))
     finally:
-        resp.release_conn()
+        http.release(resp)
     if checksum and checksum != meta["digest"]:
         raise InvalidArgument(
             f"digest mismatch {meta['digest']}: {checksum}"

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cargohold.transport.registry.cache import DigestCache
     from cargohold.transport.registry.client import ClientOptions, RegistryClient
     from cargohold.transport.registry.hosts import Endpoint
+    from cargohold.transport.registry_source import RegistrySource
 
 PULL_POLICIES = ("missing", "always", "never", "newer")
 # Push compression levels when none is asked for (measured: ARCHITECTURE.md, "Registries").
@@ -171,10 +172,11 @@ class RegistryService:
         updated = before is None or before.id != image_id
         return PullResult(str(ref), ref.familiar(), image_id, digest, updated)
 
-    def _remember_blobs(self, ref: Reference, image_id: str, source: object) -> None:
-        """Record the registry's blob for each pulled layer (a later push mounts it)."""
-        layers = getattr(source, "pulled_layers", None) or ()
-        for layer in layers:
+    def _remember_blobs(self, ref: Reference, image_id: str, source: RegistrySource) -> None:
+        """Record the registry's blob for each layer this pull downloaded and verified (a
+        later push finds or mounts it).  A layer that was already present is skipped: the
+        manifest's blob digest for it was never checked, and a push must not stand on it."""
+        for layer in source.verified_layers:
             self.cache.record(layer.diff_id, layer.digest, layer.size or 0, layer.media_type, "",
                               f"{ref.domain}/{ref.path}")
 

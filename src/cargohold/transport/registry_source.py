@@ -66,7 +66,11 @@ class RegistrySource:
         self._pool: ThreadPoolExecutor | None = None
         self._pipes: dict[str, list[_Pipe]] = {}
         self._cancel = threading.Event()
-        self.pulled_layers: tuple[LayerRef, ...] = ()
+        # layers whose blob was downloaded, matched its digest and size, and was read to its
+        # end by the destination (which checks the content against the diff_id): the only
+        # blob <-> diff_id pairs a pull may vouch for (the manifest's claim for a layer that
+        # was already present is never checked)
+        self.verified_layers: list[LayerRef] = []
 
     # ---- resolving -----------------------------------------------------------------------
     @property
@@ -113,7 +117,6 @@ class RegistrySource:
                                       f"media type {desc.media_type}")
             layers.append(LayerRef(desc.digest, diff_id, desc.media_type, desc.size))
         names = (str(self.ref),) if self.ref.tag else ()
-        self.pulled_layers = tuple(layers)
         image = SourceImage(config, manifest.config.digest, tuple(layers), names, digest)
         self._start(image)
         return [image]
@@ -169,7 +172,8 @@ class RegistrySource:
         if not pipes:  # gone locally since images() looked (an rmi in between)
             raise InvalidArgument(f"blob {layer.digest} was not downloaded: the local layer "
                                   "disappeared during the pull; pull again")
-        return _PipeReader(pipes.pop(0))  # type: ignore[return-value]
+        return _PipeReader(pipes.pop(0),  # type: ignore[return-value]
+                           lambda: self.verified_layers.append(layer))
 
     def close(self) -> None:
         self._cancel.set()
@@ -265,9 +269,10 @@ class _Pipe:
 class _PipeReader(io.RawIOBase):
     """The reader's end of a :class:`_Pipe` (reporting extraction progress)."""
 
-    def __init__(self, pipe: _Pipe) -> None:
+    def __init__(self, pipe: _Pipe, at_end: Callable[[], None]) -> None:
         super().__init__()
         self.pipe = pipe
+        self.at_end = at_end  # called once the verified end of the blob is read
         self.pending = memoryview(b"")
         self.count = 0
         self.step = max(1 << 20, pipe.total // 50)
@@ -287,6 +292,7 @@ class _PipeReader(io.RawIOBase):
                 raise InvalidArgument(f"blob {self.pipe.sid}: pull cancelled") from None
             if not chunk:
                 self.eof = True
+                self.at_end()
                 return 0
             self.pending = memoryview(chunk)
         view = memoryview(b).cast("B")

@@ -1,8 +1,12 @@
 """Which compressed blobs a layer (diff_id) is known as, and in which repositories.
 
-Filled by pulls (the registry's blob for each layer) and pushes (the blob we compressed), so a
-second push checks existence or mounts instead of compressing again, and a pushed image that
-came from the same registry is mounted from its source repository (Docker's v2 metadata).
+Filled by pulls (the registry's blob for each layer the pull downloaded and verified) and
+pushes (the blob we compressed), so a second push checks existence or mounts instead of
+compressing again, and a pushed image that came from the same registry is mounted from its
+source repository (Docker's v2 metadata).  Only pairs someone checked are recorded: a blob
+whose content was matched against the diff_id, or one we made from the layer.  Pulled entries
+written before that rule (no ``verified`` mark) may name blobs a manifest merely claimed for a
+layer that was already present; they are ignored.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class DigestCache:
     def entries(self, diff_id: str) -> list[BlobEntry]:
         out = []
         for e in self._load().get(diff_id) or []:
+            if not isinstance(e, dict) or not (e.get("compression") or e.get("verified")):
+                continue
             try:
                 out.append(BlobEntry(str(e["digest"]), int(e["size"]),  # type: ignore[call-overload]
                                      str(e["media_type"]), str(e.get("compression", "")),
@@ -51,6 +57,8 @@ class DigestCache:
 
     def record(self, diff_id: str, digest: str, size: int, media_type: str, compression: str,
                repo: str | None) -> None:
+        """Remember that ``digest`` holds the layer ``diff_id``: only for a blob whose content
+        was checked against the diff_id (downloaded and applied) or that we made from it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(self.path.with_name(self.path.name + ".lock")):
             data = self._load()
@@ -62,6 +70,7 @@ class DigestCache:
                 entries.append(entry)
             if compression and not entry.get("compression"):
                 entry["compression"] = compression
+            entry["verified"] = True
             repos = [r for r in entry.get("repos") or [] if r != repo]  # type: ignore[attr-defined]
             if repo:
                 repos.insert(0, repo)

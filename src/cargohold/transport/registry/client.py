@@ -7,8 +7,15 @@ Semantics follow the OCI Distribution spec and Docker's client:
   credentials when known) per scope; ``Basic`` challenges get the stored credentials.
 * Transient failures (connection errors, 429, 500, 502, 503, 504) are retried with
   exponential backoff; ``Retry-After`` (seconds or an HTTP date) is honoured, capped.
-* Redirects are followed by hand (blob GETs go to S3-style storage); ``Authorization`` is
-  dropped as soon as the scheme, host or port changes.
+* Credentials (a Bearer token or Basic) go only to the registry's own origin (scheme, host,
+  port: the one that answered ``GET /v2/``), as distribution's endpoint authorizer does:
+  every URL the registry hands us (upload ``Location``, tags ``Link: rel="next"``,
+  redirects) that points elsewhere is requested without them, and a 401 challenge from
+  elsewhere is not followed.  The token realm is the exception by design: it gets the
+  Basic credentials wherever it is (Docker sends them to auth.docker.io, for example).
+* Redirects are followed by hand (blob GETs go to S3-style storage).
+* No body is read without a bound (``transport/http.py``): error bodies up to 64 KiB,
+  manifests 4 MiB (Docker's limit), configs 8 MiB, tokens 1 MiB, tag lists 16 MiB a page.
 * Blob downloads resume with ``Range`` after a dropped connection and are verified against
   their digest and size while they stream; a body that stalls (below ``min_speed`` over
   ``stall_timeout``) is aborted.
@@ -31,6 +38,9 @@ import msgspec
 
 from cargohold.errors import CargoholdError, Forbidden, InvalidArgument, NotFound, Unavailable
 from cargohold.oci import image as oci_image
+from cargohold.transport.http import REDIRECT_STATUS, error_body, read_at_most, size_text
+from cargohold.transport.http import close as _drop
+from cargohold.transport.http import release as _discard
 from cargohold.transport.registry.auth import Challenge, Credentials, parse_challenge
 from cargohold.transport.registry.hosts import Endpoint
 
@@ -40,8 +50,12 @@ if TYPE_CHECKING:
 MANIFEST_ACCEPT = ", ".join((oci_image.OCI_INDEX, oci_image.DOCKER_MANIFEST_LIST,
                              oci_image.OCI_MANIFEST, oci_image.DOCKER_MANIFEST))
 RETRY_STATUS = frozenset((408, 429, 500, 502, 503, 504))
-REDIRECT_STATUS = frozenset((301, 302, 303, 307, 308))
-MAX_MANIFEST = 4 << 20
+MAX_MANIFEST = 4 << 20  # Docker's and distribution's limit
+MAX_CONFIG = 8 << 20  # containers/image allows 4 MiB
+MAX_TOKEN = 1 << 20
+MAX_TAGS_PAGE = 16 << 20
+MAX_TAGS = 64 << 20  # bytes of tag lists over all pages
+MAX_DETAIL = 1024  # characters of a registry's error text shown
 _READ = 1 << 20
 
 Progress = Callable[[int], None]
@@ -75,9 +89,10 @@ class _Stalled(Exception):
 
 
 def error_detail(resp: urllib3.BaseHTTPResponse) -> str:
-    """Docker's rendering of a registry error body: ``manifest unknown: manifest unknown``."""
+    """Docker's rendering of a registry error body: ``manifest unknown: manifest unknown``
+    (from its first 64 KiB, cut to ``MAX_DETAIL`` characters)."""
     try:
-        body = json.loads(resp.data or b"{}")
+        body = json.loads(error_body(resp) or b"{}")
         errors = body.get("errors") or []
         parts = []
         for e in errors:
@@ -85,7 +100,8 @@ def error_detail(resp: urllib3.BaseHTTPResponse) -> str:
             msg = str(e.get("message", ""))
             parts.append(f"{code}: {msg}" if code and msg else code or msg)
         if parts:
-            return "; ".join(parts)
+            text = "; ".join(parts)
+            return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL] + "... (truncated)"
     except (ValueError, AttributeError, TypeError):
         pass
     return f"unexpected status {resp.status} {resp.reason or ''}".rstrip()
@@ -102,21 +118,16 @@ def _status_error(resp: urllib3.BaseHTTPResponse, what: str) -> CargoholdError:
     return InvalidArgument(f"{what}: {detail}")
 
 
-def _discard(resp: urllib3.BaseHTTPResponse) -> None:
-    with contextlib.suppress(Exception):  # else the connection is dropped
-        resp.drain_conn()
-    resp.release_conn()
-
-
-def _drop(resp: urllib3.BaseHTTPResponse) -> None:
-    with contextlib.suppress(Exception):
-        resp.close()
-    resp.release_conn()
-
-
-def _origin(url: str) -> tuple[str, str]:
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of ``url``, normalised (case, default ports) as Go's URL
+    comparison in distribution does; a URL that cannot be parsed has no origin."""
     parts = urlsplit(url)
-    return parts.scheme, parts.netloc
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme, 0)
+    except ValueError:
+        return "", "", 0
+    return scheme, parts.hostname or "", port
 
 
 def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
@@ -184,12 +195,19 @@ class RegistryClient:
         return urllib3.PoolManager(**kw)
 
     def _pool_for(self, url: str) -> urllib3.PoolManager:
-        if _origin(url)[1] == _origin(self.base)[1]:
+        """The endpoint's pool (its TLS settings) for its own host and port, else one that
+        verifies certificates against the system's CAs."""
+        if origin(url)[1:] == origin(self.base)[1:]:
             return self._pool
         with self._lock:
             if self._foreign is None:
                 self._foreign = self._make_pool(True, ())
             return self._foreign
+
+    def authorizes(self, url: str) -> bool:
+        """Whether a request to ``url`` may carry the registry's credentials: only when it
+        goes to the origin the challenge came from (the registry's, after ``ping``)."""
+        return origin(url) == origin(self.base)
 
     def close(self) -> None:
         self._pool.clear()
@@ -200,8 +218,11 @@ class RegistryClient:
         return float(min(self.opts.max_backoff, self.opts.backoff * (2 ** attempt)))
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: Any = None,
-              follow: bool = False, retry: bool = True) -> urllib3.BaseHTTPResponse:
-        """One request with retries on transient failures and manual redirects."""
+              follow: bool = False, retry: bool = True
+              ) -> tuple[urllib3.BaseHTTPResponse, str]:
+        """One request with retries on transient failures and manual redirects; returns the
+        response and the URL that gave it.  A redirect away from the registry's origin drops
+        ``Authorization`` for good; an error body is read (64 KiB at most) and released."""
         import urllib3
 
         replayable = retry and (body is None or isinstance(body, bytes | bytearray))
@@ -230,7 +251,7 @@ class RegistryClient:
                 redirects += 1
                 if redirects > self.opts.max_redirects:
                     raise Unavailable(f"{method} {url}: stopped after {redirects - 1} redirects")
-                if _origin(target) != _origin(url):  # never forward credentials elsewhere
+                if not self.authorizes(target):  # never forward credentials elsewhere
                     headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                 url = target
                 continue
@@ -243,20 +264,20 @@ class RegistryClient:
                 attempt += 1
                 continue
             if resp.status >= 300:
-                _ = resp.data  # small error body, cached for error_detail
-            return resp
+                error_body(resp)  # its first 64 KiB, kept for error_detail; the rest unread
+            return resp, url
 
     def ping(self) -> None:
         """``GET /v2/``: checks the API version and learns the auth challenge."""
         if self._pinged:
             return
         try:
-            resp = self._send("GET", self.base + "/v2/", {})
+            resp, _ = self._send("GET", self.base + "/v2/", {})
         except Unavailable:
             if not (self.endpoint.http_fallback and self.base.startswith("https://")):
                 raise
             self.base = "http://" + self.base.removeprefix("https://")
-            resp = self._send("GET", self.base + "/v2/", {})
+            resp, _ = self._send("GET", self.base + "/v2/", {})
         if resp.status == 401:
             self._challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
         elif resp.status >= 400:
@@ -274,6 +295,9 @@ class RegistryClient:
             return self._tokens.get(scopes)
 
     def _fetch_token(self, scopes: tuple[str, ...]) -> str:
+        """A token from the challenge's realm.  The realm gets the Basic credentials wherever
+        it is (as Docker and distribution send them); it is only ever one the registry's own
+        origin named (``request`` ignores challenges from elsewhere)."""
         ch = self._challenge
         assert ch is not None
         realm = ch.params.get("realm", "")
@@ -285,19 +309,20 @@ class RegistryClient:
             fields.append(("account", self.creds.username))
         url = realm + ("&" if "?" in realm else "?") + urlencode(fields)
         headers = {"Authorization": self.creds.basic()} if self.creds else {}
-        resp = self._send("GET", url, headers)
+        resp, _ = self._send("GET", url, headers)
         try:
             if resp.status in (401, 403):
                 what = "incorrect username or password" if self.creds else "authentication required"
                 raise Forbidden(f"Get \"{realm}\": unauthorized: {what}")
             if resp.status != 200:
                 raise _status_error(resp, f"Get \"{realm}\"")
-            data = json.loads(resp.read(MAX_MANIFEST) or b"{}")
+            data = json.loads(read_at_most(resp, MAX_TOKEN, f"token from \"{realm}\"") or b"{}")
         except ValueError:
             raise Unavailable(f"Get \"{realm}\": invalid token response") from None
         finally:
             _discard(resp)
-        token = data.get("token") or data.get("access_token")
+        token = data.get("token") if isinstance(data, dict) else None
+        token = token or (data.get("access_token") if isinstance(data, dict) else None)
         if not isinstance(token, str) or not token:
             raise Unavailable(f"Get \"{realm}\": no token in the response")
         return "Bearer " + token
@@ -305,20 +330,23 @@ class RegistryClient:
     def request(self, method: str, path: str, scopes: tuple[str, ...],
                 headers: dict[str, str] | None = None, body: Any = None,
                 follow: bool = False, retry: bool = True) -> urllib3.BaseHTTPResponse:
-        """An authenticated request (one re-try after a 401 with fresh credentials)."""
+        """A request, authenticated when it goes to the registry's origin (one re-try after
+        a 401 from there with fresh credentials); a URL elsewhere goes without credentials."""
         self.ping()
         url = path if path.startswith(("http://", "https://")) else self.base + path
+        own = self.authorizes(url)
         refreshed = False
         while True:
             h = dict(headers or {})
-            auth = self._auth_header(scopes)
-            if auth is None and self._challenge and self._challenge.scheme == "bearer":
+            auth = self._auth_header(scopes) if own else None
+            if own and auth is None and self._challenge and self._challenge.scheme == "bearer":
                 auth = self._refresh(scopes)
                 refreshed = True
             if auth:
                 h["Authorization"] = auth
-            resp = self._send(method, url, h, body, follow, retry)
-            if resp.status != 401 or refreshed or not (body is None or isinstance(body, bytes)):
+            resp, answered = self._send(method, url, h, body, follow, retry)
+            if resp.status != 401 or refreshed or not (own and self.authorizes(answered)) or not (
+                    body is None or isinstance(body, bytes)):
                 return resp
             challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
             if challenge is None or (challenge.scheme == "basic" and not self.creds):
@@ -370,11 +398,9 @@ class RegistryClient:
                                 f"may require 'docker login': {error_detail(resp)}")
             if resp.status != 200:
                 raise _status_error(resp, f"manifest for {display}")
-            data = resp.read(MAX_MANIFEST + 1)
+            data = read_at_most(resp, MAX_MANIFEST, f"manifest for {display}")
         finally:
             _discard(resp)
-        if len(data) > MAX_MANIFEST:
-            raise InvalidArgument(f"manifest for {display}: larger than {MAX_MANIFEST} bytes")
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise InvalidArgument(f"manifest for {display}: digest mismatch: got {digest}")
@@ -403,24 +429,36 @@ class RegistryClient:
         return "sha256:" + hashlib.sha256(data).hexdigest()
 
     def list_tags(self, repo: str, display: str) -> list[str]:
+        """Every tag, over the ``Link: rel="next"`` pages (at most ``MAX_TAGS`` bytes in all;
+        a page link seen before ends the listing with an error rather than looping)."""
+        self.ping()  # settles ``base`` (https, or http after a fallback)
         tags: list[str] = []
-        path: str | None = f"/v2/{repo}/tags/list"
-        while path:
-            resp = self.request("GET", path, self.scope(repo))
+        url: str | None = f"{self.base}/v2/{repo}/tags/list"
+        seen: set[str] = set()
+        budget = MAX_TAGS
+        while url:
+            if url in seen:
+                raise InvalidArgument(f"tags of {display}: the registry's pages loop")
+            seen.add(url)
+            resp = self.request("GET", url, self.scope(repo))
             try:
                 if resp.status in (401, 403, 404):
                     raise (NotFound if resp.status == 404 else Forbidden)(
                         f"tags of {display}: {error_detail(resp)}")
                 if resp.status != 200:
                     raise _status_error(resp, f"tags of {display}")
-                body = json.loads(resp.read(64 << 20) or b"{}")
+                data = read_at_most(resp, min(MAX_TAGS_PAGE, budget), f"tags of {display}")
+                body = json.loads(data or b"{}")
+                page = (body.get("tags") or []) if isinstance(body, dict) else None
+                if not isinstance(page, list):
+                    raise ValueError("not a list")
             except ValueError:
                 raise InvalidArgument(f"tags of {display}: invalid response") from None
             finally:
                 _discard(resp)
-            tags += [str(t) for t in body.get("tags") or []]
-            path = _next_link(resp.headers.get("Link", ""), self.base + path
-                              if path.startswith("/") else path)
+            budget -= len(data)
+            tags += [str(t) for t in page]
+            url = _next_link(resp.headers.get("Link", ""), url)
         return tags
 
     # ---- blobs: download -----------------------------------------------------------------
@@ -513,14 +551,17 @@ class RegistryClient:
                                    f"{self.opts.stall_timeout:g}s")
                 window_start, window_bytes = now, 0
 
-    def get_blob_bytes(self, repo: str, digest: str, size: int | None,
-                       limit: int = 64 << 20) -> bytes:
+    def get_blob_bytes(self, repo: str, digest: str, size: int,
+                       limit: int = MAX_CONFIG) -> bytes:
+        """A small blob (an image config) in memory: its descriptor's ``size`` bounds what is
+        read (``fetch_blob`` refuses more), and that size must be within ``limit``."""
         import io
 
-        if size is not None and size > limit:
-            raise InvalidArgument(f"blob {digest}: {size} bytes is too large")
+        if not 0 <= size <= limit:
+            raise InvalidArgument(f"blob {digest}: {size} bytes is larger than the "
+                                  f"{size_text(limit)} limit")
         buf = io.BytesIO()
-        self.fetch_blob(repo, digest, size if size is not None else None, buf)
+        self.fetch_blob(repo, digest, size, buf)
         return buf.getvalue()
 
     # ---- blobs: upload -------------------------------------------------------------------
@@ -532,35 +573,43 @@ class RegistryClient:
             return resp.status == 200
         raise _status_error(resp, f"checking blob {digest}")
 
-    def _start_upload(self, repo: str, query: str = "") -> urllib3.BaseHTTPResponse:
+    def _start_upload(self, repo: str, query: str = "") -> tuple[urllib3.BaseHTTPResponse, str]:
+        """``POST .../blobs/uploads/``: the answer and the URL it came from."""
         scopes = self.scope(repo, push=True)
         if "from=" in query:
             src = query.split("from=", 1)[1].split("&", 1)[0]
             from urllib.parse import unquote
 
             scopes = (*scopes, f"repository:{unquote(src)}:pull")
-        resp = self.request("POST", f"/v2/{repo}/blobs/uploads/{query}", scopes,
-                            {"Content-Length": "0"}, b"")
+        self.ping()  # settles ``base``
+        url = f"{self.base}/v2/{repo}/blobs/uploads/{query}"
+        resp = self.request("POST", url, scopes, {"Content-Length": "0"}, b"")
         if resp.status not in (201, 202):
             _discard(resp)
             raise _status_error(resp, f"starting an upload to {repo}")
-        return resp
+        return resp, url
 
-    def _location(self, resp: urllib3.BaseHTTPResponse, repo: str) -> str:
+    def _location(self, resp: urllib3.BaseHTTPResponse, repo: str, current: str) -> str:
+        """Where the upload goes on: ``Location`` resolved against the URL that answered
+        (``current``), as distribution's client does; ``request`` decides on credentials."""
         loc = resp.headers.get("Location")
         _discard(resp)
         if not loc:
             raise Unavailable(f"upload to {repo}: the registry sent no Location")
-        return urljoin(self.base + "/", loc)
+        return urljoin(current, loc)
+
+    def _begin_upload(self, repo: str) -> str:
+        resp, url = self._start_upload(repo)
+        return self._location(resp, repo, url)
 
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Cross-repository mount; False when the registry asks for an upload instead."""
         query = f"?mount={quote(digest)}&from={quote(from_repo, safe='')}"
-        resp = self._start_upload(repo, query)
+        resp, url = self._start_upload(repo, query)
         if resp.status == 201:
             _discard(resp)
             return True
-        self._cancel(self._location(resp, repo), repo)
+        self._cancel(self._location(resp, repo, url), repo)
         return False
 
     def _cancel(self, location: str, repo: str) -> None:
@@ -569,7 +618,7 @@ class RegistryClient:
 
     def put_blob(self, repo: str, data: bytes, digest: str) -> None:
         """Monolithic upload: POST, then one PUT with the whole body."""
-        location = self._location(self._start_upload(repo), repo)
+        location = self._begin_upload(repo)
         url = _with_query(location, {"digest": digest})
         resp = self.request("PUT", url, self.scope(repo, push=True),
                             {"Content-Type": "application/octet-stream"}, data)
@@ -587,7 +636,7 @@ class RegistryClient:
         """
         hasher = hashlib.sha256()
         total = 0
-        location = self._location(self._start_upload(repo), repo)
+        location = self._begin_upload(repo)
         scopes = self.scope(repo, push=True)
 
         def counted(source: Iterable[bytes]) -> Iterable[bytes]:
@@ -602,7 +651,7 @@ class RegistryClient:
                 resp = self.request("PATCH", location, scopes,
                                     {"Content-Type": "application/octet-stream"},
                                     counted(chunks), retry=False)
-                location = self._patched(resp, repo, what)
+                location = self._patched(resp, repo, what, location)
             else:
                 for piece in _rechunk(counted(chunks), self.opts.chunk_size):
                     start = total - len(piece)
@@ -610,7 +659,7 @@ class RegistryClient:
                         "Content-Type": "application/octet-stream",
                         "Content-Range": f"{start}-{total - 1}",
                         "Content-Length": str(len(piece))}, piece)
-                    location = self._patched(resp, repo, what)
+                    location = self._patched(resp, repo, what, location)
             digest = "sha256:" + hasher.hexdigest()
             resp = self.request("PUT", _with_query(location, {"digest": digest}), scopes,
                                 {"Content-Length": "0"}, b"")
@@ -624,11 +673,12 @@ class RegistryClient:
             raise
         return digest, total
 
-    def _patched(self, resp: urllib3.BaseHTTPResponse, repo: str, what: str) -> str:
+    def _patched(self, resp: urllib3.BaseHTTPResponse, repo: str, what: str,
+                 current: str) -> str:
         if resp.status != 202:
             _discard(resp)
             raise _status_error(resp, f"uploading {what}")
-        return self._location(resp, repo)
+        return self._location(resp, repo, current)
 
 
 def _rechunk(chunks: Iterable[bytes], size: int) -> Iterable[bytes]:
