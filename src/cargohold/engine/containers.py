@@ -329,11 +329,18 @@ class ContainerService:
         with contextlib.suppress(NotFound):
             self.store.remove(cid)
 
-    def prune(self) -> tuple[list[str], int]:
+    def prune(self, filters: Sequence[str] = ()) -> tuple[list[str], int]:
+        """Remove stopped containers matching ``filters`` (label, label!, until)."""
+        from cargohold.engine.prune_filters import PruneFilters
+
+        wanted = PruneFilters.parse(filters)
         deleted: list[str] = []
         reclaimed = 0
         for view in self.views():
             if view.state.running:
+                continue
+            labels, created = view.record.config.labels, view.record.created / 1e9
+            if not wanted.empty and not wanted.match(labels, created):
                 continue
             cid = view.record.id
             with contextlib.suppress(CargoholdError, OSError):

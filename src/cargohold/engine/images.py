@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -195,9 +195,13 @@ class ImageService:
             report.append(Removal("Deleted", layer.chain_id))
         return report
 
-    def prune(self, all_images: bool = False) -> tuple[list[Removal], int]:
+    def prune(self, all_images: bool = False, filters: Sequence[str] = ()
+              ) -> tuple[list[Removal], int]:
+        """Remove dangling (``all_images``: unused) images matching ``filters``."""
+        from cargohold.engine.prune_filters import PruneFilters, created_seconds
         from cargohold.engine.reports import Removal
 
+        wanted = PruneFilters.parse(filters)
         report: list[Removal] = []
         reclaimed = 0
         for record in self.store.list():
@@ -205,6 +209,11 @@ class ImageService:
                 continue
             if self.engine.containers_using_image(record.id):
                 continue
+            if not wanted.empty:
+                labels = (self.config(record).get("config") or {}).get("Labels") or {}
+                created = created_seconds(record.config_created or record.created)
+                if not wanted.match(labels, created):
+                    continue
             size = self.size(record)
             for ref in [*record.repo_tags, *record.repo_digests]:
                 self.store.untag(ref)
