@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from cargohold.container.monitor_spawn import Prefork, SpawnResult
     from cargohold.engine import Engine
     from cargohold.engine.container_create import CreateOptions
+    from cargohold.engine.container_update import UpdateRequest
     from cargohold.engine.reports import DiskUsage
     from cargohold.network.ports import PortBinding
 
@@ -351,6 +352,12 @@ class ContainerService:
                 continue
             deleted.append(cid)
         return deleted, reclaimed
+
+    def update(self, ref: str, request: UpdateRequest) -> list[str]:
+        """``update``: new restart policy / limits (engine/container_update.py); warnings."""
+        from cargohold.engine.container_update import update_container
+
+        return update_container(self.engine, ref, request)
 
     def rename(self, ref: str, new_name: str) -> ContainerRecord:
         from cargohold.engine import container_network as cnet
