@@ -16,6 +16,7 @@ from cargohold.util.ids import short_id
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine
+    from cargohold.engine.image_analysis import ImageAnalysis
     from cargohold.engine.registry import PullResult, PushResult
     from cargohold.engine.reports import DiskUsage, HistoryRow, ImageSummary, Removal
     from cargohold.store.images import ImageRecord
@@ -117,6 +118,12 @@ class ImageService:
             top = rows[0]
             rows[0] = HistoryRow(record.id, top.created, top.created_by, top.size, top.comment)
         return rows
+
+    def analyze(self, name: str) -> ImageAnalysis:
+        """``image analyze``: per-layer changes and wasted bytes (engine/image_analysis.py)."""
+        from cargohold.engine.image_analysis import analyze
+
+        return analyze(self.engine, name)
 
     # ---- removal -------------------------------------------------------------------------
     def remove(self, name: str, force: bool = False) -> list[Removal]:
