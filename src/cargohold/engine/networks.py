@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from cargohold.engine.prune_filters import label_match
 from cargohold.errors import Conflict, Forbidden, InvalidArgument, NotFound
 from cargohold.util.lockfile import FileLock
 
@@ -134,6 +133,8 @@ class NetworkFilters(msgspec.Struct, frozen=True):
         return [v for k, v in self.pairs if k == key]
 
     def match(self, net: Network, in_use: bool) -> bool:
+        from cargohold.engine.prune_filters import label_match
+
         checks: dict[str, Any] = {
             "driver": lambda v: net.driver == v,
             "id": lambda v: net.id.startswith(v) or _regex_match(v, net.id),
