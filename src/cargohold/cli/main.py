@@ -60,6 +60,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logout": ("logout", "Log out from a registry"),
     "version": ("version", "Show the cargohold version information"),
     "info": ("info", "Display system-wide information"),
+    "update": ("update", "Update configuration of one or more containers"),
 }
 
 # group -> {subverb -> module}
@@ -82,6 +83,7 @@ GROUPS: dict[str, tuple[str, dict[str, str]]] = {
             "push": "push",
             "build": "build",
             "bootstrap": "bootstrap",
+            "analyze": "image_analyze",
         },
     ),
     "container": (
@@ -114,6 +116,7 @@ GROUPS: dict[str, tuple[str, dict[str, str]]] = {
             "port": "port",
             "inspect": "container_inspect",
             "prune": "container_prune",
+            "update": "update",
         },
     ),
     "volume": (
@@ -147,6 +150,8 @@ GROUPS: dict[str, tuple[str, dict[str, str]]] = {
         {"df": "system_df", "info": "info", "prune": "system_prune"},
     ),
     "builder": ("Manage builds", {"prune": "builder_prune"}),
+    "manifest": ("Manage image manifests and manifest lists",
+                 {"inspect": "manifest_inspect"}),
 }
 
 

@@ -103,12 +103,16 @@ def print_inspect(
     return status
 
 
-def confirm_removal(ctx: Context, what: str) -> bool:
-    """Docker's prune prompt ("WARNING! This will remove {what}. ... [y/N]"); True on yes."""
-    print(
-        f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ",
-        end="",
-        file=ctx.stdout,
-        flush=True,
-    )
+def confirm_removal(ctx: Context, what: str | Sequence[str], filters: Sequence[str] = ()) -> bool:
+    """Docker's prune prompt, True on yes: "WARNING! This will remove {what}." for one kind,
+    or system prune's list of kinds (and the filters in use) for a sequence."""
+    if isinstance(what, str):
+        message = f"WARNING! This will remove {what}.\nAre you sure you want to continue?"
+    else:
+        lines = ["WARNING! This will remove:", *(f"  - {w}" for w in what), ""]
+        if filters:
+            lines += ["  Items to be pruned will be filtered with:",
+                      *(f"  - {f}" for f in filters), ""]
+        message = "\n".join([*lines, "Are you sure you want to continue?"])
+    print(f"{message} [y/N] ", end="", file=ctx.stdout, flush=True)
     return sys.stdin.readline().strip().lower() in ("y", "yes")

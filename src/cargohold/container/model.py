@@ -212,6 +212,13 @@ class HostConfig(msgspec.Struct, frozen=True):
     init: bool | None = msgspec.field(default=None, name="Init")
     publish_all_ports: bool = msgspec.field(default=False, name="PublishAllPorts")
     memory_swap: int = msgspec.field(default=0, name="MemorySwap")
+    # the other limits `update` can change (Docker's Resources)
+    memory_reservation: int = msgspec.field(default=0, name="MemoryReservation")
+    cpu_shares: int = msgspec.field(default=0, name="CpuShares")
+    cpu_period: int = msgspec.field(default=0, name="CpuPeriod")
+    cpu_quota: int = msgspec.field(default=0, name="CpuQuota")
+    cpuset_cpus: str = msgspec.field(default="", name="CpusetCpus")
+    blkio_weight: int = msgspec.field(default=0, name="BlkioWeight")
 
 
 class MountRecord(msgspec.Struct, frozen=True):

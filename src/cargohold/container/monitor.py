@@ -535,26 +535,36 @@ class Monitor:
         oom = self._oom_killed()
         self._close_stdio()
         self._delete_in_background()  # joined before a restart or the EXIT frame
-        state = self.store.read_state(self.cid)
-        ran = now_ns() - self.started_ns
-        delay = self.restart.next_delay(code, state.manually_stopped, ran)
+        delay = None if self.record.host_config.auto_remove else self._restart_delay(code, oom)
         if delay is None:
             self._final_exit(code, oom)
             return
-        self.store.update_state(
-            self.cid,
-            lambda s: msgspec.structs.replace(
-                s,
-                status=Status.RESTARTING,
-                exit_code=code,
-                pid=0,
-                finished_at=now_ns(),
-                oom_killed=oom,
-                restart_count=s.restart_count + 1,
-            ),
-        )
         self.server.finish(proto.EXIT, json.dumps({"ExitCode": code}).encode())
         self._after(delay / 1e9, self._restart)
+
+    def _restart_delay(self, code: int, oom: bool) -> int | None:
+        """The wait before the next start (None: stay stopped), decided and recorded under
+        the state lock that `update` holds while it rewrites the record: a policy changed
+        before this exit is the one applied, a later change applies to the next exit.  (A
+        ``--rm`` container never restarts: `update` refuses to give it a policy.)"""
+        ran = now_ns() - self.started_ns
+        with self.store.state_lock(self.cid):
+            state = self.store.read_state(self.cid)
+            policy = self.store.restart_policy_of(self.cid)
+            if policy is not None:
+                self.restart.policy = policy
+            delay = self.restart.next_delay(code, state.manually_stopped, ran)
+            if delay is not None:
+                self.store.write_state(self.cid, msgspec.structs.replace(
+                    state,
+                    status=Status.RESTARTING,
+                    exit_code=code,
+                    pid=0,
+                    finished_at=now_ns(),
+                    oom_killed=oom,
+                    restart_count=state.restart_count + 1,
+                ))
+        return delay
 
     def _delete_in_background(self) -> None:
         """``runtime delete`` (cgroups, runtime state: ~5 ms) while the cleanup runs."""

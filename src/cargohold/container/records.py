@@ -26,7 +26,7 @@ from pathlib import Path
 
 import msgspec
 
-from cargohold.container.model import ContainerRecord, State, from_json, to_json
+from cargohold.container.model import ContainerRecord, RestartPolicy, State, from_json, to_json
 from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.util.atomic import read_json, write_json
 from cargohold.util.ids import random_below, random_choice, random_hex
@@ -210,6 +210,15 @@ class ContainerStore:
         except (FileNotFoundError, ValueError):
             return []
         return [str(x) for x in data.get("Links") or ()]
+
+    def restart_policy_of(self, cid: str) -> RestartPolicy | None:
+        """The stored restart policy (``update`` changes it while the container runs), read
+        without decoding the whole record; None when the record cannot be read."""
+        try:
+            data = read_json(self.dir(cid) / "hostconfig.json")
+        except (FileNotFoundError, ValueError):
+            return None
+        return from_json(RestartPolicy, data.get("RestartPolicy") or {})
 
     def list(self) -> list[ContainerRecord]:
         out: list[ContainerRecord] = []

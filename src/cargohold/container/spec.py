@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_PATH",
     "ExecUser",
     "Mount",
+    "ResourceTuning",
     "Ulimit",
     "base_spec",
     "parse_cpus",
@@ -458,9 +459,12 @@ def with_resources(
     nano_cpus: int | None = None,
     pids_limit: int | None = None,
     cpu_count: int | None = None,
+    tuning: ResourceTuning | None = None,
 ) -> Spec:
     """Cgroup limits: memory (bytes; swap = 2x as Docker's default, -1 unlimited), CPUs as a
-    CFS quota over a 100 ms period, and the pids limit (<= 0 means unlimited, as Docker's)."""
+    CFS quota over a 100 ms period, the pids limit (<= 0 means unlimited, as Docker's), and
+    the finer ``tuning`` (shares, CFS period/quota, cpuset, memory reservation, blkio
+    weight) that ``update`` records."""
     res = spec["linux"].setdefault("resources", {})
     if memory:
         if memory < MIN_MEMORY:
@@ -486,7 +490,32 @@ def with_resources(
         res["cpu"] = {"period": CPU_PERIOD, "quota": nano_cpus * CPU_PERIOD // 1_000_000_000}
     if pids_limit is not None and pids_limit > 0:
         res["pids"] = {"limit": pids_limit}
+    if tuning is not None:
+        _with_tuning(res, tuning)
     return spec
+
+
+class ResourceTuning(msgspec.Struct, frozen=True):
+    """HostConfig's CpuShares, CpuPeriod, CpuQuota, CpusetCpus, MemoryReservation and
+    BlkioWeight (0 / "" = not set)."""
+
+    cpu_shares: int = 0
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    cpuset_cpus: str = ""
+    memory_reservation: int = 0
+    blkio_weight: int = 0
+
+
+def _with_tuning(res: dict[str, Any], t: ResourceTuning) -> None:
+    cpu = {k: v for k, v in (("shares", t.cpu_shares), ("period", t.cpu_period),
+                             ("quota", t.cpu_quota), ("cpus", t.cpuset_cpus)) if v}
+    if cpu:
+        res.setdefault("cpu", {}).update(cpu)
+    if t.memory_reservation:
+        res.setdefault("memory", {})["reservation"] = t.memory_reservation
+    if t.blkio_weight:
+        res["blockIO"] = {"weight": t.blkio_weight}
 
 
 def with_cgroups_path(spec: Spec, path: str) -> Spec:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cargohold.engine.networks import NetworkService
     from cargohold.engine.registry import RegistryService
     from cargohold.engine.reports import DiskUsage
+    from cargohold.engine.system import SystemService
     from cargohold.engine.volumes import VolumeService
     from cargohold.network.store import NetworkStore
     from cargohold.runtime.base import OCIRuntime
@@ -135,6 +136,12 @@ class Engine:
         from cargohold.engine.networks import NetworkService
 
         return NetworkService(self)
+
+    @cached_property
+    def system(self) -> SystemService:
+        from cargohold.engine.system import SystemService
+
+        return SystemService(self)
 
     def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
         """(container id, running) for every container created from ``image_id``."""

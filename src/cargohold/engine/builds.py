@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from cargohold.build.executor import Backend, BuildOptions
     from cargohold.build.progress import Progress
     from cargohold.engine import Engine
+    from cargohold.engine.prune_filters import PruneFilters
     from cargohold.engine.reports import DiskUsage
     from cargohold.transport.registry.events import Event, ProgressFn
 
@@ -184,12 +185,17 @@ class BuildService:
                 memo[top] = []
         return memo[top]
 
-    def prune(self, all_cache: bool = False) -> tuple[list[str], int]:
+    def prune(self, all_cache: bool = False, filters: Sequence[str] = ()
+              ) -> tuple[list[str], int]:
         """``builder prune``: drop step-cache entries (all with ``all_cache``, else those whose
         result no image holds) and the layers only those entries kept; with ``all_cache`` also
-        RUN cache mounts and downloaded URLs.  Returns (removed entry keys, bytes reclaimed)."""
+        RUN cache mounts and downloaded URLs.  ``filters``: ``until`` keeps entries written
+        later; cache entries carry no labels (``label=`` matches none, ``label!=`` all).
+        Returns (removed entry keys, bytes reclaimed)."""
         from cargohold.build.cache import BuildCache
         from cargohold.errors import Conflict
+
+        wanted = cache_filters(filters)
 
         root = self.engine.settings.root
         cache = BuildCache(root, self.engine.layers.exists)
@@ -201,7 +207,7 @@ class BuildService:
         reclaimed = 0
         for key, path, top in cache.entries():
             chain = self._chain(top, memo)
-            if not all_cache and top is not None and top in held:
+            if (not all_cache and top is not None and top in held) or not _wanted(wanted, path):
                 kept.update(chain)
                 continue
             try:
@@ -221,7 +227,7 @@ class BuildService:
             except (Conflict, NotFound):
                 continue
             reclaimed += size
-        if all_cache:
+        if all_cache and wanted.empty:
             for name in ("mounts", "urls"):
                 reclaimed += _remove_tree(root / "buildcache" / name)
         return removed, reclaimed
@@ -332,3 +338,29 @@ def _stdin() -> BinaryIO:
     import sys
 
     return sys.stdin.buffer
+
+
+def cache_filters(filters: Sequence[str]) -> PruneFilters:
+    """Docker's build cache takes ``until`` as a duration only."""
+    from cargohold.engine.prune_filters import PruneFilters
+    from cargohold.oci.image import parse_go_duration
+
+    wanted = PruneFilters.parse(filters)
+    if wanted.until_text:
+        try:
+            parse_go_duration(wanted.until_text)
+        except InvalidArgument as e:
+            raise InvalidArgument(f'failed to prune build cache: "until" filter expects a '
+                                  f"duration (e.g., '24h'): {e.message}") from None
+    return wanted
+
+
+def _wanted(wanted: PruneFilters, path: Path) -> bool:
+    """Whether the cache entry at ``path`` (its time: its mtime) matches the filters."""
+    if wanted.empty:
+        return True
+    try:
+        used = path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return wanted.match({}, used)

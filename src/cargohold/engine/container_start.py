@@ -9,11 +9,12 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cargohold.container.model import ContainerRecord
+from cargohold.container.model import ContainerRecord, HostConfig
 from cargohold.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from cargohold.container.monitor_spawn import Prefork, SpawnResult
+    from cargohold.container.spec import ResourceTuning
     from cargohold.engine import Engine
     from cargohold.engine.container_network import NetSetup
 
@@ -42,7 +43,7 @@ def security_options(opts: tuple[str, ...]) -> tuple[bool, str]:
     return nnp, seccomp
 
 
-def _swap_limit(memory: int, swap: int) -> int | None:
+def swap_limit(memory: int, swap: int) -> int | None:
     if not memory:
         return None
     if swap:
@@ -50,6 +51,13 @@ def _swap_limit(memory: int, swap: int) -> int | None:
     if not Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
         return 0  # no swap accounting on this host: memory limit only
     return None  # Docker's default: twice the memory
+
+
+def resource_tuning(host: HostConfig) -> ResourceTuning:
+    from cargohold.container.spec import ResourceTuning
+
+    return ResourceTuning(host.cpu_shares, host.cpu_period, host.cpu_quota, host.cpuset_cpus,
+                          host.memory_reservation, host.blkio_weight)
 
 
 def build_spec(record: ContainerRecord, rootfs: Path, net: NetSetup) -> dict[str, Any]:
@@ -81,9 +89,10 @@ def build_spec(record: ContainerRecord, rootfs: Path, net: NetSetup) -> dict[str
     S.with_resources(
         spec,
         memory=host.memory or None,
-        memory_swap=_swap_limit(host.memory, host.memory_swap),
+        memory_swap=swap_limit(host.memory, host.memory_swap),
         nano_cpus=host.nano_cpus or None,
         pids_limit=host.pids_limit,
+        tuning=resource_tuning(host),
     )
     S.with_cgroups_path(spec, f"{CGROUP_PARENT}/{record.id}")
     S.with_user(spec, rootfs, cfg.user, host.group_add)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from cargohold.container.monitor_spawn import Prefork, SpawnResult
     from cargohold.engine import Engine
     from cargohold.engine.container_create import CreateOptions
+    from cargohold.engine.container_update import UpdateRequest
     from cargohold.engine.reports import DiskUsage
     from cargohold.network.ports import PortBinding
 
@@ -329,11 +330,18 @@ class ContainerService:
         with contextlib.suppress(NotFound):
             self.store.remove(cid)
 
-    def prune(self) -> tuple[list[str], int]:
+    def prune(self, filters: Sequence[str] = ()) -> tuple[list[str], int]:
+        """Remove stopped containers matching ``filters`` (label, label!, until)."""
+        from cargohold.engine.prune_filters import PruneFilters
+
+        wanted = PruneFilters.parse(filters)
         deleted: list[str] = []
         reclaimed = 0
         for view in self.views():
             if view.state.running:
+                continue
+            labels, created = view.record.config.labels, view.record.created / 1e9
+            if not wanted.empty and not wanted.match(labels, created):
                 continue
             cid = view.record.id
             with contextlib.suppress(CargoholdError, OSError):
@@ -344,6 +352,12 @@ class ContainerService:
                 continue
             deleted.append(cid)
         return deleted, reclaimed
+
+    def update(self, ref: str, request: UpdateRequest) -> list[str]:
+        """``update``: new restart policy / limits (engine/container_update.py); warnings."""
+        from cargohold.engine.container_update import update_container
+
+        return update_container(self.engine, ref, request)
 
     def rename(self, ref: str, new_name: str) -> ContainerRecord:
         from cargohold.engine import container_network as cnet

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -16,6 +16,7 @@ from cargohold.util.ids import short_id
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine
+    from cargohold.engine.image_analysis import ImageAnalysis
     from cargohold.engine.registry import PullResult, PushResult
     from cargohold.engine.reports import DiskUsage, HistoryRow, ImageSummary, Removal
     from cargohold.store.images import ImageRecord
@@ -118,6 +119,12 @@ class ImageService:
             rows[0] = HistoryRow(record.id, top.created, top.created_by, top.size, top.comment)
         return rows
 
+    def analyze(self, name: str) -> ImageAnalysis:
+        """``image analyze``: per-layer changes and wasted bytes (engine/image_analysis.py)."""
+        from cargohold.engine.image_analysis import analyze
+
+        return analyze(self.engine, name)
+
     # ---- removal -------------------------------------------------------------------------
     def remove(self, name: str, force: bool = False) -> list[Removal]:
         from cargohold.engine.reports import Removal
@@ -195,9 +202,13 @@ class ImageService:
             report.append(Removal("Deleted", layer.chain_id))
         return report
 
-    def prune(self, all_images: bool = False) -> tuple[list[Removal], int]:
+    def prune(self, all_images: bool = False, filters: Sequence[str] = ()
+              ) -> tuple[list[Removal], int]:
+        """Remove dangling (``all_images``: unused) images matching ``filters``."""
+        from cargohold.engine.prune_filters import PruneFilters, created_seconds
         from cargohold.engine.reports import Removal
 
+        wanted = PruneFilters.parse(filters)
         report: list[Removal] = []
         reclaimed = 0
         for record in self.store.list():
@@ -205,6 +216,11 @@ class ImageService:
                 continue
             if self.engine.containers_using_image(record.id):
                 continue
+            if not wanted.empty:
+                labels = (self.config(record).get("config") or {}).get("Labels") or {}
+                created = created_seconds(record.config_created or record.created)
+                if not wanted.match(labels, created):
+                    continue
             size = self.size(record)
             for ref in [*record.repo_tags, *record.repo_digests]:
                 self.store.untag(ref)

@@ -133,6 +133,8 @@ class NetworkFilters(msgspec.Struct, frozen=True):
         return [v for k, v in self.pairs if k == key]
 
     def match(self, net: Network, in_use: bool) -> bool:
+        from cargohold.engine.prune_filters import label_match
+
         checks: dict[str, Any] = {
             "driver": lambda v: net.driver == v,
             "id": lambda v: net.id.startswith(v) or _regex_match(v, net.id),
@@ -140,7 +142,7 @@ class NetworkFilters(msgspec.Struct, frozen=True):
             "scope": lambda v: v == "local",
             "type": lambda v: (net.name in PREDEFINED) == (v == "builtin"),
             "dangling": lambda v: in_use != (v.lower() in ("true", "1")),
-            "label": lambda v: _label_match(net.labels, v),
+            "label": lambda v: label_match(net.labels, v),
         }
         for key, check in checks.items():
             values = self.values(key)
@@ -150,11 +152,6 @@ class NetworkFilters(msgspec.Struct, frozen=True):
             elif values and not any(check(v) for v in values):
                 return False
         return True
-
-
-def _label_match(labels: Mapping[str, str], want: str) -> bool:
-    key, eq, value = want.partition("=")
-    return key in labels and (not eq or labels[key] == value)
 
 
 # ---------------------------------------------------------------- the service
@@ -297,21 +294,13 @@ class NetworkService:
             (hosts_dir / f"{net.id}{suffix}").unlink(missing_ok=True)
 
     def prune(self, filters: Sequence[str] = ()) -> list[str]:
-        """Remove every unused custom network matching ``filters`` (label, until)."""
-        labels: list[str] = []
-        until = None
-        for word in filters:
-            key, eq, value = word.partition("=")
-            key = key.strip().lower()
-            if not eq or key not in ("label", "label!", "until"):
-                raise InvalidArgument(f"Invalid filter '{key}'")
-            if key == "until":
-                until = _parse_until(value)
-            else:
-                labels.append(word.partition("=")[2] if key == "label" else "!" + value)
+        """Remove every unused custom network matching ``filters`` (label, label!, until)."""
+        from cargohold.engine.prune_filters import PruneFilters, created_seconds
+
+        wanted = PruneFilters.parse(filters)
         deleted: list[str] = []
         for net in self.store.all():
-            if net.name in PREDEFINED or not _prune_match(net, labels, until):
+            if net.name in PREDEFINED or not wanted.match(net.labels, created_seconds(net.created)):
                 continue
             try:
                 self.remove(net.id)
@@ -471,46 +460,3 @@ class _suppress_missing:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
         return isinstance(exc, NotFound | InvalidArgument)
-
-
-def _parse_until(value: str) -> float:
-    import time
-
-    from cargohold.container.model import parse_time
-
-    try:
-        return time.time() - _go_duration(value)
-    except ValueError:
-        pass
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return parse_time(value if "T" in value else value + "T00:00:00Z") / 1e9
-    except ValueError:
-        raise InvalidArgument(f"invalid value for until: {value}") from None
-
-
-def _go_duration(text: str) -> float:
-    units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(text)
-    return sum(float(n) * units[u] for n, u in parts)
-
-
-def _prune_match(net: Network, labels: Sequence[str], until: float | None) -> bool:
-    for want in labels:
-        negate = want.startswith("!")
-        if _label_match(net.labels, want.lstrip("!")) == negate:
-            return False
-    if until is not None and net.created:
-        from cargohold.container.model import parse_time
-
-        try:
-            if parse_time(net.created) / 1e9 >= until:
-                return False
-        except ValueError:
-            return True
-    return True

@@ -19,6 +19,7 @@ from cargohold.transport.registry.events import Event, ProgressFn, no_progress
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine
+    from cargohold.engine.manifest_inspect import ManifestReport
     from cargohold.engine.settings_file import FileSettings
     from cargohold.oci.image import Platform
     from cargohold.store.images import ImageRecord
@@ -261,6 +262,23 @@ class RegistryService:
         if found is None:
             raise NotFound(f"An image does not exist locally with the tag: {ref.familiar()}")
         return [(found, target)]
+
+    # ---- manifest inspect ----------------------------------------------------------------
+    def inspect_manifest(self, name: str, insecure: bool = False,
+                         verbose: bool = False) -> ManifestReport:
+        """What the registry serves for ``name`` (engine/manifest_inspect.py); nothing is
+        pulled.  ``insecure``: plain HTTP or unverified TLS, as ``--insecure`` allows."""
+        from cargohold.engine.manifest_inspect import inspect_manifest
+
+        ref = parse_reference(name)
+        if not ref.digest:
+            ref = ref.with_default_tag()
+        endpoint = self.file_settings.registries.endpoint(ref.domain, False if insecure else None)
+        client = self._client(ref.domain, endpoint)
+        try:
+            return inspect_manifest(client, ref, verbose)
+        finally:
+            client.close()
 
     # ---- login / logout ------------------------------------------------------------------
     def login(self, server: str | None, username: str, password: str,

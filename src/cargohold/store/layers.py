@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 from msgspec.structs import asdict
@@ -24,6 +24,9 @@ from cargohold.store.drivers.base import Layout, StorageDriver
 from cargohold.store.locking import Staging, clean_stale, store_lock
 from cargohold.util.atomic import read_json, write_json
 from cargohold.util.fsflags import spread_subdirectories
+
+if TYPE_CHECKING:
+    from cargohold.store.layer_entries import Entry
 
 TARSPLIT = "tarsplit"
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
@@ -311,6 +314,19 @@ class LayerStore:
                 f"layer {layer.diff_id} could not be reproduced: its content changed on disk "
                 f"(got {digest})"
             )
+
+    def entries(self, chain_id: str) -> builtins.list[Entry]:
+        """The entries of the layer's tar (path, type, size; whiteouts decoded), read from
+        its tar-split record without reading file content (store/layer_entries.py)."""
+        from cargohold.store import layer_entries
+        from cargohold.store.tarsplit import TarSplit
+
+        self.get(chain_id)
+        try:
+            split = TarSplit.load(self._split_path(chain_id))
+        except FileNotFoundError:
+            return layer_entries.diff_entries(lambda out: self.diff_stream(chain_id, out))
+        return layer_entries.split_entries(split)
 
     def diff_path(self, chain_id: str) -> Path:
         """The layer's ``diff/`` directory (driver specific content; read only)."""

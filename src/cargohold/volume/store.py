@@ -105,6 +105,7 @@ class VolumeFilters(msgspec.Struct, frozen=True):
     labels: tuple[str, ...] = ()
     drivers: tuple[str, ...] = ()
     extra: tuple[str, ...] = msgspec.field(default=())
+    not_labels: tuple[str, ...] = ()  # label! (prune): not volumes carrying all of these
 
     @classmethod
     def parse(cls, raw: Mapping[str, Sequence[str]] | Iterable[str]) -> VolumeFilters:
@@ -122,6 +123,7 @@ class VolumeFilters(msgspec.Struct, frozen=True):
         names: list[str] = []
         labels: list[str] = []
         drivers: list[str] = []
+        not_labels: list[str] = []
         for key, value in pairs:
             if key == "dangling":
                 if value.lower() not in ("true", "false", "1", "0"):
@@ -131,11 +133,14 @@ class VolumeFilters(msgspec.Struct, frozen=True):
                 names.append(value)
             elif key == "label":
                 labels.append(value)
+            elif key == "label!":
+                not_labels.append(value)
             elif key == "driver":
                 drivers.append(value)
             else:
                 raise InvalidArgument(f"Invalid filter '{key}'")
-        return cls(dangling, tuple(names), tuple(labels), tuple(drivers))
+        return cls(dangling, tuple(names), tuple(labels), tuple(drivers),
+                   not_labels=tuple(not_labels))
 
     def match(self, vol: Volume) -> bool:
         if self.dangling is not None and self.dangling == vol.in_use:
@@ -145,11 +150,14 @@ class VolumeFilters(msgspec.Struct, frozen=True):
         if self.drivers and vol.driver not in self.drivers:
             return False
         labels = dict(vol.labels)
-        for want in self.labels:
+
+        def has(want: str) -> bool:
             key, eq, value = want.partition("=")
-            if key not in labels or (eq and labels[key] != value):
-                return False
-        return True
+            return key in labels and (not eq or labels[key] == value)
+
+        if not all(has(want) for want in self.labels):
+            return False
+        return not self.not_labels or not all(has(want) for want in self.not_labels)
 
 
 def _now() -> str:

@@ -6,7 +6,8 @@ import argparse
 
 from cargohold.cli.context import Context
 from cargohold.cli.humanize import human_size
-from cargohold.cli.output import confirm_removal
+from cargohold.cli.output import confirm_removal, print_error
+from cargohold.errors import CargoholdError
 
 HELP = "Remove build cache"
 
@@ -23,7 +24,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         what = "all build cache" if args.all else "all dangling build cache"
         if not confirm_removal(ctx, what):
             return 0
-    removed, reclaimed = ctx.engine.builds.prune(all_cache=args.all)
+    try:
+        removed, reclaimed = ctx.engine.builds.prune(all_cache=args.all, filters=args.filter)
+    except CargoholdError as e:
+        print_error(ctx.stderr, e)
+        return 1
     if removed:
         print("Deleted build cache objects:", file=ctx.stdout)
         for key in removed:

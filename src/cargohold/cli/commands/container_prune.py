@@ -6,7 +6,8 @@ import argparse
 
 from cargohold.cli.context import Context
 from cargohold.cli.humanize import human_size
-from cargohold.cli.output import confirm_removal
+from cargohold.cli.output import confirm_removal, print_error
+from cargohold.errors import CargoholdError
 
 HELP = "Remove all stopped containers"
 
@@ -19,7 +20,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     if not args.force and not confirm_removal(ctx, "all stopped containers"):
         return 0
-    deleted, reclaimed = ctx.engine.containers.prune()
+    try:
+        deleted, reclaimed = ctx.engine.containers.prune(args.filter)
+    except CargoholdError as e:
+        print_error(ctx.stderr, e)
+        return 1
     if deleted:
         print("Deleted Containers:", file=ctx.stdout)
         for cid in deleted:

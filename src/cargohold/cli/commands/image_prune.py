@@ -6,7 +6,8 @@ import argparse
 
 from cargohold.cli.context import Context
 from cargohold.cli.humanize import human_size
-from cargohold.cli.output import confirm_removal
+from cargohold.cli.output import confirm_removal, print_error
+from cargohold.errors import CargoholdError
 
 HELP = "Remove unused images"
 
@@ -23,7 +24,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             else "all dangling images"
         if not confirm_removal(ctx, what):
             return 0
-    report, reclaimed = ctx.engine.images.prune(all_images=args.all)
+    try:
+        report, reclaimed = ctx.engine.images.prune(all_images=args.all, filters=args.filter)
+    except CargoholdError as e:
+        print_error(ctx.stderr, e)
+        return 1
     if report:
         print("Deleted Images:", file=ctx.stdout)
         for r in report:
