@@ -271,6 +271,79 @@ def test_from_bind_rw_is_thrown_away_on_every_driver(driver_env: Env) -> None:
     assert_clean(e)
 
 
+# -- item 4: entitlements --------------------------------------------------------------------
+
+
+def _nets(e: Env, image: str) -> set[str]:
+    return set(cat(e, image, "/nets").split())
+
+
+def test_network_host_needs_the_entitlement(env: Env) -> None:
+    host_nets = set(os.listdir("/sys/class/net"))
+    assert host_nets - {"lo"}, "the host has no interface besides lo"
+    env.dockerfile("FROM busybox:test\nRUN echo first > /first\n"
+                   "RUN --network=host ls /sys/class/net > /nets\n")
+    layers = env.layers()
+    r = env.build("--network", "none", "-t", "net:1")
+    assert r.returncode == 1
+    assert ("ERROR: Dockerfile:3: network.host is not allowed: RUN --network=host needs "
+            "'build --allow network.host'") in r.stderr
+    assert "RUN echo first" not in r.stderr  # refused before any step ran
+    assert env.layers() == layers
+    assert_clean(env)
+    r = env.build("--network", "none", "--allow", "network.host", "-t", "net:1")
+    assert r.returncode == 0, r.stderr
+    assert _nets(env, "net:1") == host_nets
+    r = env.build("--network", "host", "-t", "net:2")  # the command line's own grant
+    assert r.returncode == 0, r.stderr
+    assert _nets(env, "net:2") == host_nets
+
+
+def test_run_network_default_and_none_never_widen(env: Env) -> None:
+    env.dockerfile("FROM busybox:test\nRUN --network=default ls /sys/class/net > /nets\n")
+    r = env.build("--network", "none", "-t", "net:3")
+    assert r.returncode == 0, r.stderr
+    assert _nets(env, "net:3") == {"lo"}
+    env.dockerfile("FROM busybox:test\nRUN --network=none ls /sys/class/net > /nets\n")
+    r = env.build("--network", "host", "-t", "net:4")
+    assert r.returncode == 0, r.stderr
+    assert _nets(env, "net:4") == {"lo"}
+
+
+def test_unknown_entitlement_is_an_error(env: Env) -> None:
+    env.dockerfile("FROM busybox:test\n")
+    r = env.build("--allow", "device.evil", "-t", "x:1")
+    assert r.returncode == 1
+    assert "unknown entitlement device.evil" in r.stderr
+
+
+def _status(e: Env, image: str) -> dict[str, str]:
+    lines = cat(e, image, "/status").splitlines()
+    return dict(ln.split(":\t", 1) for ln in lines if ":\t" in ln)
+
+
+def test_security_insecure_needs_the_entitlement_and_runs_privileged(env: Env) -> None:
+    env.dockerfile("FROM busybox:test\nRUN --security=insecure cat /proc/self/status > /status\n"
+                   "RUN cat /proc/self/status > /status-default\n")
+    layers = env.layers()
+    r = env.build("-t", "sec:1")
+    assert r.returncode == 1
+    assert ("ERROR: Dockerfile:2: security.insecure is not allowed: RUN --security=insecure "
+            "needs 'build --allow security.insecure'") in r.stderr
+    assert env.layers() == layers
+    assert_clean(env)
+    r = env.build("--allow", "security.insecure", "-t", "sec:1")
+    assert r.returncode == 0, r.stderr
+    privileged = _status(env, "sec:1")
+    with open("/proc/self/status") as f:
+        host_caps = dict(ln.split(":\t", 1) for ln in f.read().splitlines() if ":\t" in ln)
+    assert privileged["CapEff"] == host_caps["CapBnd"]  # every capability the host has
+    assert privileged["Seccomp"].strip() == "0"
+    default = dict(ln.split(":\t", 1) for ln in
+                   cat(env, "sec:1", "/status-default").splitlines() if ":\t" in ln)
+    assert default["Seccomp"].strip() == "2" and default["CapEff"] != privileged["CapEff"]
+
+
 # -- item 5: the build cache is root-only and out of every step's reach ------------------------
 
 

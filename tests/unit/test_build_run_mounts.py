@@ -9,10 +9,16 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
+from cargohold.build import entitlements
 from cargohold.build.cache import BuildCache, ImageState, buildcache_dir
 from cargohold.build.context import BuildContext, StatCache
+from cargohold.build.executor import BuildFailed
+from cargohold.build.instructions import parse_dockerfile
 from cargohold.build.run_mounts import cache_dir
 from cargohold.build.views import ContextViews
+from cargohold.errors import InvalidArgument
 
 
 def test_cache_ids_are_names_never_paths(tmp_path: Path) -> None:
@@ -92,6 +98,34 @@ def test_context_view_copy_hides_excluded_and_throws_writes_away(tmp_path: Path)
     assert not view.exists()
     views.close()
     assert os.listdir(tmp_path / "tmp") == []
+
+
+def test_entitlements_validate_and_refuse() -> None:
+    assert entitlements.validate(["network.host", "network.host"]) == ("network.host",)
+    with pytest.raises(InvalidArgument, match="unknown entitlement device"):
+        entitlements.validate(["device"])
+    df = parse_dockerfile("FROM a\nRUN --network=host x\nRUN --security=insecure y\n"
+                          "RUN --network=none z\n")
+    host, insecure, none = df.stages[0].instructions
+    nothing = entitlements.granted((), "default")
+    assert "network.host is not allowed" in str(entitlements.refusal(host, nothing))  # type: ignore[arg-type]
+    assert entitlements.refusal(host, entitlements.granted((), "host")) is None  # type: ignore[arg-type]
+    assert "security.insecure is not allowed" in str(
+        entitlements.refusal(insecure, entitlements.granted(("network.host",), "none")))  # type: ignore[arg-type]
+    assert entitlements.refusal(
+        insecure, entitlements.granted(("security.insecure",), "none")) is None  # type: ignore[arg-type]
+    assert entitlements.refusal(none, nothing) is None  # type: ignore[arg-type]
+
+
+def test_build_refuses_before_any_step(tmp_path: Path) -> None:
+    from test_build_executor import _build
+
+    with pytest.raises(BuildFailed, match=r"Dockerfile:3: network.host is not allowed: "
+                       r"RUN --network=host needs 'build --allow network.host'"):
+        _build(tmp_path, "FROM base\nLABEL a=b\nRUN --network=host true\n", network="none")
+    assert not (tmp_path / "root" / "buildcache" / "steps").exists()  # not even LABEL ran
+    with pytest.raises(BuildFailed, match=r"Dockerfile:2: security.insecure is not allowed"):
+        _build(tmp_path, "FROM base\nRUN --security=insecure true\n", allow=("network.host",))
 
 
 def test_build_cache_files_are_root_only(tmp_path: Path) -> None:

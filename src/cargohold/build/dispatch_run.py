@@ -143,7 +143,8 @@ def execute(
             mounts = step_mounts(inst, env, bundle, cwd, stack)
             netmode, ip = stack.enter_context(_network(env, network, cid))
             mounts = _bridge_mounts(bundle, cid[-12:], ip, netmode == "host") + mounts
-            spec = _spec(wc, argv, proc_env, cwd, user, netmode, mounts, privileged=False)
+            spec = _spec(wc, argv, proc_env, cwd, user, netmode, mounts,
+                         privileged=inst.security == "insecure")
             from cargohold.container.spec import write_spec
 
             write_spec(bundle, spec)

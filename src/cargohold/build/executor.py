@@ -64,6 +64,7 @@ class BuildOptions(msgspec.Struct):
     network: str = "default"
     secrets: dict[str, str] = msgspec.field(default_factory=dict)
     source_date_epoch: int | None = None
+    allow: tuple[str, ...] = ()  # entitlements (build --allow): network.host, security.insecure
 
 
 class Backend(msgspec.Struct):
@@ -161,6 +162,7 @@ class Executor:
         self.progress.done()
         self.df = df
         self.plan = make_plan(df, self.options.build_args, self.options.target)
+        self._check_entitlements(self.plan)
         # steps: the definition above, each stage's FROM and instructions, the export
         self.progress.plan(2 + sum(len(ps.stage.instructions) + 1 for ps in self.plan.stages))
         try:
@@ -173,6 +175,18 @@ class Executor:
                 self.views.close()
             finally:
                 self.context.close()
+
+    def _check_entitlements(self, plan: Plan) -> None:
+        """Refuse, before any step runs, a RUN asking for more than the build was granted."""
+        from cargohold.build.entitlements import granted, refusal
+
+        assert self.df is not None
+        grants = granted(self.options.allow, self.options.network)
+        for ps in plan.stages:
+            for inst in ps.stage.instructions:
+                why = refusal(inst, grants) if isinstance(inst, RunInstruction) else None
+                if why is not None:
+                    raise BuildFailed(f"{self.df.filename}:{inst.start_line}: {why}")
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -358,7 +372,11 @@ class Executor:
         self, inst: RunInstruction, state: ImageState, scope: Scope, ps: PlannedStage
     ) -> ImageState:
         from cargohold.build.dispatch_run import run_argv
+        from cargohold.build.entitlements import granted, refusal
 
+        why = refusal(inst, granted(self.options.allow, self.options.network))
+        if why is not None:  # an ONBUILD trigger: the Dockerfile's own RUNs were checked
+            raise self._error(inst, why)
         argv = run_argv(inst, dispatch_config.shell_of(state))
         args = {k: v for k, v in scope.values().items() if k not in PROXY_ARGS}
         proxies = {k: v for k, v in self.options.build_args.items() if k in PROXY_ARGS}

@@ -70,6 +70,7 @@ class BuildService:
         stdin: BinaryIO | None = None,
     ) -> str:
         """Build from a context directory, a tarball, a URL or ``-`` (stdin); returns the id."""
+        from cargohold.build import entitlements
         from cargohold.build.cache import buildcache_dir
         from cargohold.build.context import BuildContext, StatCache
         from cargohold.build.executor import Executor
@@ -81,6 +82,7 @@ class BuildService:
             ref = parse_reference(tag)
             if ref.digest:
                 raise InvalidArgument(f"invalid reference format: {tag}")
+        entitlements.validate(options.allow)
         stdin_text = None
         if options.dockerfile == "-":  # ``-f -``: the Dockerfile on stdin, the context elsewhere
             if source == "-":
