@@ -183,6 +183,24 @@ def test_context_bind_shows_the_transferred_context_and_discards_writes(env: Env
     assert_clean(env)
 
 
+def test_what_a_bind_reads_is_part_of_the_step_cache_key(env: Env) -> None:
+    (env.ctx / "sub").mkdir()
+    (env.ctx / "sub" / "f").write_text("one\n")
+    (env.ctx / "other").write_text("x\n")
+    env.dockerfile("FROM busybox:test AS s\nARG V=1\nRUN echo $V > /v\n"
+                   "FROM busybox:test\n"
+                   "RUN --mount=type=bind,source=sub,target=/s cat /s/f > /out\n"
+                   "RUN --mount=type=bind,from=s,target=/s cat /s/v > /v\n")
+    assert env.build("-t", "key:1").returncode == 0
+    (env.ctx / "other").write_text("y\n")  # not what the bind reads: still cached
+    r = env.build("-t", "key:1")
+    assert r.returncode == 0 and r.stderr.count("CACHED") == 6, r.stderr
+    (env.ctx / "sub" / "f").write_text("two\n")
+    r = env.build("--build-arg", "V=2", "-t", "key:1")
+    assert r.returncode == 0, r.stderr
+    assert cat(env, "key:1", "/out") == "two\n" and cat(env, "key:1", "/v") == "2\n"
+
+
 def test_ignored_dockerfile_and_dockerignore_are_not_in_the_view(env: Env) -> None:
     (env.ctx / "a").write_text("a\n")
     (env.ctx / ".dockerignore").write_text("Dockerfile\n.dockerignore\n")

@@ -9,9 +9,10 @@ Dockerfile never widens what the command line set: ``RUN --network=default`` is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from cargohold.build.instructions import RunInstruction
+from cargohold.build.plan import Plan
 from cargohold.errors import InvalidArgument
 
 NETWORK_HOST = "network.host"
@@ -38,6 +39,15 @@ def granted(allow: Iterable[str], network: str) -> frozenset[str]:
     if network == "host":
         grants.add(NETWORK_HOST)
     return frozenset(grants)
+
+
+def refusals(plan: Plan, grants: frozenset[str]) -> Iterator[tuple[int, str]]:
+    """(line, why) of each planned RUN asking for more than ``grants``."""
+    for ps in plan.stages:
+        for inst in ps.stage.instructions:
+            why = refusal(inst, grants) if isinstance(inst, RunInstruction) else None
+            if why is not None:
+                yield inst.start_line, why
 
 
 def refusal(inst: RunInstruction, grants: frozenset[str]) -> str | None:

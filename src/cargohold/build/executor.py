@@ -178,15 +178,11 @@ class Executor:
 
     def _check_entitlements(self, plan: Plan) -> None:
         """Refuse, before any step runs, a RUN asking for more than the build was granted."""
-        from cargohold.build.entitlements import granted, refusal
+        from cargohold.build.entitlements import granted, refusals
 
         assert self.df is not None
-        grants = granted(self.options.allow, self.options.network)
-        for ps in plan.stages:
-            for inst in ps.stage.instructions:
-                why = refusal(inst, grants) if isinstance(inst, RunInstruction) else None
-                if why is not None:
-                    raise BuildFailed(f"{self.df.filename}:{inst.start_line}: {why}")
+        for line, why in refusals(plan, granted(self.options.allow, self.options.network)):
+            raise BuildFailed(f"{self.df.filename}:{line}: {why}")
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -387,7 +383,10 @@ class Executor:
             created_by = f"|{len(args)} {pairs} " + " ".join(argv)
         else:
             created_by = " ".join(argv)
-        key = step_key(state.key, [*canonical(inst), sorted(args.items()), network])
+        from cargohold.build.run_mounts import mount_inputs
+
+        inputs = mount_inputs(inst, self.context, lambda name: self._from_key(name, ps, inst))
+        key = step_key(state.key, [*canonical(inst), sorted(args.items()), network, *inputs])
 
         def run(new: ImageState) -> str:
             proc_env = {**args, **proxies, **state.env()}

@@ -11,6 +11,8 @@ against the host.
   writable one (``LayerStore.mount_scratch``); the stored layers are never writable.
 * ``secret``: a copy in the step's bundle dir under a name derived from the id.
 
+A step's cache key covers what its binds read (:func:`mount_inputs`), as BuildKit's does.
+
 Views made for a step are released by the step's ``ExitStack`` however it ends.
 """
 
@@ -20,10 +22,11 @@ import contextlib
 import errno
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cargohold.build.context import ContextError
+from cargohold.build.context import BuildContext, ContextError
 from cargohold.errors import Internal, InvalidArgument
 
 if TYPE_CHECKING:
@@ -72,6 +75,30 @@ def cache_dir(buildcache: Path, cache_id: str, mode: int | None = None,
     return buildcache / "mounts" / name
 
 
+def mount_inputs(inst: RunInstruction, context: BuildContext,
+                 from_key: Callable[[str], str]) -> list[Any]:
+    """What the step's bind mounts read, for its cache key (as BuildKit: the content of the
+    context path bound, or the key of the stage or image bound); [] without binds."""
+    out: list[Any] = []
+    for m in inst.mounts:
+        if m.type != "bind":
+            continue
+        if m.from_:
+            out.append(["bind", m.target, "from", from_key(m.from_)])
+            continue
+        try:
+            sources = context.sources(m.source or ".", "RUN --mount")
+        except ContextError:
+            raise ContextError(_not_found(m)) from None
+        out.append(["bind", m.target, "context", context.digest(sources)])
+    return out
+
+
+def _not_found(m: Mount) -> str:
+    where = f"stage or image {m.from_}" if m.from_ else "build context"
+    return f"failed to mount {m.source or '/'}: not found in the {where}"
+
+
 def step_mounts(inst: RunInstruction, env: RunEnv, bundle: Path, cwd: str,
                 stack: contextlib.ExitStack) -> list[Any]:
     """The spec mounts of the step's ``--mount`` flags; views it makes go with ``stack``."""
@@ -104,8 +131,7 @@ def _one_mount(m: Mount, target: str, env: RunEnv, bundle: Path,
             base = stack.enter_context(env.context_view(not m.readonly))
         src = secure_join(base, m.source or "/")
         if not os.path.lexists(src):
-            where = f"stage or image {m.from_}" if m.from_ else "build context"
-            raise ContextError(f"failed to mount {m.source or '/'}: not found in the {where}")
+            raise ContextError(_not_found(m))
         return cls("bind", target, src, readonly=m.readonly)
     raise InvalidArgument(f"RUN --mount=type={m.type} is not supported")
 
