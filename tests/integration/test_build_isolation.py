@@ -289,6 +289,52 @@ def test_from_bind_rw_is_thrown_away_on_every_driver(driver_env: Env) -> None:
     assert_clean(e)
 
 
+# -- mount points runc made: removed inside the rootfs, never through a planted link ---------
+
+
+def _no_etc_image(e: Env) -> None:
+    import tarfile
+
+    with tarfile.open(e.tmp / "noetc.tar", "w") as tf:
+        tf.add("/bin/busybox", "bin/busybox")
+        info = tarfile.TarInfo("bin/sh")
+        info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+        tf.addfile(info)
+    assert e.ch("import", str(e.tmp / "noetc.tar"), "noetc:1").returncode == 0
+
+
+def _last_layer_names(e: Env, image: str) -> list[str]:
+    import json
+    import tarfile
+
+    out = e.tmp / "saved.tar"
+    assert e.ch("save", "-o", str(out), image).returncode == 0
+    with tarfile.open(out) as tf:
+        manifest = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layer = tf.extractfile(manifest[0]["Layers"][-1])
+        assert layer is not None
+        with tarfile.open(fileobj=layer) as lt:
+            return sorted(m.name for m in lt.getmembers())
+
+
+def test_mount_stubs_are_removed_inside_the_rootfs(driver_env: Env, tmp_path: Path) -> None:
+    e = driver_env
+    _no_etc_image(e)
+    host = tmp_path / "hostdir"
+    host.mkdir()
+    (host / "hosts").write_text("")
+    (host / "resolv.conf").write_text("")
+    (host / "hostname").mkdir()
+    e.dockerfile(f"FROM noetc:1\nRUN busybox mv /etc /etc.old && busybox ln -s {host} /etc\n")
+    r = e.build("-t", "stub:1")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(host)) == ["hostname", "hosts", "resolv.conf"]
+    e.dockerfile("FROM noetc:1\nRUN echo hi > /x\n")
+    r = e.build("-t", "stub:2")
+    assert r.returncode == 0, r.stderr
+    assert _last_layer_names(e, "stub:2") == ["x"]  # the stubs stayed out of the layer
+
+
 # -- item 4: entitlements --------------------------------------------------------------------
 
 
