@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.build import entitlements
-from cargohold.build.cache import BuildCache, ImageState, buildcache_dir
+from cargohold.build.cache import BuildCache, ImageState, buildcache_dir, private_dir
 from cargohold.build.context import BuildContext, StatCache
 from cargohold.build.executor import BuildFailed
 from cargohold.build.instructions import parse_dockerfile
@@ -144,6 +144,7 @@ def test_build_cache_files_are_root_only(tmp_path: Path) -> None:
                      f"buildcache/steps/ab/{'ab' * 32}.json": 0o600,
                      "buildcache/statcache.json": 0o600}
     assert cache.get("ab" * 32) is not None
+    assert stat.S_IMODE(os.stat(private_dir(tmp_path, "contexts")).st_mode) == 0o700
 
 
 def test_url_cache_files_are_root_only(tmp_path: Path) -> None:
