@@ -106,6 +106,25 @@ def test_child_layer_chain_and_whiteouts(store: LayerStore) -> None:
     assert content == {"etc": None, "etc/hostname": b"base\n", "etc/motd": b"hi\n", "bin": None}
 
 
+def test_scratch_view_writes_never_reach_the_layer(store: LayerStore, tmp_path: Path) -> None:
+    base = store.register(io.BytesIO(BASE), None)
+    child = store.register(io.BytesIO(CHILD), base.chain_id)
+    stored = files(store.diff_path(child.chain_id))
+    view = store.mount_scratch(child.chain_id)
+    assert files(view) == stored
+    (view / "etc" / "hostname").write_text("evil\n")
+    (view / "new").write_text("new\n")
+    os.unlink(view / "etc" / "motd")
+    # the same layer's read-only views twice (vfs hands out the layer's own dir for each)
+    ro_a, ro_b = store.mount_ro(child.chain_id), store.mount_ro(child.chain_id)
+    assert files(ro_a) == stored
+    store.unmount_ro(view)
+    store.unmount_ro(ro_a)
+    store.unmount_ro(ro_b)
+    assert files(store.diff_path(child.chain_id)) == stored
+    assert not view.exists() and os.listdir(tmp_path / "tmp") == []
+
+
 def test_identical_layer_stored_once(store: LayerStore, tmp_path: Path) -> None:
     first = store.register(io.BytesIO(BASE), None)
     second = store.register(io.BytesIO(BASE), None)

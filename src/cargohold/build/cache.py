@@ -7,14 +7,20 @@ a changed instruction, file or argument changes that step's key and every key af
 
 A cache entry is one small JSON file named by the key holding the whole resulting state, so a
 hit needs one file read and one ``exists`` check of the layer -- nothing is mounted.
+
+Entries are trusted as read, so ``buildcache/`` is root-only (directories 0700, files 0600;
+:func:`buildcache_dir` fixes an older store's mode) and no RUN step can reach any of it: cache
+mounts bind one hashed directory below ``mounts/`` (``build/run_mounts.py``), never a parent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,36 @@ from typing import Any
 import msgspec
 
 from cargohold.util.atomic import write_bytes
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def buildcache_dir(root: Path) -> Path:
+    """``<root>/buildcache``, created root-only; an older store's 0755 directory is fixed (one
+    chmod: everything of the build cache is below it)."""
+    path = root / "buildcache"
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileNotFoundError:
+        root.mkdir(parents=True, exist_ok=True)
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if stat.S_IMODE(st.st_mode) != DIR_MODE and stat.S_ISDIR(st.st_mode):
+        os.chmod(path, DIR_MODE, follow_symlinks=False)
+    return path
+
+
+def private_dir(root: Path, *names: str) -> Path:
+    """``<root>/buildcache/<names...>``, each level created 0700."""
+    path = buildcache_dir(root)
+    for name in names:
+        path = path / name
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, DIR_MODE)
+    return path
 
 
 class ImageState(msgspec.Struct):
@@ -85,6 +121,7 @@ class BuildCache:
     """Step results by key under ``<root>/buildcache/steps/<key[:2]>/<key>.json``."""
 
     def __init__(self, root: Path, layer_exists: Callable[[str], bool]) -> None:
+        self.root = root
         self.dir = root / "buildcache" / "steps"
         self.layer_exists = layer_exists
 
@@ -105,10 +142,9 @@ class BuildCache:
         return state
 
     def put(self, state: ImageState) -> None:
-        path = self._path(state.key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = private_dir(self.root, "steps", state.key[:2]) / f"{state.key}.json"
         data = json.dumps(state.to_json(), separators=(",", ":")).encode()
-        write_bytes(path, data, fsync=False)
+        write_bytes(path, data, FILE_MODE, fsync=False)
 
     def entries(self) -> Iterator[tuple[str, Path, str | None]]:
         """(key, file, top layer) of every entry (unreadable entries with top None)."""

@@ -95,8 +95,9 @@ class StatCache:
             return
         from cargohold.util.atomic import write_bytes
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes(self.path, json.dumps(self._data, separators=(",", ":")).encode(), fsync=False)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data = json.dumps(self._data, separators=(",", ":")).encode()
+        write_bytes(self.path, data, 0o600, fsync=False)  # root-only, as all of buildcache/
         self._dirty = False
 
 
@@ -216,6 +217,28 @@ class BuildContext:
             yield Entry(srel, item.path, st)
             if is_dir:
                 yield from self._walk_dir(item.path, crel, srel)
+
+    def excluded(self) -> Iterator[tuple[str, bool]]:
+        """What .dockerignore leaves out, in walk order, for a view that hides it: ``(path,
+        False)`` for an excluded entry, ``(dir, True)`` for an excluded directory kept because
+        an exception pattern may re-include something below it (its excluded children follow).
+        """
+        if self.ignore.patterns:
+            yield from self._excluded(str(self.root), "")
+
+    def _excluded(self, path: str, rel: str) -> Iterator[tuple[str, bool]]:
+        with os.scandir(path) as it:
+            items = sorted((e.name, e.is_dir(follow_symlinks=False), e.path) for e in it)
+        for name, is_dir, child in items:
+            crel = f"{rel}/{name}" if rel else name
+            if not self.ignore.matches(crel):
+                if is_dir:
+                    yield from self._excluded(child, crel)
+            elif is_dir and self.ignore.may_contain_exceptions(crel):
+                yield crel, True
+                yield from self._excluded(child, crel)
+            else:
+                yield crel, False
 
     def digest(self, sources: list[Source], with_owner: bool = False) -> str:
         """Content digest of sources: names, types, modes, contents (never mtimes)."""

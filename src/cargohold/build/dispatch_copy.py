@@ -13,13 +13,16 @@ import hashlib
 import json
 import os
 import posixpath
+import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
-from cargohold.build.context import BuildContext, Source
+from cargohold.build.context import BuildContext, ContextError, Source
 from cargohold.build.instructions import AddInstruction, CopyInstruction
 from cargohold.errors import CargoholdError, InvalidArgument
+from cargohold.util.atomic import write_bytes
 
 MULTI_SOURCE = (
     "When using {kw} with more than one source file, the destination must be a directory "
@@ -105,7 +108,7 @@ def fetch_url(url: str, cache_dir: Path, checksum: str = "") -> Download:
 
     name = hashlib.sha256(url.encode()).hexdigest()
     meta_path, body_path = cache_dir / f"{name}.json", cache_dir / f"{name}.data"
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         meta = json.loads(meta_path.read_bytes())
     except (OSError, ValueError):
@@ -130,7 +133,8 @@ def fetch_url(url: str, cache_dir: Path, checksum: str = "") -> Download:
         else:
             h = hashlib.sha256()
             tmp = body_path.with_suffix(".tmp")
-            with open(tmp, "wb") as out:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as out:
                 for chunk in resp.stream(1 << 20):
                     h.update(chunk)
                     out.write(chunk)
@@ -140,7 +144,7 @@ def fetch_url(url: str, cache_dir: Path, checksum: str = "") -> Download:
                 "last_modified": resp.headers.get("Last-Modified", ""),
                 "digest": "sha256:" + h.hexdigest(),
             }
-            meta_path.write_text(json.dumps(meta))
+            write_bytes(meta_path, json.dumps(meta).encode(), 0o600, fsync=False)
     finally:
         http.release(resp)
     if checksum and checksum != meta["digest"]:
@@ -165,3 +169,82 @@ def context_sources(ctx: BuildContext, inst: CopyInstruction | AddInstruction) -
             continue
         out.extend(ctx.sources(pattern, inst.keyword))
     return out
+
+
+# -- the layer's entries -----------------------------------------------------------------------
+
+
+def emit_copy(tar: Any, view: Any, inst: CopyInstruction | AddInstruction, ctx: BuildContext,
+              sources: list[Source], downloads: list[Download], dest: str, explicit_dir: bool,
+              epoch: int | None) -> None:
+    """Write the entries of a COPY/ADD into ``tar`` (a ``layer_tar`` writer) against the
+    parent image ``view``; ``ctx`` is the context or the ``--from`` rootfs."""
+    from cargohold.build.dockerignore import IgnoreMatcher
+    from cargohold.build.layer_tar import Rules, resolve_chown
+    from cargohold.store.archive import open_decompressed
+
+    from_ = inst.from_ if isinstance(inst, CopyInstruction) else ""
+    uid = gid = None
+    if inst.chown:
+        uid, gid = resolve_chown(inst.chown, view)
+    rules = Rules(uid, gid, parse_chmod(inst.chmod), keep_owner=bool(from_), epoch=epoch)
+    excludes = IgnoreMatcher(list(inst.excludes)) if inst.excludes else None
+    parents = isinstance(inst, CopyInstruction) and inst.parents
+    dest_is_dir = explicit_dir or view.resolve(dest).is_dir
+    for source in sources:
+        if isinstance(inst, AddInstruction) and not source.is_dir and is_archive(source.path):
+            target = _dir_target(view, dest)
+            tar.ensure_dir(target)
+            with open(source.path, "rb") as f:
+                tar.archive(open_decompressed(f), target, rules)
+            continue
+        if parents:
+            logical = posixpath.join(dest, source.name)
+        elif source.is_dir:
+            logical = dest
+        elif dest_is_dir:
+            logical = posixpath.join(dest, posixpath.basename(source.name or "."))
+        else:
+            logical = dest
+        if source.is_dir:
+            entries = ctx.walk(source)
+            if excludes is not None:
+                entries = (e for e in entries if not e.rel or not excludes.matches(e.rel))
+            tar.tree(entries, _dir_target(view, logical), rules)
+            continue
+        node = view.resolve(logical)
+        if node.is_dir:  # the file goes into an existing directory of that name
+            name = posixpath.join(node.rel, posixpath.basename(source.name or "."))
+            tar.ensure_dir(node.rel)
+        else:
+            name = _file_target(tar, view, logical)
+        tar.entry(name, source.path, source.st, rules)
+    for inline in inst.contents:
+        data = inline.data.encode()
+        target = posixpath.join(dest, inline.name) if explicit_dir else dest
+        tar.data(_file_target(tar, view, target), data, len(data), 0o644, int(time.time()),
+                 rules)
+    for d in downloads:
+        target = posixpath.join(dest, d.filename) if explicit_dir else dest
+        size = os.stat(d.path).st_size
+        tar.data(_file_target(tar, view, target), str(d.path), size, 0o600,
+                 d.mtime_ns // 1_000_000_000, rules)
+
+
+def _file_target(tar: Any, view: Any, target: str) -> str:
+    node = view.resolve(target)
+    if node.is_dir:
+        return str(node.rel)  # an existing directory (or a link to one): into it
+    parent = view.resolve(posixpath.dirname(target))
+    if parent.st is not None and not parent.is_dir:
+        raise ContextError(f"cannot copy to {target}: not a directory")
+    tar.ensure_dir(parent.rel)
+    base = posixpath.basename(target)
+    return f"{parent.rel}/{base}" if parent.rel else base
+
+
+def _dir_target(view: Any, target: str) -> str:
+    node = view.resolve(target)
+    if node.st is not None and not node.is_dir:
+        raise ContextError(f"cannot copy to non-directory: {target}")
+    return str(node.rel)

@@ -1,9 +1,11 @@
 """RUN: the command in a working container through the same runtime and networks as ``run``.
 
 The container gets Docker's default mounts, capabilities, seccomp profile, masked paths and
-devices; the default bridge with NAT (``--network host|none`` as asked); ``RUN --mount``
-cache, tmpfs, secret and bind mounts.  Mount points runc had to create are removed before the
-diff so they never end up in the layer.
+devices (``run --privileged``'s for ``RUN --security=insecure``, which the executor allows only
+with ``build --allow security.insecure``); the default bridge with NAT (``--network host|none``
+as asked and allowed); ``RUN --mount`` cache, tmpfs, secret and bind mounts
+(``run_mounts.py``).  Mount points runc had to create are removed before the diff so they
+never end up in the layer.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from cargohold.build.instructions import Mount, RunInstruction
+from cargohold.build.instructions import RunInstruction
 from cargohold.build.workdir import WorkingContainer
-from cargohold.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from cargohold.network.store import NetworkStore
@@ -32,10 +34,12 @@ class RunEnv(msgspec.Struct):
     runtime: OCIRuntime
     network_store: NetworkStore | None
     runroot: Path
-    cache_mounts: Path  # <root>/buildcache/mounts
+    buildcache: Path  # <root>/buildcache (root-only): cache mounts below its mounts/
     secrets: dict[str, str]  # id -> host file
-    context_root: Path
-    mount_ro: Callable[[str], Path]  # stage/image name -> read-only rootfs (for --mount from=)
+    # writable -> the build context as transferred (a view, never the live directory)
+    context_view: Callable[[bool], AbstractContextManager[Path]]
+    # stage/image name, writable -> a rootfs view (writable ones are thrown away)
+    image_view: Callable[[str, bool], AbstractContextManager[Path]]
 
 
 def run_argv(inst: RunInstruction, shell: list[str]) -> list[str]:
@@ -73,51 +77,6 @@ def _bridge_mounts(bundle: Path, hostname: str, ip: str | None, host_net: bool) 
         (bundle / name).write_text(text)
         mounts.append(SpecMount("bind", f"/etc/{name}", str(bundle / name), recursive=False))
     return mounts
-
-
-def _run_mounts(inst: RunInstruction, env: RunEnv, bundle: Path, cwd: str) -> list[Any]:
-    from cargohold.container.spec import Mount as SpecMount
-
-    out = []
-    for m in inst.mounts:
-        target = m.target if m.target.startswith("/") else os.path.join(cwd, m.target)
-        out.append(_one_mount(m, target, env, bundle, SpecMount))
-    return out
-
-
-def _one_mount(m: Mount, target: str, env: RunEnv, bundle: Path, cls: Any) -> Any:
-    if m.type == "tmpfs":
-        return cls("tmpfs", target, tmpfs_size=m.size_limit or None)
-    if m.type == "cache":
-        cache_id = m.cache_id or target
-        name = cache_id.strip("/").replace("/", "_") or "root"
-        path = env.cache_mounts / name
-        path.mkdir(parents=True, exist_ok=True, mode=0o755)
-        if m.mode is not None:
-            os.chmod(path, m.mode)
-        if m.uid is not None or m.gid is not None:
-            os.chown(path, m.uid or 0, m.gid or 0)
-        return cls("bind", target, str(path), readonly=m.readonly)
-    if m.type == "secret":
-        secret_id = m.cache_id or os.path.basename(m.target or m.source)
-        src = env.secrets.get(secret_id)
-        if src is None:
-            if m.required:
-                raise InvalidArgument(f"secret {secret_id} not found")
-            return None
-        dest = m.target or f"/run/secrets/{secret_id}"
-        copy = bundle / f"secret-{secret_id}"
-        copy.write_bytes(Path(src).read_bytes())
-        os.chmod(copy, m.mode if m.mode is not None else 0o400)
-        os.chown(copy, m.uid or 0, m.gid or 0)
-        return cls("bind", dest, str(copy), readonly=True, recursive=False)
-    if m.type == "bind":
-        base = env.mount_ro(m.from_) if m.from_ else env.context_root
-        from cargohold.util.securejoin import secure_join
-
-        src = secure_join(base, m.source or "/")
-        return cls("bind", target, src, readonly=m.readonly)
-    raise InvalidArgument(f"RUN --mount=type={m.type} is not supported")
 
 
 @contextlib.contextmanager
@@ -161,8 +120,10 @@ def execute(
     network: str,
     output: Callable[[bytes], None],
 ) -> int:
-    """Run ``argv`` in the working container; returns its exit code."""
-    from cargohold.container import spec as S
+    """Run ``argv`` in the working container; returns its exit code.  ``network`` and
+    ``RUN --security=insecure`` (privileged) were checked against the build's entitlements.
+    Every mount, view and namespace made for the step is gone when this returns or raises."""
+    from cargohold.build.run_mounts import step_mounts
     from cargohold.runtime.base import Stdio
     from cargohold.util.securejoin import mkdir_beneath
 
@@ -175,26 +136,18 @@ def execute(
     stubs = wc.missing_stubs()
     cid = wc.rw_id
     bundle = env.runroot / "builds" / cid
-    bundle.mkdir(parents=True, exist_ok=True)
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    bundle.mkdir(mode=0o700, exist_ok=True)
     try:
-        with _network(env, network, cid) as (netmode, ip):
-            spec = S.base_spec()
-            S.with_process(spec, argv, env=[f"{k}={v}" for k, v in proc_env.items()], cwd=cwd)
-            S.with_rootfs(spec, wc.rootfs)
-            S.with_hostname(spec, cid[-12:])
-            S.with_default_mounts(spec)
-            mounts = _bridge_mounts(bundle, cid[-12:], ip, netmode == "host")
-            mounts += [m for m in _run_mounts(inst, env, bundle, cwd) if m is not None]
-            S.with_mounts(spec, mounts)
-            S.with_namespaces(spec, network=netmode)
-            S.with_capabilities(spec)
-            S.with_masked_paths(spec)
-            S.with_devices(spec)
-            S.with_seccomp(spec)
-            S.with_rlimits(spec)
-            S.with_user(spec, wc.rootfs, user)
-            spec["process"]["noNewPrivileges"] = False
-            S.write_spec(bundle, spec)
+        with contextlib.ExitStack() as stack:
+            mounts = step_mounts(inst, env, bundle, cwd, stack)
+            netmode, ip = stack.enter_context(_network(env, network, cid))
+            mounts = _bridge_mounts(bundle, cid[-12:], ip, netmode == "host") + mounts
+            spec = _spec(wc, argv, proc_env, cwd, user, netmode, mounts,
+                         privileged=inst.security == "insecure")
+            from cargohold.container.spec import write_spec
+
+            write_spec(bundle, spec)
             code = _run(env.runtime, cid, bundle, output, Stdio)
         wc.remove_stubs(stubs)
         return code
@@ -202,6 +155,30 @@ def execute(
         import shutil
 
         shutil.rmtree(bundle, ignore_errors=True)
+
+
+def _spec(wc: WorkingContainer, argv: list[str], proc_env: dict[str, str], cwd: str,
+          user: str, netmode: str, mounts: list[Any], privileged: bool) -> dict[str, Any]:
+    """The step's config.json: ``run``'s defaults, or ``run --privileged``'s."""
+    from cargohold.container import spec as S
+
+    assert wc.rootfs is not None
+    cid = wc.rw_id
+    spec = S.base_spec()
+    S.with_process(spec, argv, env=[f"{k}={v}" for k, v in proc_env.items()], cwd=cwd)
+    S.with_rootfs(spec, wc.rootfs)
+    S.with_hostname(spec, cid[-12:])
+    S.with_default_mounts(spec, privileged=privileged)
+    S.with_mounts(spec, mounts)
+    S.with_namespaces(spec, network=netmode)
+    S.with_capabilities(spec, privileged=privileged)
+    S.with_masked_paths(spec, privileged=privileged)
+    S.with_devices(spec, privileged=privileged)
+    S.with_seccomp(spec, privileged=privileged)
+    S.with_rlimits(spec)
+    S.with_user(spec, wc.rootfs, user)
+    spec["process"]["noNewPrivileges"] = False
+    return spec
 
 
 def _run(runtime: OCIRuntime, cid: str, bundle: Path, output: Callable[[bytes], None],

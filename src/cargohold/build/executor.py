@@ -11,8 +11,6 @@ written once and nothing is mounted except a ``--from`` stage.
 from __future__ import annotations
 
 import hashlib
-import os
-import posixpath
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +64,7 @@ class BuildOptions(msgspec.Struct):
     network: str = "default"
     secrets: dict[str, str] = msgspec.field(default_factory=dict)
     source_date_epoch: int | None = None
+    allow: tuple[str, ...] = ()  # entitlements (build --allow): network.host, security.insecure
 
 
 class Backend(msgspec.Struct):
@@ -143,7 +142,9 @@ class Executor:
         self.df: Dockerfile | None = None
         self.plan: Plan | None = None
         self.used_args: set[str] = set()
-        self._ro_mounts: list[Path] = []
+        from cargohold.build.views import BuildViews
+
+        self.views = BuildViews(backend.stores.layers, context, backend.root / "tmp")
         self.pulls = 0  # base images pulled (a FROM that pulled is done, not CACHED)
 
     # -- entry point -----------------------------------------------------------------------
@@ -161,6 +162,7 @@ class Executor:
         self.progress.done()
         self.df = df
         self.plan = make_plan(df, self.options.build_args, self.options.target)
+        self._check_entitlements(self.plan)
         # steps: the definition above, each stage's FROM and instructions, the export
         self.progress.plan(2 + sum(len(ps.stage.instructions) + 1 for ps in self.plan.stages))
         try:
@@ -169,9 +171,18 @@ class Executor:
             final = self.results[self.plan.target]
             return self._export(final)
         finally:
-            for path in self._ro_mounts:
-                self.backend.stores.layers.unmount_ro(path)
-            self.context.close()
+            try:
+                self.views.close()
+            finally:
+                self.context.close()
+
+    def _check_entitlements(self, plan: Plan) -> None:
+        """Refuse, before any step runs, a RUN asking for more than the build was granted."""
+        from cargohold.build.entitlements import granted, refusals
+
+        assert self.df is not None
+        for line, why in refusals(plan, granted(self.options.allow, self.options.network)):
+            raise BuildFailed(f"{self.df.filename}:{line}: {why}")
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -357,7 +368,11 @@ class Executor:
         self, inst: RunInstruction, state: ImageState, scope: Scope, ps: PlannedStage
     ) -> ImageState:
         from cargohold.build.dispatch_run import run_argv
+        from cargohold.build.entitlements import granted, refusal
 
+        why = refusal(inst, granted(self.options.allow, self.options.network))
+        if why is not None:  # an ONBUILD trigger: the Dockerfile's own RUNs were checked
+            raise self._error(inst, why)
         argv = run_argv(inst, dispatch_config.shell_of(state))
         args = {k: v for k, v in scope.values().items() if k not in PROXY_ARGS}
         proxies = {k: v for k, v in self.options.build_args.items() if k in PROXY_ARGS}
@@ -368,7 +383,10 @@ class Executor:
             created_by = f"|{len(args)} {pairs} " + " ".join(argv)
         else:
             created_by = " ".join(argv)
-        key = step_key(state.key, [*canonical(inst), sorted(args.items()), network])
+        from cargohold.build.run_mounts import mount_inputs
+
+        inputs = mount_inputs(inst, self.context, lambda name: self._from_key(name, ps, inst))
+        key = step_key(state.key, [*canonical(inst), sorted(args.items()), network, *inputs])
 
         def run(new: ImageState) -> str:
             proc_env = {**args, **proxies, **state.env()}
@@ -382,16 +400,18 @@ class Executor:
 
     def _exec(self, wc: Any, inst: RunInstruction, argv: list[str], proc_env: dict[str, str],
               cwd: str, user: str, network: str, created_by: str, ps: PlannedStage) -> None:
+        from cargohold.build.cache import buildcache_dir
         from cargohold.build.dispatch_run import RunEnv, execute
 
         run_env = RunEnv(
             runtime=self.backend.runtime(),
             network_store=self.backend.network_store() if network != "host" else None,
             runroot=self.backend.runroot,
-            cache_mounts=self.backend.root / "buildcache" / "mounts",
+            buildcache=buildcache_dir(self.backend.root),
             secrets=self.options.secrets,
-            context_root=self.context.root,
-            mount_ro=lambda name: self._source_root(name, ps, inst),
+            context_view=self.views.context_view,
+            image_view=lambda name, writable: self.views.rootfs_view(
+                self._source_top(name, ps, inst), writable),
         )
         code = execute(wc, run_env, inst, argv, proc_env, cwd, user, network,
                        self.progress.output)
@@ -410,17 +430,16 @@ class Executor:
 
     # -- COPY / ADD ----------------------------------------------------------------------------
 
-    def _source_root(self, name: str, ps: PlannedStage, inst: Instruction) -> Path:
-        """A read-only rootfs of a stage or image named by --from (mounted once per build)."""
+    def _source_top(self, name: str, ps: PlannedStage, inst: Instruction) -> str | None:
         assert self.df is not None
         ref = stage_ref(self.df, name, ps.index)
         if ref is not None:
-            top = self.results[ref].top
-        else:
-            _, _, top = self._image(name, inst.start_line)
-        path = self.backend.stores.layers.mount_ro(top)
-        self._ro_mounts.append(path)
-        return path
+            return self.results[ref].top
+        return self._image(name, inst.start_line)[2]
+
+    def _source_root(self, name: str, ps: PlannedStage, inst: Instruction) -> Path:
+        """A read-only rootfs of a stage or image named by --from (mounted once per build)."""
+        return self.views.rootfs(self._source_top(name, ps, inst))
 
     def _from_key(self, name: str, ps: PlannedStage, inst: Instruction) -> str:
         assert self.df is not None
@@ -451,8 +470,10 @@ class Executor:
                 raise ContextError(dc.MULTI_SOURCE.format(kw=inst.keyword))
             content = self.context.digest(sources)
             parts.append(["content", content])
-        downloads = [dc.fetch_url(u, self.backend.root / "buildcache" / "urls",
-                                  getattr(inst, "checksum", "")) for u in urls]
+        from cargohold.build.cache import private_dir
+
+        downloads = [dc.fetch_url(u, private_dir(self.backend.root, "urls"),
+                                  getattr(inst, "checksum", "")) for u in urls] if urls else []
         parts.append(["urls", [d.digest for d in downloads]])
         key = step_key(state.key, parts)
         kind = "multi" if len(sources) + len(urls) > 1 else (
@@ -487,9 +508,6 @@ class Executor:
                    ps: PlannedStage, sources: list[Source], downloads: list[Any], dest: str,
                    explicit_dir: bool) -> None:
         from cargohold.build import dispatch_copy as dc
-        from cargohold.build.dockerignore import IgnoreMatcher
-        from cargohold.build.layer_tar import Rules, resolve_chown
-        from cargohold.store.archive import open_decompressed
 
         from_ = inst.from_ if isinstance(inst, CopyInstruction) else ""
         ctx = self.context
@@ -498,70 +516,8 @@ class Executor:
             sources = [s for p in inst.sources for s in ctx.sources(p, inst.keyword)]
             if len(sources) > 1 and not explicit_dir:
                 raise ContextError(dc.MULTI_SOURCE.format(kw=inst.keyword))
-        uid = gid = None
-        if inst.chown:
-            uid, gid = resolve_chown(inst.chown, view)
-        rules = Rules(uid, gid, dc.parse_chmod(inst.chmod), keep_owner=bool(from_),
-                      epoch=self.options.source_date_epoch)
-        excludes = IgnoreMatcher(list(inst.excludes)) if inst.excludes else None
-        parents = isinstance(inst, CopyInstruction) and inst.parents
-
-        def file_target(target: str) -> str:
-            node = view.resolve(target)
-            if node.is_dir:
-                return str(node.rel)  # an existing directory (or a link to one): into it
-            parent = view.resolve(posixpath.dirname(target))
-            if parent.st is not None and not parent.is_dir:
-                raise ContextError(f"cannot copy to {target}: not a directory")
-            tar.ensure_dir(parent.rel)
-            base = posixpath.basename(target)
-            return f"{parent.rel}/{base}" if parent.rel else base
-
-        def dir_target(target: str) -> str:
-            node = view.resolve(target)
-            if node.st is not None and not node.is_dir:
-                raise ContextError(f"cannot copy to non-directory: {target}")
-            return str(node.rel)
-
-        dest_is_dir = explicit_dir or view.resolve(dest).is_dir
-        for source in sources:
-            if isinstance(inst, AddInstruction) and not source.is_dir \
-                    and dc.is_archive(source.path):
-                target = dir_target(dest)
-                tar.ensure_dir(target)
-                with open(source.path, "rb") as f:
-                    tar.archive(open_decompressed(f), target, rules)
-                continue
-            if parents:
-                logical = posixpath.join(dest, source.name)
-            elif source.is_dir:
-                logical = dest
-            elif dest_is_dir:
-                logical = posixpath.join(dest, posixpath.basename(source.name or "."))
-            else:
-                logical = dest
-            if source.is_dir:
-                entries = ctx.walk(source)
-                if excludes is not None:
-                    entries = (e for e in entries if not e.rel or not excludes.matches(e.rel))
-                tar.tree(entries, dir_target(logical), rules)
-                continue
-            node = view.resolve(logical)
-            if node.is_dir:  # the file goes into an existing directory of that name
-                name = posixpath.join(node.rel, posixpath.basename(source.name or "."))
-                tar.ensure_dir(node.rel)
-            else:
-                name = file_target(logical)
-            tar.entry(name, source.path, source.st, rules)
-        for inline in inst.contents:
-            data = inline.data.encode()
-            target = posixpath.join(dest, inline.name) if explicit_dir else dest
-            tar.data(file_target(target), data, len(data), 0o644, int(time.time()), rules)
-        for d in downloads:
-            target = posixpath.join(dest, d.filename) if explicit_dir else dest
-            size = os.stat(d.path).st_size
-            tar.data(file_target(target), str(d.path), size, 0o600,
-                     d.mtime_ns // 1_000_000_000, rules)
+        dc.emit_copy(tar, view, inst, ctx, sources, downloads, dest, explicit_dir,
+                     self.options.source_date_epoch)
 
     # -- WORKDIR -------------------------------------------------------------------------------
 

@@ -76,25 +76,38 @@ class WorkingContainer(msgspec.Struct):
         return os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def missing_stubs(self) -> list[str]:
-        assert self.rootfs is not None
-        return [p for p in MOUNT_STUBS if not os.path.lexists(self.rootfs / p)]
+        root_fd = self.root_fd()
+        try:
+            return [p for p in MOUNT_STUBS if _lstat_in_root(root_fd, p) is None]
+        finally:
+            os.close(root_fd)
 
     def remove_stubs(self, stubs: list[str]) -> None:
-        """Drop mount points runc created (empty dirs and files) so they stay out of the layer."""
-        assert self.rootfs is not None
-        for rel in stubs:
-            path = self.rootfs / rel
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            try:
-                if stat.S_ISDIR(st.st_mode):
-                    os.rmdir(path)
-                elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
-                    os.unlink(path)
-            except OSError:
-                continue
+        """Drop mount points runc created (empty dirs and files) so they stay out of the layer.
+
+        The step may have replaced a directory on the way with a symlink: every path is
+        resolved inside the rootfs, never on the host."""
+        from cargohold.util.securejoin import resolve_parent
+
+        root_fd = self.root_fd()
+        try:
+            for rel in stubs:
+                try:
+                    parent, name = resolve_parent(root_fd, rel)
+                except OSError:
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        os.rmdir(name, dir_fd=parent)
+                    elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                        os.unlink(name, dir_fd=parent)
+                except OSError:
+                    continue
+                finally:
+                    os.close(parent)
+        finally:
+            os.close(root_fd)
 
     def commit(self, epoch: int | None) -> Layer:
         """Diff the rw layer into a registered layer on ``parent`` (mtimes clamped to epoch)."""
@@ -125,6 +138,22 @@ class WorkingContainer(msgspec.Struct):
         if failure:
             raise failure[0]
         return layer
+
+
+def _lstat_in_root(root_fd: int, rel: str) -> os.stat_result | None:
+    """lstat of ``rel`` with the path resolved inside the root (None: missing)."""
+    from cargohold.util.securejoin import resolve_parent
+
+    try:
+        parent, name = resolve_parent(root_fd, rel)
+    except OSError:
+        return None
+    try:
+        return os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except OSError:
+        return None
+    finally:
+        os.close(parent)
 
 
 def _clamped_diff(write: Callable[[BinaryIO], None], out: BinaryIO, epoch: int) -> None:

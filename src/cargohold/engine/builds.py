@@ -71,6 +71,8 @@ class BuildService:
         stdin: BinaryIO | None = None,
     ) -> str:
         """Build from a context directory, a tarball, a URL or ``-`` (stdin); returns the id."""
+        from cargohold.build import entitlements
+        from cargohold.build.cache import buildcache_dir
         from cargohold.build.context import BuildContext, StatCache
         from cargohold.build.executor import Executor
         from cargohold.build.progress import Progress
@@ -81,6 +83,7 @@ class BuildService:
             ref = parse_reference(tag)
             if ref.digest:
                 raise InvalidArgument(f"invalid reference format: {tag}")
+        entitlements.validate(options.allow)
         stdin_text = None
         if options.dockerfile == "-":  # ``-f -``: the Dockerfile on stdin, the context elsewhere
             if source == "-":
@@ -90,6 +93,7 @@ class BuildService:
             stdin_text = (stdin or _stdin()).read().decode("utf-8", "surrogateescape")
         progress = Progress(progress_out, progress_mode, quiet)
         root = self.engine.settings.root
+        buildcache_dir(root)  # root-only, also on a store an older version made 0755
         # the pulls of FROM become notes of its step: lines of their own on the same terminal
         # would be overwritten by the next frame of the redrawn block (plain mode keeps them)
         pull_progress = self.engine.pull_progress
@@ -131,11 +135,11 @@ class BuildService:
             yield Path(source), None, False
             return
         from cargohold.build import git_context
+        from cargohold.build.cache import private_dir
         from cargohold.build.context import extract_context
 
         git = git_context.parse_git_url(source) if git_context.is_git_url(source) else None
-        tmp_parent = self.engine.settings.root / "buildcache" / "contexts"
-        tmp_parent.mkdir(parents=True, exist_ok=True)
+        tmp_parent = private_dir(self.engine.settings.root, "contexts")
         tmp = Path(tempfile.mkdtemp(prefix="build-context-", dir=tmp_parent))
         try:
             ctx = tmp / "context"

@@ -108,7 +108,8 @@ class LayerStore:
         self.layout = Layout(root)
         self._lock = store_lock(root, "layers")
         self._cleaned = False
-        self._ro: dict[Path, Staging] = {}
+        # view path -> its staging entries (vfs hands out a layer's own dir: one path, many)
+        self._ro: dict[Path, builtins.list[Staging]] = {}
 
     # helpers ---------------------------------------------------------------------------
 
@@ -347,13 +348,31 @@ class LayerStore:
         except BaseException:
             stage.close()
             raise
-        self._ro[path] = stage
+        self._ro.setdefault(path, []).append(stage)
+        return path
+
+    def mount_scratch(self, chain_id: str | None) -> Path:
+        """A writable view of ``chain_id`` whose writes are thrown away by :meth:`unmount_ro`:
+        the stored layers are never written (overlay: a fresh upper dir; vfs: a copy)."""
+        self._prepare()
+        lowers = self._lowers(chain_id)
+        stage = Staging(self.layout.tmp, "scratch")
+        try:
+            path = self.driver.mount_scratch(lowers, stage.path)
+        except BaseException:
+            stage.close()
+            raise
+        self._ro.setdefault(path, []).append(stage)
         return path
 
     def unmount_ro(self, path: Path) -> None:
-        stage = self._ro.pop(path, None)
-        if stage is None:
+        """Undo :meth:`mount_ro` or :meth:`mount_scratch` (the scratch content goes too)."""
+        stages = self._ro.get(path)
+        if not stages:
             return
+        stage = stages.pop()
+        if not stages:
+            del self._ro[path]
         target = stage.path / "merged"
         self.driver.unmount_ro(target)
         if os.path.ismount(target):

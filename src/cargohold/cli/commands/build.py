@@ -26,6 +26,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--iidfile", default=None, help="Write the image ID to the file")
     add("--secret", action="append", default=[], help="Secret to expose: id=mysecret,src=/path")
     add(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="ENTITLEMENT",
+        help="Allow extra privileged entitlement: network.host (RUN --network=host), "
+        "security.insecure (RUN --security=insecure runs the step privileged: root on the "
+        "host); a Dockerfile asking for one without it fails",
+    )
+    add(
         "--progress",
         default="auto",
         choices=("auto", "plain", "tty", "quiet"),
@@ -111,6 +120,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             labels=_pairs(args.label, "--label"),
             network=args.network,
             secrets=_secrets(args.secret),
+            allow=tuple(v for arg in args.allow for v in arg.split(",") if v),
             source_date_epoch=_epoch(build_args),
         )
         mode = args.progress

@@ -107,5 +107,10 @@ class StorageDriver(Protocol):
         ...
 
     def unmount_ro(self, target: Path) -> None:
-        """Undo :meth:`mount_ro` (idempotent)."""
+        """Undo :meth:`mount_ro` or :meth:`mount_scratch` (idempotent)."""
+        ...
+
+    def mount_scratch(self, lowers: Sequence[str], stage: Path) -> Path:
+        """A writable view of the chain's merged content at ``stage/merged`` whose changes
+        land in ``stage`` (an empty private dir, removed afterwards), never in a layer."""
         ...

@@ -192,6 +192,26 @@ class OverlayDriver:
         if os.path.ismount(target):
             umount(target, detach=True)
 
+    def mount_scratch(self, lowers: Sequence[str], stage: Path) -> Path:
+        """The chain as lowers under a fresh upper dir in ``stage`` (volatile: it is thrown
+        away); the upper's root takes the top layer's root metadata, as a merged root does."""
+        for sub in ("upper", "work", "merged"):
+            (stage / sub).mkdir(exist_ok=True)
+        copy_dir_metadata(self.layout.diff(lowers[0]) if lowers else None, stage / "upper")
+        self.layout.empty  # noqa: B018 - makes sure it exists
+        args = self._lower_arg(lowers) or [".empty"]
+        mount_overlay(self.layout.layers, stage / "merged", args, stage / "upper",
+                      stage / "work", volatile=True)
+        return stage / "merged"
+
+
+def copy_dir_metadata(source: Path | None, dest: Path) -> None:
+    """Give ``dest`` the mode and owner of ``source`` (None: 0755 root, an empty image's)."""
+    st = os.stat(source) if source is not None else None
+    os.chmod(dest, stat.S_IMODE(st.st_mode) if st is not None else 0o755)
+    if st is not None and os.geteuid() == 0:
+        os.chown(dest, st.st_uid, st.st_gid)
+
 
 def _upper_changes(
     directory: Path, lowers: list[Path], rel: list[str], hidden: bool, out: list[tuple[str, str]]

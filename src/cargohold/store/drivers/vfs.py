@@ -83,6 +83,12 @@ class VfsDriver:
     def unmount_ro(self, target: Path) -> None:
         return None
 
+    def mount_scratch(self, lowers: Sequence[str], stage: Path) -> Path:
+        """A copy: vfs has no upper dirs (the same way ``create_rw`` copies the parent)."""
+        merged = stage / "merged"
+        copy_tree(self._content(lowers), merged)
+        return merged
+
 
 def copy_tree(src: Path, dest: Path) -> None:
     """Copy ``src`` to a new ``dest`` keeping owners, modes, times, links and xattrs."""
