@@ -1,0 +1,104 @@
+"""Security settings of real containers through the CLI (root, runc, busybox): the default
+seccomp profile against a probe that calls io_uring and AF_ALG."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from containers_env import Env, container_env, needs_runtime
+
+pytestmark = needs_runtime
+
+PROBE_C = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static void report(const char *what, long rc) {
+    const char *name;
+    if (rc >= 0) { printf("%s ok\n", what); return; }
+    name = strerrorname_np(errno);
+    printf("%s %s\n", what, name ? name : "E?");
+}
+
+int main(void) {
+    unsigned char params[120]; /* struct io_uring_params */
+    memset(params, 0, sizeof params);
+    report("io_uring_setup", syscall(425, 1, params));
+    report("io_uring_enter", syscall(426, -1, 0, 0, 0, NULL, 0));
+    report("io_uring_register", syscall(427, -1, 0, NULL, 0));
+    report("socket_alg", socket(38, SOCK_SEQPACKET, 0));
+    report("socket_vsock", socket(40, SOCK_STREAM, 0));
+    report("socket_inet", socket(AF_INET, SOCK_DGRAM, 0));
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    with container_env(tmp_path_factory.mktemp("ctr-sec")) as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def probe_image(env: Env, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An image holding only a static probe binary compiled here (gcc + libc6-dev)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed (scripts/install.sh installs it)")
+    work = tmp_path_factory.mktemp("probe")
+    (work / "probe.c").write_text(PROBE_C)
+    built = subprocess.run(["gcc", "-static", "-O2", "-o", str(work / "probe"),
+                            str(work / "probe.c")], capture_output=True, text=True)
+    if built.returncode != 0:
+        pytest.skip(f"gcc -static does not work here (libc6-dev missing?): {built.stderr}")
+    tar = work / "probe.tar"
+    with tarfile.open(tar, "w") as tf:
+        tf.add(str(work / "probe"), "probe")
+        info = tarfile.TarInfo("tmp")
+        info.type, info.mode = tarfile.DIRTYPE, 0o1777
+        tf.addfile(info)
+    env.ch("import", "-c", 'CMD ["/probe"]', str(tar), "probe:latest")
+    return "probe:latest"
+
+
+def probe(env: Env, image: str, *opts: str) -> dict[str, str]:
+    out = env.out("run", "--rm", "--network", "none", *opts, image)
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def rw_layers(env: Env) -> set[str]:
+    d = env.root / "containers-rw"
+    return {p.name for p in d.iterdir()} if d.exists() else set()
+
+
+# -- item 8: seccomp ---------------------------------------------------------------------
+
+
+def test_default_profile_denies_io_uring_and_af_alg(env: Env, probe_image: str) -> None:
+    got = probe(env, probe_image)
+    for call in ("io_uring_setup", "io_uring_enter", "io_uring_register", "socket_alg",
+                 "socket_vsock"):
+        assert got[call] == "EPERM", (call, got)
+    assert got["socket_inet"] == "ok"
+
+
+def test_unconfined_seccomp_lets_them_through(env: Env, probe_image: str) -> None:
+    got = probe(env, probe_image, "--security-opt", "seccomp=unconfined")
+    # not EPERM: io_uring works (EBADF/EINVAL for the bogus fds), AF_ALG opens or the
+    # kernel lacks the family (EAFNOSUPPORT)
+    for call in ("io_uring_enter", "io_uring_register", "socket_alg", "socket_vsock"):
+        assert got[call] != "EPERM", (call, got)
+    disabled = Path("/proc/sys/kernel/io_uring_disabled")
+    if disabled.exists() and disabled.read_text().strip() == "2":
+        pytest.skip("io_uring is disabled host-wide (kernel.io_uring_disabled=2)")
+    assert got["io_uring_setup"] == "ok", got
