@@ -1,5 +1,6 @@
 """Security settings of real containers through the CLI (root, runc, busybox): the default
-seccomp profile against a probe that calls io_uring and AF_ALG."""
+seccomp profile against a probe that calls io_uring and AF_ALG, capabilities of privileged
+non-root processes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from containers_env import Env, container_env, needs_runtime
+
+from cargohold.container.spec_security import ALL_CAPABILITIES
 
 pytestmark = needs_runtime
 
@@ -102,3 +105,46 @@ def test_unconfined_seccomp_lets_them_through(env: Env, probe_image: str) -> Non
     if disabled.exists() and disabled.read_text().strip() == "2":
         pytest.skip("io_uring is disabled host-wide (kernel.io_uring_disabled=2)")
     assert got["io_uring_setup"] == "ok", got
+
+
+# -- item 9: capabilities ------------------------------------------------------------------
+
+
+def host_bounding() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            return int(line.split()[1], 16) & ((1 << len(ALL_CAPABILITIES)) - 1)
+    raise AssertionError("no CapBnd")
+
+
+def caps_of(text: str) -> dict[str, int]:
+    return {k: int(v, 16) for k, v in (ln.split(":\t") for ln in text.splitlines())}
+
+
+@pytest.fixture(scope="module")
+def sleeper(env: Env) -> Iterator[str]:
+    cid = env.out("run", "-d", "--network", "none", "bb", "sleep", "300")
+    try:
+        yield cid
+    finally:
+        env.ch("rm", "-f", cid, check=False)
+
+
+def test_privileged_exec_as_a_user_has_no_effective_or_ambient_caps(
+    env: Env, sleeper: str
+) -> None:
+    full = host_bounding()
+    for user in ("app", "4242:4242"):
+        caps = caps_of(env.out("exec", "--privileged", "-u", user, sleeper, "grep", "Cap",
+                               "/proc/self/status"))
+        assert caps == {"CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapBnd": full, "CapAmb": 0}, (
+            user, caps)
+    root = caps_of(env.out("exec", "--privileged", sleeper, "grep", "Cap", "/proc/self/status"))
+    assert root == {"CapInh": 0, "CapPrm": full, "CapEff": full, "CapBnd": full, "CapAmb": 0}
+
+
+def test_privileged_run_as_a_user_has_no_effective_caps(env: Env) -> None:
+    caps = caps_of(env.out("run", "--rm", "--network", "none", "--privileged", "-u", "app",
+                           "bb", "grep", "Cap", "/proc/self/status"))
+    assert caps == {"CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapBnd": host_bounding(),
+                    "CapAmb": 0}

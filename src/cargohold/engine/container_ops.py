@@ -218,11 +218,11 @@ class ContainerOps:
                 )
             process["cwd"] = opts.workdir
         if opts.privileged:
+            # As Docker: bounding, permitted and effective only. A non-root user's execve
+            # then leaves it no capabilities (no inheritable or ambient set to carry them),
+            # and the container's AppArmor profile stays (exec --privileged keeps it).
             caps = sorted(_all_capabilities())
-            process["capabilities"] = {
-                k: caps for k in ("bounding", "effective", "permitted", "inheritable", "ambient")
-            }
-            process.pop("apparmorProfile", None)
+            process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
         return process
 
     def exec(
