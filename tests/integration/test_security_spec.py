@@ -1,9 +1,10 @@
 """Security settings of real containers through the CLI (root, runc, busybox): the default
 seccomp profile against a probe that calls io_uring and AF_ALG, capabilities of privileged
-non-root processes."""
+non-root processes, AppArmor and SELinux label options, and the choice of OCI runtime."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tarfile
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from containers_env import Env, container_env, needs_runtime
 
+from cargohold.container.apparmor import enabled as apparmor_enabled
 from cargohold.container.spec_security import ALL_CAPABILITIES
 
 pytestmark = needs_runtime
@@ -148,3 +150,122 @@ def test_privileged_run_as_a_user_has_no_effective_caps(env: Env) -> None:
                            "bb", "grep", "Cap", "/proc/self/status"))
     assert caps == {"CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapBnd": host_bounding(),
                     "CapAmb": 0}
+
+
+# -- item 10: AppArmor and labels ------------------------------------------------------------
+
+
+@pytest.mark.skipif(apparmor_enabled(), reason="AppArmor is enabled here: no warning path")
+def test_apparmor_profile_request_warns_once_where_apparmor_is_off(env: Env) -> None:
+    r = env.ch("run", "--rm", "--network", "none", "--security-opt", "apparmor=my-profile",
+               "bb", "true", check=False)
+    warning = ("WARNING: AppArmor is not enabled on this host: --security-opt "
+               "apparmor=my-profile has no effect\n")
+    assert (r.returncode, r.stderr) == (0, warning)
+    created = env.ch("create", "--security-opt", "apparmor=my-profile", "bb", "true")
+    assert created.stderr == warning
+    env.ch("rm", created.stdout.strip())
+    quiet = env.ch("run", "--rm", "--network", "none", "--security-opt", "apparmor=unconfined",
+                   "bb", "true")
+    assert quiet.stderr == ""
+
+
+@pytest.mark.skipif(not apparmor_enabled(), reason="AppArmor is not enabled on this host")
+def test_apparmor_default_profile_confines_containers(env: Env) -> None:
+    out = env.out("run", "--rm", "--network", "none", "bb", "cat", "/proc/self/attr/current")
+    assert out == "cargohold-default (enforce)"
+    free = env.out("run", "--rm", "--network", "none", "--security-opt", "apparmor=unconfined",
+                   "bb", "cat", "/proc/self/attr/current")
+    assert free == "unconfined"
+
+
+def test_unknown_label_option_is_refused_and_leaves_nothing(env: Env) -> None:
+    before = rw_layers(env)
+    r = env.ch("run", "--rm", "--name", "badlabel", "--security-opt", "label=bogus", "bb",
+               "true", check=False)
+    assert r.returncode == 125
+    assert 'bad label option "bogus", valid options \'disable\' or' in r.stderr
+    assert env.out("ps", "-a", "-q", "--filter", "name=badlabel") == ""
+    assert rw_layers(env) == before
+
+
+def test_valid_label_options_are_accepted_without_selinux(env: Env) -> None:
+    r = env.ch("run", "--rm", "--network", "none", "--security-opt", "label=disable",
+               "--security-opt", "label=type:svirt_apache_t", "--security-opt",
+               "label=level:s0:c100,c200", "bb", "echo", "ok")
+    assert (r.stdout, r.stderr) == ("ok\n", "")
+
+
+# -- the OCI runtime -------------------------------------------------------------------------
+
+
+def wrapper_runtime(directory: Path) -> tuple[Path, Path]:
+    """A runc-compatible binary that logs each call's arguments, then runs the real runc."""
+    runc = shutil.which("runc")
+    assert runc is not None
+    log = directory / "calls.log"
+    script = directory / "logging-runc"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {runc} "$@"\n')
+    script.chmod(0o755)
+    return script, log
+
+
+def verbs(log: Path) -> list[str]:
+    known = {"create", "run", "start", "exec", "kill", "delete", "pause", "resume", "state",
+             "ps", "list"}
+    out = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        words = [w for w in line.split() if w in known]
+        out.append(words[0] if words else line)
+    return out
+
+
+def test_runtime_flag_is_recorded_and_used_by_later_commands(env: Env, tmp_path: Path) -> None:
+    script, log = wrapper_runtime(tmp_path)
+    cid = env.out("--runtime", str(script), "run", "-d", "--network", "none", "bb", "sleep",
+                  "300")
+    try:
+        assert env.inspect(cid)["HostConfig"]["Runtime"] == str(script)  # type: ignore[index]
+        assert "run" in verbs(log) or "create" in verbs(log)
+        env.ch("exec", cid, "true")  # no --runtime: the container's own binary
+        env.ch("pause", cid)
+        env.ch("unpause", cid)
+        called = verbs(log)
+        assert {"exec", "pause", "resume"} <= set(called), called
+    finally:
+        env.ch("rm", "-f", cid, check=False)
+    assert "delete" in verbs(log)
+
+
+def test_runtime_from_the_configuration_file(env: Env, tmp_path: Path) -> None:
+    script, log = wrapper_runtime(tmp_path)
+    conf = tmp_path / "cargohold.toml"
+    conf.write_text(f'[engine]\nruntime = "logged"\n[runtimes.logged]\npath = "{script}"\n')
+    run_env = {**os.environ, "CARGOHOLD_CONFIG": str(conf)}
+    r = subprocess.run(env.argv("run", "--rm", "--network", "none", "bb", "echo", "hi"),
+                       capture_output=True, text=True, env=run_env, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    assert verbs(log), "the configured runtime was not used"
+    version = subprocess.run(env.argv("version"), capture_output=True, text=True, env=run_env)
+    assert f"  Path:         {script}\n  Version:      runc version" in version.stdout
+
+
+def test_unknown_or_missing_runtime_is_refused_and_leaves_nothing(
+    env: Env, tmp_path: Path
+) -> None:
+    before = rw_layers(env)
+    r = env.ch("run", "--runtime", "bogus", "--name", "rtbad", "bb", "true", check=False)
+    assert r.returncode == 125 and "unknown or invalid runtime name: bogus" in r.stderr
+    missing = tmp_path / "no-runc"
+    r = env.ch("--runtime", str(missing), "run", "--name", "rtbad", "bb", "true", check=False)
+    assert r.returncode == 125 and f"{missing}: no such file" in r.stderr, r.stderr
+    assert env.out("ps", "-a", "-q", "--filter", "name=rtbad") == ""
+    assert rw_layers(env) == before
+
+
+def test_version_shows_the_runtime_path_and_version(env: Env) -> None:
+    out = env.out("version")
+    runc = shutil.which("runc")
+    first = subprocess.run([str(runc), "--version"], capture_output=True,
+                           text=True).stdout.splitlines()[0]
+    assert f"  Path:         {runc}\n  Version:      {first}\n" in out + "\n"

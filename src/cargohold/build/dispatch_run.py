@@ -163,6 +163,7 @@ def execute(
 ) -> int:
     """Run ``argv`` in the working container; returns its exit code."""
     from cargohold.container import spec as S
+    from cargohold.container.apparmor import with_apparmor
     from cargohold.runtime.base import Stdio
     from cargohold.util.securejoin import mkdir_beneath
 
@@ -191,6 +192,7 @@ def execute(
             S.with_masked_paths(spec)
             S.with_devices(spec)
             S.with_seccomp(spec)
+            with_apparmor(spec)  # the default profile where AppArmor is enabled, as `run`
             S.with_rlimits(spec)
             S.with_user(spec, wc.rootfs, user)
             spec["process"]["noNewPrivileges"] = False
