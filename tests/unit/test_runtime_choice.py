@@ -221,14 +221,19 @@ def test_apparmor_request_warns_where_disabled_and_must_be_loaded_where_enabled(
     plain = engine.containers.create(CreateOptions("base:1", host_config=HostConfig(
         network_mode="none")))
     assert engine.containers.create_warnings(plain) == []
-    engine.containers.remove([rec.id, plain.id])
+    engine.containers.remove([rec.id])
     monkeypatch.setattr(apparmor, "HOST", _host(tmp_path / "on", enabled=True))
+    before = engine.container_store.list()
     with pytest.raises(InvalidArgument, match="AppArmor profile 'my-prof' is not loaded"):
         engine.containers.create(CreateOptions("base:1", host_config=asks))
-    assert nothing_made(engine)
+    assert engine.container_store.list() == before
     monkeypatch.setattr(apparmor, "HOST", _host(tmp_path / "on2", enabled=True, loaded="my-prof"))
     rec = engine.containers.create(CreateOptions("base:1", host_config=asks))
     assert engine.containers.create_warnings(rec) == []
+    assert engine.containers.inspect(rec.id)["AppArmorProfile"] == "my-prof"
+    assert engine.containers.inspect(plain.id)["AppArmorProfile"] == "cargohold-default"
+    monkeypatch.setattr(apparmor, "HOST", _host(tmp_path / "off2", enabled=False))
+    assert engine.containers.inspect(rec.id)["AppArmorProfile"] == ""
 
 
 def test_build_spec_applies_the_profile_on_an_apparmor_host(

@@ -181,22 +181,25 @@ def _check_network_options(opts: CreateOptions) -> str:
 def check_host_options(engine: Engine, host: HostConfig) -> str:
     """Refuse bad --security-opt values, a requested AppArmor profile that is not loaded and
     an unknown or missing runtime before anything is made; the runtime name to record."""
-    from cargohold.container.apparmor import check_requested
-    from cargohold.engine.container_start import security_options
     from cargohold.runtime.choice import record_name, resolve
 
-    check_requested(security_options(host.security_opt).apparmor)
+    create_warnings(host)  # raises for a profile that AppArmor has not loaded
     name = host.runtime or engine.settings.runtime or "runc"
     resolve(name, engine.settings.runtimes)
     return record_name(name)
 
 
 def create_warnings(host: HostConfig) -> list[str]:
-    """What ``create``/``run`` tell the user on stderr (Docker's create ``Warnings``)."""
-    from cargohold.container.apparmor import check_requested
+    """What ``create``/``run`` tell the user on stderr (Docker's create ``Warnings``); raises
+    for bad --security-opt values and for an AppArmor profile that is not loaded."""
     from cargohold.engine.container_start import security_options
 
-    return check_requested(security_options(host.security_opt).apparmor)
+    requested = security_options(host.security_opt).apparmor
+    if not requested:
+        return []
+    from cargohold.container.apparmor import check_requested
+
+    return check_requested(requested)
 
 
 def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
