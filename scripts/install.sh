@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 PKGS=(python3 python3-venv python3-dev gcc runc iptables iproute2 util-linux busybox-static
       tini zstd xz-utils bzip2 gzip tar curl ca-certificates debootstrap git)
+# Security tests: a static seccomp probe (gcc -static needs libc6-dev) and apparmor_parser, which
+# loads the default AppArmor profile where the kernel has AppArmor and syntax-checks it elsewhere.
+PKGS+=(libc6-dev apparmor)
 # Oracles and interop partners for the tests (daemonless ones only; docker is optional).
 PKGS+=(skopeo podman docker.io)
 # Registry tests: a real Distribution registry on 127.0.0.1, htpasswd for its auth.

@@ -263,6 +263,23 @@ def test_exec_process_from_the_bundle(world: World) -> None:
         world.engine.container_ops.exec_process(record, ExecOptions(("id",), user="nobody"))
 
 
+def test_privileged_exec_sets_no_inheritable_or_ambient_capabilities(world: World) -> None:
+    """As Docker: bounding/permitted/effective only, so a non-root user's execve keeps no
+    capabilities; the container's AppArmor profile stays (exec --privileged keeps it)."""
+    record = world.container(running=True)
+    bundle = world.store.bundle_dir(record.id) / "config.json"
+    spec = json.loads(bundle.read_text())
+    spec["process"]["apparmorProfile"] = "cargohold-default"
+    bundle.write_text(json.dumps(spec))
+    ops = world.engine.container_ops
+    for user in ("app", ""):
+        process = ops.exec_process(record, ExecOptions(("id",), privileged=True, user=user))
+        caps = process["capabilities"]
+        assert sorted(caps) == ["bounding", "effective", "permitted"], user
+        assert "CAP_SYS_ADMIN" in caps["bounding"] and caps["effective"] == caps["bounding"]
+        assert process["apparmorProfile"] == "cargohold-default"
+
+
 def test_exec_runs_through_the_runtime_and_refuses_stopped(world: World) -> None:
     running = world.container(running=True)
     world.runtime.exec_exit_code = 3

@@ -117,11 +117,10 @@ def test_signals_and_security_options() -> None:
     assert parse_signal("KILL") == parse_signal("SIGKILL") == parse_signal("9") == 9
     with pytest.raises(InvalidArgument):
         parse_signal("NOPE")
-    assert security_options(("no-new-privileges",)) == (True, "default")
-    assert security_options(("seccomp=unconfined", "no-new-privileges:false")) == (
-        False,
-        "unconfined",
-    )
+    nnp = security_options(("no-new-privileges",))
+    assert (nnp.no_new_privileges, nnp.seccomp) == (True, "default")
+    opts = security_options(("seccomp=unconfined", "no-new-privileges:false"))
+    assert (opts.no_new_privileges, opts.seccomp) == (False, "unconfined")
     with pytest.raises(InvalidArgument):
         security_options(("bogus",))
 

@@ -161,6 +161,7 @@ def _spec(wc: WorkingContainer, argv: list[str], proc_env: dict[str, str], cwd: 
           user: str, netmode: str, mounts: list[Any], privileged: bool) -> dict[str, Any]:
     """The step's config.json: ``run``'s defaults, or ``run --privileged``'s."""
     from cargohold.container import spec as S
+    from cargohold.container.apparmor import with_apparmor
 
     assert wc.rootfs is not None
     cid = wc.rw_id
@@ -175,6 +176,7 @@ def _spec(wc: WorkingContainer, argv: list[str], proc_env: dict[str, str], cwd: 
     S.with_masked_paths(spec, privileged=privileged)
     S.with_devices(spec, privileged=privileged)
     S.with_seccomp(spec, privileged=privileged)
+    with_apparmor(spec, privileged=privileged)  # the default profile where enabled, as `run`
     S.with_rlimits(spec)
     S.with_user(spec, wc.rootfs, user)
     spec["process"]["noNewPrivileges"] = False

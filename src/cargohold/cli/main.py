@@ -191,7 +191,8 @@ def _global_parser() -> ArgumentParser:
     p = ArgumentParser(prog="cargohold", add_help=False)
     p.add_argument("--root", help="storage root directory (default /var/lib/cargohold)")
     p.add_argument("--runroot", help="run-state directory (default /run/cargohold)")
-    p.add_argument("--runtime", help="OCI runtime binary (default runc)")
+    p.add_argument("--runtime", help="OCI runtime: runc (default), a name defined in the "
+                   "configuration file's [runtimes], or the path of a runc-compatible binary")
     p.add_argument("--storage-driver", help="overlay or vfs")
     p.add_argument("-D", "--debug", action="store_true")
     p.add_argument("-l", "--log-level", default="info")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cargohold.cli.context import Context
-    from cargohold.container.model import HealthcheckConfig
+    from cargohold.container.model import ContainerRecord, HealthcheckConfig
     from cargohold.engine.container_create import CreateOptions
     from cargohold.network.ports import PortSpec
 
@@ -336,6 +336,12 @@ def to_options(args: argparse.Namespace) -> CreateOptions:
         no_healthcheck=bool(args.no_healthcheck),
         pull=args.pull,
     )
+
+
+def print_warnings(ctx: Context, record: ContainerRecord) -> None:
+    """Docker's CLI prints the create response's warnings on stderr, once per command."""
+    for warning in ctx.engine.containers.create_warnings(record):
+        print(f"WARNING: {warning}", file=ctx.stderr)
 
 
 def attach_foreground(

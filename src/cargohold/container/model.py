@@ -205,7 +205,7 @@ class HostConfig(msgspec.Struct, frozen=True):
     readonly_rootfs: bool = msgspec.field(default=False, name="ReadonlyRootfs")
     security_opt: tuple[str, ...] = msgspec.field(default=(), name="SecurityOpt")
     tmpfs: dict[str, str] = msgspec.field(default_factory=dict, name="Tmpfs")
-    runtime: str = msgspec.field(default="runc", name="Runtime")
+    runtime: str = msgspec.field(default="", name="Runtime")  # "" = the default runtime
     memory: int = msgspec.field(default=0, name="Memory")
     nano_cpus: int = msgspec.field(default=0, name="NanoCpus")
     pids_limit: int | None = msgspec.field(default=None, name="PidsLimit")

@@ -24,7 +24,7 @@ import importlib
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -153,7 +153,9 @@ def monitor_alive(store: ContainerStore, cid: str) -> bool:
 _ACTIVE = (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
 
 
-def reconcile(store: ContainerStore, runtime: OCIRuntime, cid: str) -> State:
+def reconcile(
+    store: ContainerStore, runtime: OCIRuntime | Callable[[], OCIRuntime], cid: str
+) -> State:
     """Bring one container's record in line with reality and return its state.
 
     A container marked running/paused/restarting whose monitor is gone is killed in the
@@ -166,7 +168,7 @@ def reconcile(store: ContainerStore, runtime: OCIRuntime, cid: str) -> State:
     if monitor_alive(store, cid):
         return state
     if state.status in _ACTIVE:
-        killed = _kill_leftover(runtime, cid)
+        killed = _kill_leftover(runtime() if callable(runtime) else runtime, cid)
         message = "container monitor exited unexpectedly"
 
         def mark(s: State) -> State:

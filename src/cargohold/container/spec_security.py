@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import stat
+import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -219,18 +220,40 @@ def with_no_new_privileges(spec: Spec, enabled: bool = True) -> Spec:
 
 # -- seccomp -------------------------------------------------------------------------------
 
-_GOARCH = {
+# uname machine -> libseccomp's native architecture name: the names a profile's
+# includes/excludes ``arches`` use and, in our archMap, the keys.
+_NATIVE_ARCH = {
     "x86_64": "amd64",
     "amd64": "amd64",
+    "i386": "x86",
+    "i686": "x86",
     "aarch64": "arm64",
     "arm64": "arm64",
-    "i386": "386",
-    "i686": "386",
     "armv7l": "arm",
+    "armv6l": "arm",
     "s390x": "s390x",
     "ppc64le": "ppc64le",
     "riscv64": "riscv64",
-    "mips64": "mips64",
+    "loongarch64": "loongarch64",
+    "mips64": "mips64" if sys.byteorder == "big" else "mipsel64",
+}
+
+# native name -> the SCMP_ARCH_ value that selects an entry of Docker's list-form archMap
+_SCMP_ARCH = {
+    "x86": "SCMP_ARCH_X86",
+    "amd64": "SCMP_ARCH_X86_64",
+    "x32": "SCMP_ARCH_X32",
+    "arm": "SCMP_ARCH_ARM",
+    "arm64": "SCMP_ARCH_AARCH64",
+    "loongarch64": "SCMP_ARCH_LOONGARCH64",
+    "mips64": "SCMP_ARCH_MIPS64",
+    "mips64n32": "SCMP_ARCH_MIPS64N32",
+    "mipsel64": "SCMP_ARCH_MIPSEL64",
+    "mips3l64n32": "SCMP_ARCH_MIPSEL64N32",
+    "ppc64le": "SCMP_ARCH_PPC64LE",
+    "riscv64": "SCMP_ARCH_RISCV64",
+    "s390": "SCMP_ARCH_S390",
+    "s390x": "SCMP_ARCH_S390X",
 }
 
 
@@ -261,9 +284,7 @@ def _architectures(profile: Mapping[str, Any], arch: str) -> list[str]:
     if isinstance(arch_map, dict):
         return list(arch_map.get(arch, []))
     if isinstance(arch_map, list):  # Docker's format: [{architecture, subArchitectures}]
-        scmp = "SCMP_ARCH_" + {"amd64": "X86_64", "arm64": "AARCH64", "386": "X86"}.get(
-            arch, arch.upper()
-        )
+        scmp = _SCMP_ARCH.get(arch, "SCMP_ARCH_" + arch.upper())
         for entry in arch_map:
             if entry.get("architecture") == scmp:
                 return [scmp, *(entry.get("subArchitectures") or [])]
@@ -284,6 +305,8 @@ def _applies(
         return False
     if any(c in caps for c in exc.get("caps") or []):
         return False
+    if exc.get("minKernel") and kernel >= _kernel_version(str(exc["minKernel"])):
+        return False
     return not (exc.get("arches") and arch in exc["arches"])
 
 
@@ -293,19 +316,26 @@ def seccomp_for(
     arch: str | None = None,
     kernel: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Resolve a profile (ours or Docker's format) into the OCI ``linux.seccomp`` object."""
+    """Resolve a profile (ours or Docker's format) into the OCI ``linux.seccomp`` object.
+
+    ``arch`` is libseccomp's native name of the host (``amd64``, ``x86``, ``arm64``, ...), the
+    names rules use in ``includes``/``excludes``; rules are kept as Docker's setupSeccomp
+    keeps them (every listed capability in the bounding set for ``includes``, any for
+    ``excludes``).
+    """
     uname = os.uname()
-    goarch = arch or _GOARCH.get(uname.machine, uname.machine)
+    native = arch or _NATIVE_ARCH.get(uname.machine, uname.machine)
     kver = kernel or _kernel_version(uname.release)
     out: dict[str, Any] = {"defaultAction": profile.get("defaultAction", "SCMP_ACT_ERRNO")}
-    if profile.get("defaultErrnoRet") is not None:
-        out["defaultErrnoRet"] = profile["defaultErrnoRet"]
-    archs = _architectures(profile, goarch)
+    for key in ("defaultErrnoRet", "flags", "listenerPath", "listenerMetadata"):
+        if profile.get(key) is not None:
+            out[key] = profile[key]
+    archs = _architectures(profile, native)
     if archs:
         out["architectures"] = archs
     rules = []
     for rule in profile.get("syscalls") or []:
-        if not _applies(rule, capabilities, goarch, kver):
+        if not _applies(rule, capabilities, native, kver):
             continue
         names = list(rule.get("names") or ([rule["name"]] if rule.get("name") else []))
         entry: dict[str, Any] = {"names": names, "action": rule["action"]}

@@ -13,6 +13,7 @@ from cargohold.config import Settings
 from cargohold.errors import NotFound
 
 if TYPE_CHECKING:
+    from cargohold.container.model import ContainerRecord
     from cargohold.container.records import ContainerStore
     from cargohold.engine.builds import BuildService
     from cargohold.engine.container_ops import ContainerOps
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from cargohold.engine.volumes import VolumeService
     from cargohold.network.store import NetworkStore
     from cargohold.runtime.base import OCIRuntime
+    from cargohold.runtime.choice import RuntimeInfo
     from cargohold.store.blobs import BlobStore
     from cargohold.store.drivers.base import StorageDriver
     from cargohold.store.images import ImageStore
@@ -78,9 +80,29 @@ class Engine:
 
     @cached_property
     def runtime(self) -> OCIRuntime:
+        """The default runtime (builds, and containers created with it)."""
         from cargohold.runtime.runc import Runc
 
         return Runc.from_settings(self.settings)
+
+    def runtime_for(self, record: ContainerRecord) -> OCIRuntime:
+        """The runtime ``record`` was created with (HostConfig.Runtime), whatever this
+        command's default is: a container is always driven by the same binary."""
+        name = record.host_config.runtime or "runc"
+        if name == (self.settings.runtime or "runc"):
+            return self.runtime
+        others: dict[str, OCIRuntime] = self.__dict__.setdefault("_other_runtimes", {})
+        if name not in others:
+            from cargohold.runtime.runc import Runc
+
+            others[name] = Runc.from_settings(self.settings, name)
+        return others[name]
+
+    def runtime_info(self) -> RuntimeInfo:
+        """The default runtime's name, path and version (runs ``<runtime> --version``)."""
+        from cargohold.runtime.choice import describe
+
+        return describe(self.settings.runtime, self.settings.runtimes)
 
     @cached_property
     def volume_store(self) -> VolumeStore:

@@ -178,12 +178,37 @@ def _check_network_options(opts: CreateOptions) -> str:
     return mode
 
 
+def check_host_options(engine: Engine, host: HostConfig) -> str:
+    """Refuse bad --security-opt values, a requested AppArmor profile that is not loaded and
+    an unknown or missing runtime before anything is made; the runtime name to record."""
+    from cargohold.runtime.choice import record_name, resolve
+
+    create_warnings(host)  # raises for a profile that AppArmor has not loaded
+    name = host.runtime or engine.settings.runtime or "runc"
+    resolve(name, engine.settings.runtimes)
+    return record_name(name)
+
+
+def create_warnings(host: HostConfig) -> list[str]:
+    """What ``create``/``run`` tell the user on stderr (Docker's create ``Warnings``); raises
+    for bad --security-opt values and for an AppArmor profile that is not loaded."""
+    from cargohold.engine.container_start import security_options
+
+    requested = security_options(host.security_opt).apparmor
+    if not requested:
+        return []
+    from cargohold.container.apparmor import check_requested
+
+    return check_requested(requested)
+
+
 def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
     """Validate, then store the record, rw layer and volumes (all undone on failure)."""
     from cargohold.engine import container_volumes as vols
     from cargohold.util.ids import random_id
 
     mode = _check_network_options(opts)
+    runtime = check_host_options(engine, opts.host_config)
     image = _find_image(engine, opts)
     image_cfg = engine.images.config(image).get("config") or {}
     exposed = {s.key for s in opts.publish}
@@ -208,7 +233,7 @@ def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
         opts.host_config,
         network_mode=mode if mode != "bridge" or opts.host_config.network_mode else "default",
         port_bindings=_port_bindings(opts.publish),
-        runtime=opts.host_config.runtime or engine.settings.runtime or "runc",
+        runtime=runtime,
     )
     networks: dict[str, EndpointSettings] = {}
     if mode not in ("none", "host") and not mode.startswith("container:"):

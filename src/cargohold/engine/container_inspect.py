@@ -58,6 +58,21 @@ def mount_entry(m: MountRecord) -> dict[str, Any]:
     return entry
 
 
+def _apparmor_profile(record: ContainerRecord) -> str:
+    """The profile the container runs under, "" where AppArmor is off (as Docker shows it)."""
+    from cargohold.container import apparmor
+    from cargohold.engine.container_start import security_options
+    from cargohold.errors import CargoholdError
+
+    if not apparmor.enabled():
+        return ""
+    try:
+        requested = security_options(record.host_config.security_opt).apparmor
+    except CargoholdError:  # a record from before the options were checked
+        return ""
+    return apparmor.profile_for(requested, record.host_config.privileged)
+
+
 def _host_config(record: ContainerRecord) -> dict[str, Any]:
     data: dict[str, Any] = to_json(record.host_config)
     for key in (
@@ -126,7 +141,7 @@ def inspect_container(engine: Engine, record: ContainerRecord, state: State) -> 
         "Platform": "linux",
         "MountLabel": "",
         "ProcessLabel": "",
-        "AppArmorProfile": "",
+        "AppArmorProfile": _apparmor_profile(record),
         "ExecIDs": None,
         "HostConfig": _host_config(record),
         "GraphDriver": _graph_driver(engine, record),

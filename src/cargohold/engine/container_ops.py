@@ -140,7 +140,7 @@ class ContainerOps:
         if state.status in _ACTIVE:
             from cargohold.container.reconcile import reconcile
 
-            state = reconcile(self.store, self.engine.runtime, record.id)
+            state = reconcile(self.store, self.engine.runtime_for(record), record.id)
         return record, state
 
     def _running(self, ref: str) -> tuple[ContainerRecord, State]:
@@ -218,11 +218,11 @@ class ContainerOps:
                 )
             process["cwd"] = opts.workdir
         if opts.privileged:
+            # As Docker: bounding, permitted and effective only. A non-root user's execve
+            # then leaves it no capabilities (no inheritable or ambient set to carry them),
+            # and the container's AppArmor profile stays (exec --privileged keeps it).
             caps = sorted(_all_capabilities())
-            process["capabilities"] = {
-                k: caps for k in ("bounding", "effective", "permitted", "inheritable", "ambient")
-            }
-            process.pop("apparmorProfile", None)
+            process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
         return process
 
     def exec(
@@ -240,11 +240,14 @@ class ContainerOps:
         if state.status is Status.PAUSED:
             raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
         process = self.exec_process(record, opts)
+        from cargohold.container.apparmor import ensure_for_process
+
+        ensure_for_process(process)  # something may have unloaded the default profile
         run_dir = self.store.run_dir(record.id)
         spec_path = run_dir / f"exec-{secrets.token_hex(8)}.json"
         spec_path.write_text(json.dumps(process))
         try:
-            runtime = self.engine.runtime
+            runtime = self.engine.runtime_for(record)
             null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
             try:
                 if opts.detach and opts.tty:
@@ -360,7 +363,7 @@ class ContainerOps:
         from cargohold.engine.container_stats import parse_ps_output
 
         record, _ = self._running(ref)
-        pids = set(self.engine.runtime.ps(record.id))
+        pids = set(self.engine.runtime_for(record).ps(record.id))
         args = [a for a in ps_args.split(" ") if a] if ps_args else ["-ef"]
         try:
             proc = subprocess.run(["ps", *args], capture_output=True, check=False)
@@ -502,7 +505,7 @@ class ContainerOps:
         """Pause a running container (``commit -p``); returns the function that resumes it."""
         if not pause or state.status is not Status.RUNNING:
             return lambda: None
-        runtime = self.engine.runtime
+        runtime = self.engine.runtime_for(record)
         try:
             runtime.pause(record.id)
         except CargoholdError:

@@ -6,8 +6,11 @@ container to its monitor.  Any failure undoes what was set up.
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from cargohold.container.model import ContainerRecord, HostConfig
 from cargohold.errors import InvalidArgument
@@ -21,10 +24,32 @@ if TYPE_CHECKING:
 CGROUP_PARENT = "/cargohold"
 
 
-def security_options(opts: tuple[str, ...]) -> tuple[bool, str]:
-    """(no-new-privileges, seccomp profile) from ``--security-opt`` values."""
+class SecurityOptions(msgspec.Struct, frozen=True):
+    """What ``--security-opt`` values ask for (Docker's daemon parseSecurityOpt)."""
+
+    no_new_privileges: bool = False
+    seccomp: str = "default"
+    apparmor: str = ""  # "" = the host's default (cargohold-default, unconfined if privileged)
+    labels: tuple[str, ...] = ()  # SELinux label options; validated, no effect without SELinux
+
+
+_LABEL_KEYS = ("user", "role", "type", "level", "filetype")
+
+
+def _check_label(value: str) -> None:
+    key, sep, _ = value.partition(":")
+    if value != "disable" and (not sep or key not in _LABEL_KEYS):
+        raise InvalidArgument(
+            f"bad label option {json.dumps(value)}, valid options 'disable' or \n"
+            "'user, role, level, type, filetype' followed by ':' and a value"
+        )
+
+
+def security_options(opts: tuple[str, ...]) -> SecurityOptions:
+    """Parse ``--security-opt`` values (``key=value``, or Docker's older ``key:value``)."""
     nnp = False
-    seccomp = "default"
+    seccomp, apparmor = "default", ""
+    labels: list[str] = []
     for raw in opts:
         key, sep, value = raw.partition("=")
         if not sep:
@@ -32,15 +57,20 @@ def security_options(opts: tuple[str, ...]) -> tuple[bool, str]:
         if key == "no-new-privileges":
             nnp = value.lower() in ("", "true", "1") if sep else True
             continue
-        if not sep:
+        if raw == "disable":  # Docker's oldest form of label=disable
+            key, sep, value = "label", "=", "disable"
+        if not sep or not value:
             raise InvalidArgument(f"Invalid --security-opt: {raw!r}")
         if key == "seccomp":
             seccomp = value
-        elif key in ("apparmor", "label", "systempaths"):
-            continue  # accepted; not enforced on this host
-        else:
+        elif key == "apparmor":
+            apparmor = value
+        elif key == "label":
+            _check_label(value)
+            labels.append(value)
+        elif key != "systempaths":
             raise InvalidArgument(f"invalid --security-opt 2: {raw!r}")
-    return nnp, seccomp
+    return SecurityOptions(nnp, seccomp, apparmor, tuple(labels))
 
 
 def swap_limit(memory: int, swap: int) -> int | None:
@@ -63,6 +93,7 @@ def resource_tuning(host: HostConfig) -> ResourceTuning:
 def build_spec(record: ContainerRecord, rootfs: Path, net: NetSetup) -> dict[str, Any]:
     """The OCI config.json of ``record``."""
     from cargohold.container import spec as S
+    from cargohold.container.apparmor import with_apparmor
     from cargohold.engine.container_volumes import oci_mounts
 
     cfg, host = record.config, record.host_config
@@ -80,9 +111,10 @@ def build_spec(record: ContainerRecord, rootfs: Path, net: NetSetup) -> dict[str
     S.with_namespaces(spec, network=net.namespace)
     S.with_capabilities(spec, host.cap_add, host.cap_drop, privileged)
     S.with_masked_paths(spec, privileged=privileged)
-    nnp, seccomp = security_options(host.security_opt)
-    S.with_seccomp(spec, seccomp, privileged=privileged)
-    if nnp:
+    security = security_options(host.security_opt)
+    S.with_seccomp(spec, security.seccomp, privileged=privileged)
+    with_apparmor(spec, security.apparmor, privileged=privileged)
+    if security.no_new_privileges:
         S.with_no_new_privileges(spec)
     S.with_devices(spec, privileged=privileged)
     S.with_rlimits(spec)
@@ -117,6 +149,7 @@ def start_container(
     from cargohold.engine import container_network as cnet
     from cargohold.engine.container_create import Undo
     from cargohold.engine.container_volumes import populate
+    from cargohold.runtime.choice import resolve
 
     store = engine.container_store
     settings = engine.settings
@@ -125,7 +158,7 @@ def start_container(
         settings.root,
         settings.runroot,
         cid,
-        runtime_binary=record.host_config.runtime or settings.runtime or "runc",
+        runtime_binary=resolve(record.host_config.runtime, settings.runtimes),
         runtime_root=settings.runroot / "runc",
         wait_for_attach=wait_for_attach,
     )

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cargohold.engine.container_update import UpdateRequest
     from cargohold.engine.reports import DiskUsage
     from cargohold.network.ports import PortBinding
+    from cargohold.runtime.base import OCIRuntime
 
 DEFAULT_STOP_TIMEOUT = 10
 KILL_WAIT = 30.0
@@ -60,20 +61,24 @@ class ContainerService:
         self.store = engine.container_store
 
     # ------------------------------------------------------------------ lookups
-    def reconcile(self, cid: str) -> State:
+    def reconcile(self, cid: str, record: ContainerRecord | None = None) -> State:
+        """The reconciled state; a leftover is cleaned up with the container's own runtime."""
         from cargohold.container.reconcile import reconcile
 
-        return reconcile(self.store, self.engine.runtime, cid)
+        def runtime() -> OCIRuntime:
+            return self.engine.runtime_for(record or self.store.get(cid))
+
+        return reconcile(self.store, runtime, cid)
 
     def get(self, ref: str) -> ContainerView:
         record = self.store.get(ref)
-        return ContainerView(record, self.reconcile(record.id))
+        return ContainerView(record, self.reconcile(record.id, record))
 
     def views(self, show_all: bool = True) -> list[ContainerView]:
         out = []
         for record in self.store.list():
             try:
-                state = self.reconcile(record.id)
+                state = self.reconcile(record.id, record)
             except (NotFound, FileNotFoundError):
                 continue
             if show_all or state.running:
@@ -85,6 +90,12 @@ class ContainerService:
         from cargohold.engine.container_create import create_container
 
         return create_container(self.engine, opts)
+
+    def create_warnings(self, record: ContainerRecord) -> list[str]:
+        """Docker's create ``Warnings`` (an AppArmor profile asked for where it is off)."""
+        from cargohold.engine.container_create import create_warnings
+
+        return create_warnings(record.host_config)
 
     def start(
         self,
@@ -131,7 +142,7 @@ class ContainerService:
                 return
             except PermissionError:
                 pass
-            self.engine.runtime.kill(view.record.id, signum)
+            self.engine.runtime_for(view.record).kill(view.record.id, signum)
         elif state.monitor_pid > 0 and state.status is Status.RESTARTING:
             # Between restarts: the monitor itself cancels the pending restart.
             with contextlib.suppress(ProcessLookupError):
@@ -156,7 +167,7 @@ class ContainerService:
         self._signal(view, signum)
         if view.state.paused and signum == _signal.SIGKILL:
             with contextlib.suppress(CargoholdError):
-                self.engine.runtime.resume(view.record.id)
+                self.engine.runtime_for(view.record).resume(view.record.id)
         return view.record
 
     def stop(self, ref: str, timeout: int | None = None) -> ContainerRecord:
@@ -171,7 +182,7 @@ class ContainerService:
         self._mark_stopped(cid)
         if view.state.paused:
             with contextlib.suppress(CargoholdError):
-                self.engine.runtime.resume(cid)
+                self.engine.runtime_for(view.record).resume(cid)
         if timeout is None:
             timeout = view.record.config.stop_timeout
         if timeout is None:
@@ -244,7 +255,7 @@ class ContainerService:
             raise Conflict(f"Container {cid} is already paused")
         if view.state.restarting:
             raise Conflict(f"Container {cid} is restarting, wait until the container is running")
-        self.engine.runtime.pause(cid)
+        self.engine.runtime_for(view.record).pause(cid)
         self.store.update_state(cid, lambda s: msgspec.structs.replace(s, status=Status.PAUSED))
         return view.record
 
@@ -253,7 +264,7 @@ class ContainerService:
         cid = view.record.id
         if not view.state.paused:
             raise Conflict(f"Container {cid} is not paused")
-        self.engine.runtime.resume(cid)
+        self.engine.runtime_for(view.record).resume(cid)
         self.store.update_state(
             cid,
             lambda s: (
@@ -296,7 +307,7 @@ class ContainerService:
                 self._signal(pending, _signal.SIGKILL)
                 if pending.state.paused:
                     with contextlib.suppress(CargoholdError):
-                        self.engine.runtime.resume(pending.record.id)
+                        self.engine.runtime_for(pending.record).resume(pending.record.id)
         out: list[tuple[str, CargoholdError | None]] = []
         for ref, target, err in views:
             if target is None:
@@ -316,7 +327,7 @@ class ContainerService:
         from cargohold.engine.container_volumes import release
 
         cid = record.id
-        state = self.reconcile(cid)
+        state = self.reconcile(cid, record)
         if state.running:
             raise Conflict(f"container {cid} did not stop")
         if not self.store.dir(cid).is_dir():
@@ -366,7 +377,7 @@ class ContainerService:
         old_name = self.store.get(ref).name
         record = self.store.rename(ref, new_name)
         self._relink(old_name, record)
-        if self.reconcile(record.id).running:
+        if self.reconcile(record.id, record).running:
             eps = cnet.load_endpoints(self.store, record.id)
             registry = HostsRegistry(self.engine.network_store.root)
             hosts = self.store.dir(record.id) / "hosts"

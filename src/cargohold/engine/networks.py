@@ -381,7 +381,8 @@ class NetworkService:
         network torn down) before we look."""
         from cargohold.container.reconcile import reconcile
 
-        state = reconcile(self.engine.container_store, self.engine.runtime, cid)
+        store = self.engine.container_store
+        state = reconcile(store, lambda: self.engine.runtime_for(store.get(cid)), cid)
         return state.status.value in ("running", "paused", "restarting")
 
     def _check_connectable(self, record: ContainerRecord, net: Network) -> None:

@@ -17,12 +17,19 @@ Looked up at ``$CARGOHOLD_CONFIG``, else ``/etc/cargohold/registries.toml``, els
     subnet = "10.89.0.0/16"                   # subnet of the default bridge network
     bridge = "cargohold0"                     # its Linux bridge
 
+    [engine]
+    runtime = "runc-new"                      # default OCI runtime: a name below, runc, a path
+
+    [runtimes.runc-new]                       # Docker's "runtimes": NAME -> binary
+    path = "/opt/runc/runc"                   # absolute, or a command name found on $PATH
+
 ``registry-mirrors`` may also be a list (Docker's daemon.json form): mirrors of docker.io.
 A missing file means defaults; a malformed one is an error naming the file.
 
-The CLI applies ``[storage]`` and ``[network]`` to its Settings (:func:`apply`); the
-``--storage-driver`` flag, ``CARGOHOLD_STORAGE_DRIVER``, ``CARGOHOLD_NETWORK_SUBNET`` and
-``CARGOHOLD_NETWORK_BRIDGE`` win over the file.
+The CLI applies ``[storage]``, ``[network]``, ``[engine]`` and ``[runtimes]`` to its Settings
+(:func:`apply`); the ``--storage-driver`` and ``--runtime`` flags, ``CARGOHOLD_STORAGE_DRIVER``,
+``CARGOHOLD_RUNTIME``, ``CARGOHOLD_NETWORK_SUBNET`` and ``CARGOHOLD_NETWORK_BRIDGE`` win over
+the file.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ class FileSettings(msgspec.Struct, frozen=True):
     network_subnet: str = ""
     path: Path | None = None
     network_bridge: str = ""
+    runtime: str = ""
+    runtimes: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 def config_path(explicit: str | None = None) -> Path | None:
@@ -115,7 +124,34 @@ def _parse(data: dict[str, Any], path: Path) -> FileSettings:
     subnet = str(network.get("subnet") or "")
     bridge = str(network.get("bridge") or "")
     _check_network(subnet, bridge, f"configuration file {path}")
-    return FileSettings(reg, driver, subnet, path, bridge)
+    runtime, runtimes = _runtimes(data, path)
+    return FileSettings(reg, driver, subnet, path, bridge, runtime, runtimes)
+
+
+def _runtimes(data: dict[str, Any], path: Path) -> tuple[str, dict[str, str]]:
+    """``[engine] runtime`` and the ``[runtimes.NAME] path`` tables."""
+    where = f"invalid configuration file {path}"
+    engine = data.get("engine") or {}
+    table = data.get("runtimes") or {}
+    if not isinstance(engine, dict) or not isinstance(table, dict):
+        raise InvalidArgument(f"{where}: [engine] and [runtimes] must be tables")
+    runtime = engine.get("runtime") or ""
+    if not isinstance(runtime, str):
+        raise InvalidArgument(f"{where}: engine.runtime must be a string")
+    runtimes: dict[str, str] = {}
+    for name, entry in table.items():
+        if name == "runc":
+            raise InvalidArgument(f"{where}: runtime name 'runc' is reserved")
+        if not name or "/" in name or any(c.isspace() for c in name):
+            raise InvalidArgument(f"{where}: invalid runtime name {name!r}")
+        binary = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(binary, str) or not binary:
+            raise InvalidArgument(f"{where}: runtimes.{name}.path must be a non-empty string")
+        if "/" in binary and not binary.startswith("/"):
+            raise InvalidArgument(f"{where}: runtimes.{name}.path must be absolute or a "
+                                  f"command name, not {binary!r}")  # fmt: skip
+        runtimes[name] = binary
+    return runtime, runtimes
 
 
 def _check_network(subnet: str, bridge: str, where: str) -> None:
@@ -135,8 +171,9 @@ def _check_network(subnet: str, bridge: str, where: str) -> None:
 
 
 def apply(settings: Settings) -> Settings:
-    """``settings`` with the file's storage driver, default bridge subnet and bridge name,
-    where no command-line flag or CARGOHOLD_* variable set them."""
+    """``settings`` with the file's storage driver, default bridge subnet and bridge name and
+    default runtime where no command-line flag or CARGOHOLD_* variable set them, and its
+    runtime names."""
     env = os.environ
     path = config_path(settings.extra.get("config_file"))
     found = load(path)
@@ -154,7 +191,9 @@ def apply(settings: Settings) -> Settings:
     if not driver and found.storage_driver and _recorded_driver(settings.root) in (
             None, found.storage_driver):
         driver = found.storage_driver  # a default: a store keeps the driver it was made with
-    return msgspec.structs.replace(settings, storage_driver=driver, extra=extra)
+    return msgspec.structs.replace(settings, storage_driver=driver, extra=extra,
+                                   runtime=settings.runtime or found.runtime,
+                                   runtimes={**found.runtimes, **settings.runtimes})
 
 
 def _recorded_driver(root: Path) -> str | None:

@@ -102,8 +102,12 @@ class Runc:
         self._path: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Runc:
-        return cls(settings.runtime or "runc", settings.runroot / "runc")
+    def from_settings(cls, settings: Settings, name: str | None = None) -> Runc:
+        """Runtime ``name`` (default: the settings' default runtime) with our state root."""
+        from cargohold.runtime.choice import runtime_binary
+
+        chosen = settings.runtime if name is None else name
+        return cls(runtime_binary(chosen, settings.runtimes), settings.runroot / "runc")
 
     # -- plumbing ------------------------------------------------------------------------
 

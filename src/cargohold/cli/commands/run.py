@@ -42,6 +42,7 @@ def _run(args: argparse.Namespace, ctx: Context, prefork: Prefork) -> int:
     sig_proxy = parse_bool(args.sig_proxy, "sig-proxy")
     service = ctx.engine.containers
     record = service.create(opts)
+    runopts.print_warnings(ctx, record)
     try:
         service.start(record.id, wait_for_attach=not args.detach, created=record, prefork=prefork)
     except BaseException:

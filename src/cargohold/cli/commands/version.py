@@ -17,12 +17,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    print(
-        f"Client:\n Version:       {__version__}\n"
-        f" Python:        {sys.version.split()[0]}\n"
-        f" OS/Arch:       {platform.system().lower()}/{platform.machine()}\n"
-        f" Runtime:       {ctx.settings.runtime}\n",
-        file=ctx.stdout,
-        end="",
-    )
+    info = ctx.engine.runtime_info()
+    lines = [
+        "Client:",
+        f" Version:       {__version__}",
+        f" Python:        {sys.version.split()[0]}",
+        f" OS/Arch:       {platform.system().lower()}/{platform.machine()}",
+        f" Runtime:       {info.name}",
+    ]
+    if info.error:
+        lines.append(f"  Error:        {info.error}")
+    else:
+        lines.append(f"  Path:         {info.path}")
+        for i, line in enumerate(info.version):
+            lines.append(("  Version:      " if i == 0 else " " * 16) + line)
+    print("\n".join(lines), file=ctx.stdout)
     return 0
