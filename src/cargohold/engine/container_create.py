@@ -139,6 +139,16 @@ def merge_config(
     )
 
 
+def _image_section(engine: Engine, image: ImageRecord) -> dict[str, Any]:
+    """The image's ``config`` object, checked (configs are checked when they enter the store;
+    this catches one stored before that) so a bad one fails here, before anything exists."""
+    from cargohold.oci.schema import check_image_section
+
+    section = engine.images.config(image).get("config") or {}
+    check_image_section(section, f"image config of {image.id}")
+    return section  # type: ignore[no-any-return]
+
+
 def _find_image(engine: Engine, opts: CreateOptions) -> ImageRecord:
     """The image per ``--pull`` (missing|always|never); pulls go through the registry."""
     policy = opts.pull or "missing"
@@ -185,7 +195,7 @@ def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
 
     mode = _check_network_options(opts)
     image = _find_image(engine, opts)
-    image_cfg = engine.images.config(image).get("config") or {}
+    image_cfg = _image_section(engine, image)
     exposed = {s.key for s in opts.publish}
     config = merge_config(opts, image_cfg, frozenset(exposed))
     argv = [*(config.entrypoint or ()), *(config.cmd or ())]

@@ -79,15 +79,12 @@ class ImageStore:
         manifest_digest: str | None = None,
         size: int = 0,
     ) -> ImageRecord:
-        """Store an image (idempotent per id); returns its record."""
-        try:
-            config = json.loads(config_bytes)
-        except ValueError as exc:
-            raise InvalidArgument(f"invalid image config: {exc}") from None
-        if not isinstance(config, dict):
-            raise InvalidArgument("invalid image config: not a JSON object")
+        """Store an image (idempotent per id); returns its record.  The config is checked
+        against its schema (``oci/schema.py``) first: nothing is stored for a bad one."""
+        from cargohold.oci.schema import check_image_config
+
+        created = check_image_config(config_bytes).created
         image_id = self.blobs.put(config_bytes)
-        created = config.get("created")
 
         def change(index: Index) -> ImageRecord:
             existing = index.get(image_id)
@@ -103,7 +100,7 @@ class ImageStore:
                 repo_digests=(),
                 manifest_digest=manifest_digest,
                 created=now_rfc3339(),
-                config_created=created if isinstance(created, str) else "",
+                config_created=created or "",
                 size=size,
             )
             index[image_id] = record
