@@ -139,6 +139,37 @@ def merge_config(
     )
 
 
+def check_request(opts: CreateOptions) -> None:
+    """What moby refuses in a create request before anything exists (an unknown stop signal,
+    a hostname over 64 bytes), and every value that is written into the container's hosts,
+    hostname or resolv.conf file, so that none of them can add a line or a field."""
+    cfg, host = opts.config, opts.host_config
+    if cfg.stop_signal:
+        from cargohold.container.signals import parse_signal
+
+        parse_signal(cfg.stop_signal)
+    if not (cfg.hostname or cfg.domainname or host.dns or host.dns_search or host.dns_options
+            or host.extra_hosts or host.links or opts.endpoint.aliases):
+        return
+    from cargohold.network import hosts as H
+    from cargohold.network.links import parse_link
+
+    H.validate_hostname(cfg.hostname)
+    H.validate_hostname(cfg.domainname, "domainname")
+    for server in host.dns:
+        H.parse_ip(server)
+    for domain in host.dns_search:
+        H.validate_dns_search(domain)
+    for option in host.dns_options:
+        H.validate_dns_option(option)
+    for extra in host.extra_hosts:
+        H.check_add_host(extra)
+    for alias in opts.endpoint.aliases:
+        H.validate_alias(alias)
+    for link in host.links:
+        parse_link(link)
+
+
 def _image_section(engine: Engine, image: ImageRecord) -> dict[str, Any]:
     """The image's ``config`` object, checked (configs are checked when they enter the store;
     this catches one stored before that) so a bad one fails here, before anything exists."""
@@ -193,6 +224,7 @@ def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
     from cargohold.engine import container_volumes as vols
     from cargohold.util.ids import random_id
 
+    check_request(opts)
     mode = _check_network_options(opts)
     image = _find_image(engine, opts)
     image_cfg = _image_section(engine, image)
