@@ -149,3 +149,16 @@ def test_network_connect_alias_is_checked(cli: Cli) -> None:
     assert 'invalid network alias "api\\n6.6.6.6 evil"' in err
     _, out, _ = cli("inspect", "-f", "{{len .NetworkSettings.Networks}}", "c1")
     assert out.strip() == "1"
+
+
+def test_volume_names_over_one_directory_entry_are_refused(cli: Cli) -> None:
+    name = "v" * 300
+    code, _, err = cli("volume", "create", name)
+    assert code == 1
+    assert f"create {name}: volume name is too long (maximum 255 bytes)" in err
+    assert "Error: OSError" not in err
+    code, _, err = cli("volume", "create", "ab\n")
+    assert code == 1 and '"ab\\n" includes invalid characters' in err
+    assert cli("volume", "ls", "-q")[1] == ""
+    volumes = cli.root / "volumes"
+    assert not volumes.exists() or [p for p in os.listdir(volumes) if p[0] != "."] == []

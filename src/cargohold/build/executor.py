@@ -451,8 +451,11 @@ class Executor:
                 raise ContextError(dc.MULTI_SOURCE.format(kw=inst.keyword))
             content = self.context.digest(sources)
             parts.append(["content", content])
-        downloads = [dc.fetch_url(u, self.backend.root / "buildcache" / "urls",
-                                  getattr(inst, "checksum", "")) for u in urls]
+        try:
+            downloads = [dc.fetch_url(u, self.backend.root / "buildcache" / "urls",
+                                      getattr(inst, "checksum", "")) for u in urls]
+        except InvalidArgument as exc:  # the URL's answer: named with the Dockerfile line
+            raise self._error(inst, exc.message) from None
         parts.append(["urls", [d.digest for d in downloads]])
         key = step_key(state.key, parts)
         kind = "multi" if len(sources) + len(urls) > 1 else (
