@@ -24,7 +24,7 @@ from cargohold.store.layers import now_rfc3339
 from cargohold.store.locking import store_lock
 from cargohold.util.atomic import read_json, write_json
 
-_HEX_PREFIX = re.compile(r"^[a-f0-9]{1,64}$")
+_HEX_PREFIX = re.compile(r"^[a-f0-9]{1,64}\Z")
 
 
 class ImageRecord(msgspec.Struct, frozen=True):
