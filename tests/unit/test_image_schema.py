@@ -144,6 +144,12 @@ BAD_CONFIGS = [
     pytest.param(_with_section(Healthcheck={"Interval": 2**70}),
                  "invalid image config: config.Healthcheck.Interval: expected integer <= "
                  "9223372036854775807", id="healthcheck-interval-range"),
+    pytest.param(_with_section(Healthcheck={"Test": ["CMD", "true"], "Interval": -5}),
+                 "invalid image config: config.Healthcheck.Interval: expected integer >= 0",
+                 id="healthcheck-negative"),
+    pytest.param(_with_section(ExposedPorts={"abc": {}}),
+                 "invalid image config: config.ExposedPorts: a key: expected a port",
+                 id="exposed-port"),
     pytest.param(_with_section(Labels=["a=b"]),
                  "invalid image config: config.Labels: expected object, got array", id="labels"),
     pytest.param(_with_section(Entrypoint="echo hi"),

@@ -27,9 +27,16 @@ _TIME_PATTERN = (
     r"(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)\Z"
 )
 
+_PORT_PATTERN = (  # an ExposedPorts key: 0-65535, optionally /tcp, /udp or /sctp
+    r"^([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+    r"(/([tT][cC][pP]|[uU][dD][pP]|[sS][cC][tT][pP]))?\Z"
+)
+
 Digest = Annotated[str, msgspec.Meta(pattern=_DIGEST_PATTERN)]
 Time = Annotated[str, msgspec.Meta(pattern=_TIME_PATTERN)]
+Port = Annotated[str, msgspec.Meta(pattern=_PORT_PATTERN)]
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Duration = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # ns; a negative one would spin
 Size = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Strings = list[str] | None
 StringMap = dict[str, str] | None
@@ -42,11 +49,11 @@ class HealthSchema(msgspec.Struct):
     """Docker's HealthConfig; durations are int64 nanoseconds."""
 
     Test: Strings = None
-    Interval: Int64 | None = None
-    Timeout: Int64 | None = None
-    StartPeriod: Int64 | None = None
-    StartInterval: Int64 | None = None
-    Retries: Int64 | None = None
+    Interval: Duration | None = None
+    Timeout: Duration | None = None
+    StartPeriod: Duration | None = None
+    StartInterval: Duration | None = None
+    Retries: Duration | None = None
 
 
 class ContainerConfigSchema(msgspec.Struct):
@@ -58,7 +65,7 @@ class ContainerConfigSchema(msgspec.Struct):
     AttachStdin: bool | None = None
     AttachStdout: bool | None = None
     AttachStderr: bool | None = None
-    ExposedPorts: EmptyStructs = None
+    ExposedPorts: dict[Port, dict[str, Any] | None] | None = None
     Tty: bool | None = None
     OpenStdin: bool | None = None
     StdinOnce: bool | None = None
@@ -175,7 +182,8 @@ class ArchiveEntrySchema(msgspec.Struct):
 
 # ------------------------------------------------------------------------ decoding
 
-_PATTERNS = {_DIGEST_PATTERN: "a sha256 digest", _TIME_PATTERN: "an RFC 3339 time"}
+_PATTERNS = {_DIGEST_PATTERN: "a sha256 digest", _TIME_PATTERN: "an RFC 3339 time",
+             _PORT_PATTERN: "a port (80, 80/tcp, 53/udp)"}
 _TYPE_NAMES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
 _WORD = re.compile(r"\b(str|int|float|bool)\b")
 
@@ -184,13 +192,14 @@ def _explain(exc: msgspec.ValidationError) -> str:
     """msgspec's "Expected `array | null`, got `str` - at `$.config.Env`" as
     "config.Env: expected array, got string"."""
     text, _, where = str(exc).partition(" - at `")
-    path = where.rstrip("`").removeprefix("$").removeprefix(".")
+    key = where.startswith("key` in `")  # a map key: "... - at `key` in `$.ExposedPorts`"
+    path = where.removeprefix("key` in `").rstrip("`").removeprefix("$").removeprefix(".")
     for pattern, meaning in _PATTERNS.items():
         text = text.replace(f"`str` matching regex {pattern!r}", meaning)
     text = text.replace(" | null", "").replace("`", "")
     text = _WORD.sub(lambda m: _TYPE_NAMES[m.group(1)], text)
     text = text.replace("Object missing required field", "missing required field")
-    text = text[:1].lower() + text[1:]
+    text = ("a key: " if key else "") + text[:1].lower() + text[1:]
     return f"{path}: {text}" if path else text
 
 
