@@ -21,6 +21,7 @@ from cargohold.cli.main import main
 from cargohold.config import Settings
 from cargohold.engine import Engine
 from cargohold.errors import InvalidArgument
+from cargohold.oci.image import CONFIG_SCHEMA_VERSION
 from cargohold.oci.reference import parse_reference
 from cargohold.transport.copy import copy_images
 from cargohold.transport.local import LocalDestination
@@ -185,6 +186,9 @@ def test_a_good_archive_still_loads(cli: Cli, tmp_path: Path) -> None:
     code, out, err = cli("load", "-i", str(docker_archive(tmp_path / "a.tar")))
     assert code == 0, err
     assert out.strip() == "Loaded image: bad:1"
+    engine = Engine(Settings(root=cli.root, runroot=cli.root / "run", storage_driver="vfs"))
+    record = engine.image_store.resolve("docker.io/library/bad:1")
+    assert record.schema == CONFIG_SCHEMA_VERSION  # create need not check it again
 
 
 def test_repo_tags_as_a_string_is_refused_not_split_into_letters(
@@ -287,7 +291,7 @@ def _store_unchecked(cli: Cli, config: dict[str, Any], tag: str) -> None:
 
     def change(index: dict[str, Any]) -> Any:
         record = index.pop(good.id)
-        index[bad_id] = replace(record, id=bad_id, repo_tags=(tag,))
+        index[bad_id] = replace(record, id=bad_id, repo_tags=(tag,), schema=0)
         return index[bad_id]
 
     store._mutate(change)

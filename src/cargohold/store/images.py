@@ -36,6 +36,7 @@ class ImageRecord(msgspec.Struct, frozen=True):
     created: str  # when it was stored locally
     config_created: str = ""  # the config's "created"
     size: int = 0  # bytes of layer content, as given to add()
+    schema: int = 0  # CONFIG_SCHEMA_VERSION the config was checked against (0: never)
 
 
 Index = dict[str, ImageRecord]
@@ -81,6 +82,7 @@ class ImageStore:
     ) -> ImageRecord:
         """Store an image (idempotent per id); returns its record.  The config is checked
         against its schema (``oci/schema.py``) first: nothing is stored for a bad one."""
+        from cargohold.oci.image import CONFIG_SCHEMA_VERSION as SCHEMA
         from cargohold.oci.schema import check_image_config
 
         created = check_image_config(config_bytes).created
@@ -91,7 +93,9 @@ class ImageStore:
             if existing is not None:
                 if manifest_digest and not existing.manifest_digest:
                     existing = replace(existing, manifest_digest=manifest_digest)
-                    index[image_id] = existing
+                if existing.schema < SCHEMA:
+                    existing = replace(existing, schema=SCHEMA)
+                index[image_id] = existing
                 return existing
             record = ImageRecord(
                 id=image_id,
@@ -102,6 +106,7 @@ class ImageStore:
                 created=now_rfc3339(),
                 config_created=created or "",
                 size=size,
+                schema=SCHEMA,
             )
             index[image_id] = record
             return record
@@ -218,4 +223,5 @@ def _record_from(value: dict[str, Any]) -> ImageRecord:
         created=value.get("created", ""),
         config_created=value.get("config_created", ""),
         size=int(value.get("size", 0)),
+        schema=int(value.get("schema", 0)),
     )
