@@ -271,6 +271,8 @@ def test_pull_refuses_a_bad_config_and_leaves_nothing(tmp_path: Path,
         source.close()
         client.close()
     assert engine.image_store.list() == [] and engine.layers.list() == []
+    layer_digests = {digest_of(b) for b in img.layers}
+    assert not layer_digests & set(fake.hits), "no layer download starts for a bad config"
     for sub in ("blobs/sha256", "tmp"):
         d = engine.settings.root / sub
         assert not d.exists() or os.listdir(d) == []
