@@ -123,8 +123,10 @@ def test_the_engine_checks_requests_itself(tmp_path: Path) -> None:
         (HostConfig(extra_hosts=("x\n6.6.6.6 y:1.2.3.4",)), ContainerConfig()),
         (HostConfig(), ContainerConfig(hostname="h\nx")),
         (HostConfig(), ContainerConfig(stop_signal="SIGFOO")),
+        (HostConfig(), ContainerConfig(env=("=x",))),
     ]:
-        opts = CreateOptions("img:1", ("/bin/hello",), config=config, host_config=host)
+        opts = CreateOptions("img:1", ("/bin/hello",), config=config, host_config=host,
+                             pull="never")  # refused before the image is looked up
         with pytest.raises(InvalidArgument):
             engine.containers.create(opts)
     assert engine.container_store.list() == []  # (a fresh store: no image needed to fail)

@@ -141,13 +141,17 @@ def merge_config(
 
 def check_request(opts: CreateOptions) -> None:
     """What moby refuses in a create request before anything exists (an unknown stop signal,
-    a hostname over 64 bytes), and every value that is written into the container's hosts,
-    hostname or resolv.conf file, so that none of them can add a line or a field."""
+    an unnamed environment variable, a hostname over 64 bytes), and every value that is
+    written into the container's hosts, hostname or resolv.conf file, so that none of them
+    can add a line or a field."""
     cfg, host = opts.config, opts.host_config
     if cfg.stop_signal:
         from cargohold.container.signals import parse_signal
 
         parse_signal(cfg.stop_signal)
+    for item in cfg.env:  # moby's ValidateEnv
+        if not item.partition("=")[0]:
+            raise InvalidArgument(f"invalid environment variable: {item}")
     if not (cfg.hostname or cfg.domainname or host.dns or host.dns_search or host.dns_options
             or host.extra_hosts or host.links or opts.endpoint.aliases):
         return
