@@ -148,6 +148,50 @@ def test_create_start_by_short_id_ps_stop(env: Env) -> None:
     assert cid[:12] not in env.out("ps", "-a")
 
 
+def _image_with_stop_signal(env: Env, tmp: Path, signal_name: str, tag: str) -> Path:
+    """``bb`` saved, its config given ``StopSignal``, as an archive tagged ``tag``."""
+    import hashlib
+    import io
+    import tarfile
+
+    saved = tmp / "bb.tar"
+    env.ch("save", "-o", str(saved), "bb")
+    out = tmp / "sig.tar"
+    with tarfile.open(saved) as src, tarfile.open(out, "w") as dst:
+        entry = json.load(src.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+        config = json.load(src.extractfile(entry["Config"]))  # type: ignore[arg-type]
+        config["config"]["StopSignal"] = signal_name
+        raw = json.dumps(config).encode()
+        name = "blobs/sha256/" + hashlib.sha256(raw).hexdigest()
+        manifest = json.dumps([{"Config": name, "RepoTags": [tag],
+                                "Layers": entry["Layers"]}]).encode()
+        for member in src.getmembers():
+            if member.name in entry["Layers"] or member.isdir():
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+        for path, data in ((name, raw), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+    return out
+
+
+def test_image_with_an_invalid_stop_signal_stops_with_sigterm(env: Env, tmp_path: Path) -> None:
+    """Docker keeps an image's unknown STOPSIGNAL at create and stops with SIGTERM (moby's
+    Container.StopSignal); ``--stop-signal SIGFOO`` is refused at create (unit tests)."""
+    env.ch("load", "-i", str(_image_with_stop_signal(env, tmp_path, "SIGFOO", "badsig:1")))
+    cid = env.out("run", "-d", "--network", "none", "badsig:1", "sh", "-c",
+                  "trap 'exit 7' TERM; while :; do sleep 0.1; done")
+    try:
+        assert env.inspect(cid)["Config"]["StopSignal"] == "SIGFOO"  # type: ignore[index]
+        started = time.monotonic()
+        env.ch("stop", "-t", "20", cid)
+        assert time.monotonic() - started < 10  # SIGTERM ended it, not the SIGKILL after 20 s
+        assert env.inspect(cid)["State"]["ExitCode"] == 7  # type: ignore[index]
+    finally:
+        env.ch("rm", "-f", cid, check=False)
+        env.ch("rmi", "badsig:1", check=False)
+
+
 def test_name_conflict_and_concurrent_names(env: Env) -> None:
     initial = rw_layers(env)
     env.ch("run", "-d", "--name", "taken", "bb", "sleep", "60")

@@ -110,6 +110,12 @@ def test_create_bad_input_creates_nothing(cli: Cli, args: list[str], message: st
     assert "bad" not in cli.ls()
 
 
+def test_network_name_with_a_trailing_newline_is_refused(cli: Cli) -> None:
+    code, _, err = cli("network", "create", "net\n")
+    assert code == 1 and "invalid" in err.lower()
+    assert cli.ls() == ["bridge", "host", "none"]
+
+
 def test_create_refuses_duplicates_and_overlaps(cli: Cli) -> None:
     assert cli("network", "create", "--subnet", "10.230.0.0/16", "big")[0] == 0
     code, _, err = cli("network", "create", "big")

@@ -282,7 +282,7 @@ def test_parse_manifest_without_media_type_is_oci() -> None:
 
 MANIFEST_ERRORS = [
     (b"{not json", "invalid manifest"),
-    (b"[]", "invalid manifest: not a JSON object"),
+    (b"[]", "invalid manifest: expected object, got array"),
     (json.dumps({"schemaVersion": 1, "name": "x", "fsLayers": []}).encode(),
      "schema 1 is not supported"),
     (json.dumps({"schemaVersion": 1,
@@ -292,12 +292,14 @@ MANIFEST_ERRORS = [
      "is an index"),
     (json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                  "config": {"mediaType": "x", "digest": "sha256:zz", "size": 1},
-                 "layers": []}).encode(), "bad descriptor"),
+                 "layers": []}).encode(),
+     "invalid manifest: config.digest: expected a sha256 digest"),
     (json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                  "config": {"mediaType": "x", "digest": D1, "size": -1},
-                 "layers": []}).encode(), "bad size"),
+                 "layers": []}).encode(), r"invalid manifest: config.size: expected integer >= 0"),
     (json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                 "config": {"mediaType": "x", "digest": D1, "size": 1}}).encode(), "no layers"),
+                 "config": {"mediaType": "x", "digest": D1, "size": 1}}).encode(),
+     "invalid manifest: missing required field layers"),
 ]
 
 

@@ -110,3 +110,17 @@ def test_tag_max_length_accepted() -> None:
 )
 def test_short_id_candidate(text: str, expected: bool) -> None:
     assert is_short_id_candidate(text) is expected
+
+
+@pytest.mark.parametrize("text", ["busybox:latest\n", "busybox\n", f"busybox@{DIGEST}\n"])
+def test_a_trailing_newline_is_not_part_of_a_valid_reference(text: str) -> None:
+    """Python's ``$`` also matches before a final newline; every pattern here ends at ``\\Z``."""
+    with pytest.raises(InvalidArgument):
+        parse_reference(text)
+
+
+def test_digests_and_ids_end_where_they_end() -> None:
+    from cargohold.oci.digest import is_digest
+
+    assert is_digest(DIGEST) and not is_digest(DIGEST + "\n")
+    assert not is_short_id_candidate("abc123\n")

@@ -63,7 +63,8 @@ def _add_images(root: str, worker: int, barrier: Barrier) -> None:
     images = ImageStore(Path(root), BlobStore(Path(root)))
     barrier.wait()
     for n in range(10):
-        cfg = json.dumps({"os": "linux", "worker": worker, "n": n}).encode()
+        cfg = json.dumps({"os": "linux", "worker": worker, "n": n,
+                          "rootfs": {"type": "layers", "diff_ids": []}}).encode()
         rec = images.add(cfg, None)
         images.tag(rec.id, f"localhost/w{worker}:{n}")
         images.tag(rec.id, "localhost/shared:latest")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -137,18 +136,14 @@ def _shell(inst: ShellInstruction, state: ImageState) -> str:
     return "SHELL " + go_list(list(inst.shell))
 
 
-_SIGNALS = {s.name for s in signal.Signals}
-
-
 def check_signal(text: str) -> str:
-    name = text.upper()
-    if name.isdigit():
-        if not 0 < int(name) < 65:
-            raise ParseError(f"Invalid signal: {text}")
-        return text
-    full = name if name.startswith("SIG") else "SIG" + name
-    if full not in _SIGNALS and not re.match(r"^SIGRTM(IN|AX)([+-]\d+)?$", full):
-        raise ParseError(f"Invalid signal: {text}")
+    from cargohold.container.signals import parse_signal
+    from cargohold.errors import InvalidArgument
+
+    try:
+        parse_signal(text)
+    except InvalidArgument as exc:
+        raise ParseError(exc.message) from None
     return text
 
 

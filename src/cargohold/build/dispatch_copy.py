@@ -46,13 +46,26 @@ def parse_chmod(text: str) -> int | None:
     return value
 
 
+MAX_ID = 2**32 - 2  # uid_t/gid_t; (uid_t)-1 means "leave unchanged" to chown(2)
+
+
+def is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def lookup_id(name: str, entries: list, kind: str) -> int:  # type: ignore[type-arg]
-    if name.isdigit():
-        return int(name)
-    for entry in entries:
-        if entry.name == name:
-            return int(entry.uid if kind == "user" else entry.gid)
-    raise InvalidArgument(f"unable to convert {kind} {name} to a number: no such {kind}")
+    """A --chown user or group: a number, or a name from the image's passwd/group file."""
+    if is_number(name):
+        value = int(name)
+    else:
+        found = [e for e in entries if e.name == name]
+        if not found:
+            raise InvalidArgument(f"unable to convert {kind} {name} to a number: no such {kind}")
+        value = int(found[0].uid if kind == "user" else found[0].gid)
+    if not 0 <= value <= MAX_ID:
+        raise InvalidArgument(f'unable to convert {kind} {name} to a number: strconv.ParseUint: '
+                              f'parsing "{value}": value out of range')  # fmt: skip
+    return value
 
 
 def destination(dest: str, workdir: str) -> tuple[str, bool]:
@@ -100,6 +113,19 @@ class Download(msgspec.Struct, frozen=True):
     filename: str
 
 
+def _cached_meta(meta_path: Path, body_path: Path) -> dict[str, str]:
+    """What the download cache knows of a URL ({} when nothing usable is cached)."""
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(meta, dict) or not isinstance(meta.get("digest"), str):
+        return {}
+    if not body_path.exists():
+        return {}
+    return {k: v for k, v in meta.items() if isinstance(v, str)}
+
+
 def fetch_url(url: str, cache_dir: Path, checksum: str = "") -> Download:
     """Download ``url`` (revalidated with ETag / Last-Modified against the cached copy)."""
     import email.utils
@@ -109,12 +135,9 @@ def fetch_url(url: str, cache_dir: Path, checksum: str = "") -> Download:
     name = hashlib.sha256(url.encode()).hexdigest()
     meta_path, body_path = cache_dir / f"{name}.json", cache_dir / f"{name}.data"
     cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        meta = json.loads(meta_path.read_bytes())
-    except (OSError, ValueError):
-        meta = {}
+    meta = _cached_meta(meta_path, body_path)
     headers = {}
-    if meta and body_path.exists():
+    if meta:  # revalidate the cached copy
         if meta.get("etag"):
             headers["If-None-Match"] = meta["etag"]
         if meta.get("last_modified"):
@@ -124,13 +147,16 @@ def fetch_url(url: str, cache_dir: Path, checksum: str = "") -> Download:
     except CargoholdError as exc:
         raise InvalidArgument(f"failed to load cache key: {exc}") from None
     try:
-        if resp.status == 304:
-            pass
-        elif resp.status >= 400:
+        if resp.status == 304 and not headers:  # nothing was asked to be revalidated
             raise InvalidArgument(
-                f'failed to load cache key: invalid response status {resp.status}'
+                f'failed to load cache key: Get "{url}": unexpected response status 304 '
+                "(Not Modified) to a request that had no cached copy to revalidate"
             )
-        else:
+        if resp.status != 304 and not 200 <= resp.status < 300:
+            raise InvalidArgument(
+                f'failed to load cache key: Get "{url}": invalid response status {resp.status}'
+            )
+        if resp.status != 304:
             h = hashlib.sha256()
             tmp = body_path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)

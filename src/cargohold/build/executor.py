@@ -472,8 +472,11 @@ class Executor:
             parts.append(["content", content])
         from cargohold.build.cache import private_dir
 
-        downloads = [dc.fetch_url(u, private_dir(self.backend.root, "urls"),
-                                  getattr(inst, "checksum", "")) for u in urls] if urls else []
+        try:
+            downloads = [dc.fetch_url(u, private_dir(self.backend.root, "urls"),
+                                      getattr(inst, "checksum", "")) for u in urls] if urls else []
+        except InvalidArgument as exc:  # the URL's answer: named with the Dockerfile line
+            raise self._error(inst, exc.message) from None
         parts.append(["urls", [d.digest for d in downloads]])
         key = step_key(state.key, parts)
         kind = "multi" if len(sources) + len(urls) > 1 else (

@@ -170,15 +170,15 @@ class ParentView:
 def resolve_chown(spec: str, view: ParentView) -> tuple[int, int]:
     """--chown user[:group] with names looked up in the parent's /etc/passwd and /etc/group;
     a user without a group uses the same number for the group, as Docker does."""
-    from cargohold.build.dispatch_copy import lookup_id
+    from cargohold.build.dispatch_copy import is_number, lookup_id
     from cargohold.container.users import parse_group, parse_passwd
 
     user, _, group = spec.partition(":")
-    passwd = [] if user.isdigit() else parse_passwd(view.read_file("/etc/passwd"))
+    passwd = [] if is_number(user) else parse_passwd(view.read_file("/etc/passwd"))
     uid = lookup_id(user, passwd, "user")
     if not group:
         return uid, uid
-    groups = [] if group.isdigit() else parse_group(view.read_file("/etc/group"))
+    groups = [] if is_number(group) else parse_group(view.read_file("/etc/group"))
     return uid, lookup_id(group, groups, "group")
 
 

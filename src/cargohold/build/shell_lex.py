@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 import msgspec
 
 from cargohold.errors import InvalidArgument
+from cargohold.util.text import go_quote
 
 MAX_DEPTH = 64
 MAX_RESULT = 1 << 20
@@ -152,10 +153,10 @@ class ShellLex:
         try:
             result, words = self._stop_on(st, _EOF, self.raw_escapes)
         except _Fail as exc:
-            raise ExpansionError(f"failed to process {_go_quote(word)}: {exc}") from None
+            raise ExpansionError(f"failed to process {go_quote(word)}: {exc}") from None
         except RecursionError:
             raise ExpansionError(
-                f"failed to process {_go_quote(word)}: nested too deeply"
+                f"failed to process {go_quote(word)}: nested too deeply"
             ) from None
         return ExpansionResult(
             result=result,
@@ -522,13 +523,6 @@ def _replace(glob: _Glob, value: str, replacement: str, replace_all: bool) -> st
         else:
             i = end
     return "".join(out)
-
-
-def _go_quote(text: str) -> str:
-    """Roughly Go's %q: a double-quoted string with backslash escapes."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = escaped.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
-    return f'"{escaped}"'
 
 
 # -- convenience ------------------------------------------------------------------------------

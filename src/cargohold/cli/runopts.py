@@ -187,6 +187,41 @@ def _healthcheck(args: argparse.Namespace) -> HealthcheckConfig | None:
     return hc if given else None
 
 
+def _flag_values(values: list[str], flag: str,
+                 check: Callable[[str], object]) -> tuple[str, ...]:
+    """docker/cli's validating list flags: each value checked (and normalised) as given."""
+    from cargohold.errors import ClientError, InvalidArgument
+    from cargohold.util.text import go_quote
+
+    out = []
+    for value in values:
+        try:
+            result = check(value)
+        except InvalidArgument as exc:
+            raise ClientError(
+                f"invalid argument {go_quote(value)} for {go_quote('--' + flag)} flag: "
+                f"{exc.message}"
+            ) from None
+        out.append(result if isinstance(result, str) else value)
+    return tuple(out)
+
+
+def _resolver_flags(
+    args: argparse.Namespace,
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """--dns, --dns-search and --add-host, validated as docker/cli does (the engine checks
+    every value written into hosts/resolv.conf/hostname again)."""
+    if not (args.dns or args.dns_search or args.add_host):
+        return (), (), ()
+    from cargohold.network import hosts as H
+
+    return (
+        _flag_values(args.dns, "dns", H.parse_ip),
+        _flag_values(args.dns_search, "dns-search", H.validate_dns_search),
+        _flag_values(args.add_host, "add-host", H.check_add_host),
+    )
+
+
 def _mounts(args: argparse.Namespace) -> tuple[object, ...]:
     if not (args.volume or args.mount or args.tmpfs or args.volumes_from):
         return ()
@@ -228,12 +263,7 @@ def to_options(args: argparse.Namespace) -> CreateOptions:
 
         for link in args.link:
             parse_link(link)
-    if args.add_host:
-        from cargohold.network.hosts import parse_add_host
-
-        for h in args.add_host:
-            if "host-gateway" not in h:
-                parse_add_host(h)
+    dns, dns_search, add_host = _resolver_flags(args)
     attach = [x.lower() for x in args.attach]
     for x in attach:
         if x not in ("stdin", "stdout", "stderr"):
@@ -285,10 +315,10 @@ def to_options(args: argparse.Namespace) -> CreateOptions:
         volumes_from=tuple(args.volumes_from),
         cap_add=tuple(args.cap_add),
         cap_drop=tuple(args.cap_drop),
-        dns=tuple(args.dns),
+        dns=dns,
         dns_options=tuple(args.dns_option),
-        dns_search=tuple(args.dns_search),
-        extra_hosts=tuple(args.add_host),
+        dns_search=dns_search,
+        extra_hosts=add_host,
         group_add=tuple(args.group_add),
         links=tuple(args.link),
         privileged=bool(args.privileged),

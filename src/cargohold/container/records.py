@@ -32,8 +32,8 @@ from cargohold.util.atomic import read_json, write_json
 from cargohold.util.ids import random_below, random_choice, random_hex
 from cargohold.util.lockfile import FileLock
 
-_NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+_NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
+_HEX_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def conflict_message(name: str, owner: str) -> str:

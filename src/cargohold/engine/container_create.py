@@ -139,6 +139,55 @@ def merge_config(
     )
 
 
+def check_request(opts: CreateOptions) -> None:
+    """What moby refuses in a create request before anything exists (an unknown stop signal,
+    an unnamed environment variable, a hostname over 64 bytes), and every value that is
+    written into the container's hosts, hostname or resolv.conf file, so that none of them
+    can add a line or a field."""
+    cfg, host = opts.config, opts.host_config
+    if cfg.stop_signal:
+        from cargohold.container.signals import parse_signal
+
+        parse_signal(cfg.stop_signal)
+    for item in cfg.env:  # moby's ValidateEnv
+        if not item.partition("=")[0]:
+            raise InvalidArgument(f"invalid environment variable: {item}")
+    if not (cfg.hostname or cfg.domainname or host.dns or host.dns_search or host.dns_options
+            or host.extra_hosts or host.links or opts.endpoint.aliases):
+        return
+    from cargohold.network import hosts as H
+    from cargohold.network.links import parse_link
+
+    H.validate_hostname(cfg.hostname)
+    H.validate_hostname(cfg.domainname, "domainname")
+    for server in host.dns:
+        H.parse_ip(server)
+    for domain in host.dns_search:
+        H.validate_dns_search(domain)
+    for option in host.dns_options:
+        H.validate_dns_option(option)
+    for extra in host.extra_hosts:
+        H.check_add_host(extra)
+    for alias in opts.endpoint.aliases:
+        H.validate_alias(alias)
+    for link in host.links:
+        parse_link(link)
+
+
+def _image_section(engine: Engine, image: ImageRecord) -> dict[str, Any]:
+    """The image's ``config`` object.  Configs are checked when they enter the store; one
+    stored before that (or under an older schema) is checked here, so a bad one fails before
+    anything exists (and a checked one costs nothing)."""
+    from cargohold.oci.image import CONFIG_SCHEMA_VERSION
+
+    section = engine.images.config(image).get("config") or {}
+    if image.schema < CONFIG_SCHEMA_VERSION:
+        from cargohold.oci.schema import check_image_section
+
+        check_image_section(section, f"image config of {image.id}")
+    return section  # type: ignore[no-any-return]
+
+
 def _find_image(engine: Engine, opts: CreateOptions) -> ImageRecord:
     """The image per ``--pull`` (missing|always|never); pulls go through the registry."""
     policy = opts.pull or "missing"
@@ -207,10 +256,11 @@ def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
     from cargohold.engine import container_volumes as vols
     from cargohold.util.ids import random_id
 
+    check_request(opts)
     mode = _check_network_options(opts)
     runtime = check_host_options(engine, opts.host_config)
     image = _find_image(engine, opts)
-    image_cfg = engine.images.config(image).get("config") or {}
+    image_cfg = _image_section(engine, image)
     exposed = {s.key for s in opts.publish}
     config = merge_config(opts, image_cfg, frozenset(exposed))
     argv = [*(config.entrypoint or ()), *(config.cmd or ())]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from cargohold.container.model import ContainerRecord, State, Status
+from cargohold.container.signals import parse_signal, stop_signal
 from cargohold.errors import CargoholdError, Conflict, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
@@ -39,20 +40,6 @@ class ContainerView(msgspec.Struct, frozen=True):
 
     record: ContainerRecord
     state: State
-
-
-def parse_signal(value: str | int) -> int:
-    """``KILL``, ``SIGKILL``, ``9`` -> 9 (Docker's signal names)."""
-    text = str(value).strip().upper()
-    if text.isdigit():
-        num = int(text)
-        if 0 < num < 65:
-            return num
-    else:
-        name = text if text.startswith("SIG") else "SIG" + text
-        with contextlib.suppress(KeyError):
-            return int(_signal.Signals[name])
-    raise InvalidArgument(f"Invalid signal: {value}")
 
 
 class ContainerService:
@@ -161,7 +148,7 @@ class ContainerService:
             raise Conflict(
                 f"Cannot kill container: {ref}: Container {view.record.id} is not running"
             )
-        stop_sig = parse_signal(view.record.config.stop_signal or "TERM")
+        stop_sig = stop_signal(view.record.config.stop_signal)
         if signum in (_signal.SIGKILL, stop_sig):
             self._mark_stopped(view.record.id)
         self._signal(view, signum)
@@ -188,7 +175,7 @@ class ContainerService:
         if timeout is None:
             timeout = DEFAULT_STOP_TIMEOUT
         if timeout != 0:
-            self._signal(view, parse_signal(view.record.config.stop_signal or "TERM"))
+            self._signal(view, stop_signal(view.record.config.stop_signal))
             if timeout < 0 or self.wait_exit(cid, float(timeout)):
                 return
         self._signal(view, _signal.SIGKILL)

@@ -320,6 +320,11 @@ class NetworkService:
     ) -> None:
         """``network connect``: record the network for the container, and attach it now
         when the container is running (otherwise ``start`` attaches it)."""
+        if aliases:
+            from cargohold.network.hosts import validate_alias
+
+            for alias in aliases:  # each one is written into the members' hosts files
+                validate_alias(alias)
         containers = self.engine.container_store
         record = containers.get(container)
         net = self.store.get(network)  # "network x not found", as the daemon says

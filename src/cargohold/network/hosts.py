@@ -10,9 +10,11 @@ file (localhost, own address, --add-host, links) is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import ipaddress
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import msgspec
 from cargohold.errors import InvalidArgument
 from cargohold.util.atomic import read_json, write_json
 from cargohold.util.lockfile import FileLock
+from cargohold.util.text import go_quote, has_control_or_space
 
 DEFAULT_HOSTS = (
     "127.0.0.1\tlocalhost\n"
@@ -42,23 +45,89 @@ class HostEntry(msgspec.Struct, frozen=True):
         return f"{self.ip}\t{' '.join(self.names)}\n"
 
 
+# ---------------------------------------------------------------- values written into the files
+# Every value that ends up in /etc/hosts, /etc/hostname or resolv.conf is checked where it
+# enters (flags, the engine's create/connect), so that none can add a line or a field.
+
+MAX_HOSTNAME = 64  # HOST_NAME_MAX (include/uapi/linux/limits.h), as moby checks it
+_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN_RE = re.compile(rf"({_LABEL}(?:\.{_LABEL})*)\.?[ \t]*")
+
+
+def parse_ip(value: str) -> str:
+    """An IPv4 or IPv6 address as Go's net.ParseIP takes it (no zone), normalised."""
+    text = value.strip()
+    if "%" not in text:
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.ip_address(text))
+    raise InvalidArgument(f"IP address is not correctly formatted: {value}")
+
+
+def validate_dns_search(value: str) -> str:
+    """docker/cli's ValidateDNSSearch: a domain name, or "." for none."""
+    text = value.strip(" ")
+    if text == ".":
+        return text
+    m = _DOMAIN_RE.fullmatch(text)
+    if m is None or not re.search("[a-zA-Z]", text) or len(m.group(1)) >= 255:
+        raise InvalidArgument(f"{value} is not a valid domain")
+    return m.group(1)
+
+
+def _plain(value: str, what: str) -> str:
+    if not value or has_control_or_space(value):
+        raise InvalidArgument(
+            f"invalid {what} {go_quote(value)}: it must not be empty or contain whitespace or "
+            "control characters"
+        )
+    return value
+
+
+def validate_dns_option(value: str) -> str:
+    return _plain(value, "DNS option")
+
+
+def validate_hostname(value: str, what: str = "hostname") -> str:
+    """``--hostname`` / ``--domainname``: at most 64 bytes (moby's wording), one field."""
+    if not value:
+        return value
+    if len(value.encode()) > MAX_HOSTNAME:
+        raise InvalidArgument(
+            f"{what} {go_quote(value)} is too long (maximum {MAX_HOSTNAME} bytes)"
+        )
+    return _plain(value, what)
+
+
+def validate_alias(value: str, what: str = "network alias") -> str:
+    return _plain(value, what)
+
+
 def parse_add_host(spec: str, host_gateway: str = "") -> HostEntry:
-    """``--add-host name:ip`` (or ``name=ip``; ``host-gateway`` -> ``host_gateway``)."""
+    """``--add-host name:ip`` (or ``name=ip``; ``host-gateway`` -> ``host_gateway``), checked
+    as docker/cli's ValidateExtraHost does; the name is one hosts-file field."""
     sep = "=" if "=" in spec else ":"
     name, _, ip = spec.partition(sep)
     if ip.startswith("[") and ip.endswith("]"):
         ip = ip[1:-1]
-    if not name or not ip:
-        raise InvalidArgument(f"bad format for add-host: {spec!r}")
+    if not name or not ip or ":" in name or has_control_or_space(name) or "#" in name:
+        raise InvalidArgument(f"bad format for add-host: {go_quote(spec)}")
     if ip == "host-gateway":
         if not host_gateway:
             raise InvalidArgument("unable to derive the IP value for host-gateway")
         ip = host_gateway
     try:
-        ipaddress.ip_address(ip)
-    except ValueError:
-        raise InvalidArgument(f"invalid IP address in add-host: {ip!r}") from None
+        parse_ip(ip)
+    except InvalidArgument:
+        raise InvalidArgument(f"invalid IP address in add-host: {go_quote(ip)}") from None
     return HostEntry(ip, (name,))
+
+
+def check_add_host(spec: str) -> str:
+    """``parse_add_host`` before the gateway is known (``host-gateway`` passes); the spec in
+    the form docker/cli hands the daemon (``name:ip``, brackets removed)."""
+    entry = parse_add_host(spec, "127.0.0.1")
+    gateway = spec.endswith(("=host-gateway", ":host-gateway"))
+    return f"{entry.names[0]}:{'host-gateway' if gateway else entry.ip}"
 
 
 def build_hosts(
@@ -147,11 +216,9 @@ def build_resolv_conf(
     """A container's resolv.conf as Docker writes it for bridge networks: the host's file
     without loopback nameservers (unreachable from the container), 8.8.8.8/8.8.4.4 when none
     remain; --dns, --dns-search and --dns-option replace the corresponding parts."""
-    for server in dns:
-        try:
-            ipaddress.ip_address(server)
-        except ValueError:
-            raise InvalidArgument(f"{server} is not an ip address") from None
+    dns = [parse_ip(server) for server in dns]
+    dns_search = [validate_dns_search(s) for s in dns_search]
+    dns_options = [validate_dns_option(o) for o in dns_options]
     if dns:
         nameservers = tuple(dns)
     else:

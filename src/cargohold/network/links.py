@@ -10,6 +10,7 @@ import msgspec
 from cargohold.errors import InvalidArgument
 from cargohold.network.hosts import HostEntry
 from cargohold.network.ports import parse_port_key
+from cargohold.util.text import has_control_or_space
 
 
 class LinkSpec(msgspec.Struct, frozen=True):
@@ -22,7 +23,7 @@ def parse_link(spec: str) -> LinkSpec:
     name, _, alias = spec.partition(":")
     name = name.lstrip("/")
     alias = alias or name
-    if not name or not alias or "/" in alias:
+    if not name or not alias or "/" in alias or has_control_or_space(spec):
         raise InvalidArgument(f"invalid link format: {spec}")
     return LinkSpec(name, alias)
 

@@ -27,7 +27,7 @@ DEFAULT_BRIDGE_NAME = "cargohold0"
 DEFAULT_SUBNET = "10.77.0.0/16"
 PREDEFINED = ("bridge", "host", "none")
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 
 
 class Network(msgspec.Struct, frozen=True):

@@ -6,8 +6,8 @@ import re
 
 from cargohold.errors import InvalidArgument
 
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
-_HEX_RE = re.compile(r"^[a-f0-9]{64}$")
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}\Z")
+_HEX_RE = re.compile(r"^[a-f0-9]{64}\Z")
 
 
 def sha256_digest(data: bytes) -> str:

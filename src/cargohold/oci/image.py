@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from cargohold.errors import InvalidArgument, NotFound
-from cargohold.oci.digest import is_digest
+
+if TYPE_CHECKING:
+    from cargohold.oci.schema import DescriptorSchema, ShapeSchema
 
 # ------------------------------------------------------------------------ media types
 
@@ -35,6 +37,10 @@ DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_FOREIGN_LAYER_GZIP = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
 DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+
+# Bumped when oci/schema.py checks image configs more strictly: an image record keeps the
+# version its config was checked against, and ``create`` checks older ones again.
+CONFIG_SCHEMA_VERSION = 1
 
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
@@ -383,84 +389,78 @@ _SCHEMA1_MESSAGE = (
 )
 
 
-def _load(data: bytes | str, what: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidArgument(f"invalid {what}: {e}") from None
-    if not isinstance(obj, dict):
-        raise InvalidArgument(f"invalid {what}: not a JSON object")
-    return obj
+def _shape(data: bytes | str, what: str) -> ShapeSchema:
+    from cargohold.oci.schema import ShapeSchema, decode
+
+    return decode(data, ShapeSchema, what)
 
 
-def sniff_media_type(data: bytes | str) -> str:
-    """The media type of a manifest or index, from its ``mediaType`` or its shape."""
-    obj = _load(data, "manifest")
-    mt = obj.get("mediaType")
+def _media_type_of(shape: ShapeSchema) -> str:
+    mt = shape.mediaType
     if isinstance(mt, str) and mt:
         return mt
-    if obj.get("schemaVersion") == 1 or "fsLayers" in obj:
+    if shape.schemaVersion == 1 or shape.fsLayers is not None:
         return DOCKER_SCHEMA1
-    if "manifests" in obj:
+    if shape.manifests is not None:
         return OCI_INDEX
     return OCI_MANIFEST
 
 
-def _descriptor(obj: Any, what: str) -> Descriptor:
-    if not isinstance(obj, dict):
-        raise InvalidArgument(f"invalid {what}: descriptor is not an object")
-    mt, digest, size = obj.get("mediaType"), obj.get("digest"), obj.get("size")
-    if not isinstance(mt, str) or not isinstance(digest, str) or not is_digest(digest):
-        raise InvalidArgument(f"invalid {what}: bad descriptor {obj!r}")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise InvalidArgument(f"invalid {what}: bad size in descriptor for {digest}")
+def sniff_media_type(data: bytes | str) -> str:
+    """The media type of a manifest or index, from its ``mediaType`` or its shape."""
+    return _media_type_of(_shape(data, "manifest"))
+
+
+def _pairs(annotations: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((annotations or {}).items()))
+
+
+def _descriptor(d: DescriptorSchema) -> Descriptor:
     plat = None
-    p = obj.get("platform")
-    if isinstance(p, dict) and isinstance(p.get("os"), str):
-        plat = Platform(p["os"], str(p.get("architecture", "")), p.get("variant") or None)
-    annotations = obj.get("annotations") or {}
-    return Descriptor(mt, digest, size, plat, tuple(obj.get("urls") or ()),
-                      tuple(sorted((str(k), str(v)) for k, v in annotations.items())))
+    if d.platform is not None and d.platform.os:
+        p = d.platform
+        plat = Platform(p.os, p.architecture, p.variant or None)
+    return Descriptor(d.mediaType, d.digest, d.size, plat, tuple(d.urls or ()),
+                      _pairs(d.annotations))
 
 
 def parse_manifest(data: bytes | str) -> Manifest:
     """Parse and validate an image manifest (OCI or Docker schema 2); schema 1 is refused."""
-    obj = _load(data, "manifest")
-    mt = sniff_media_type(data)
-    if mt in SCHEMA1_TYPES or obj.get("schemaVersion") == 1:
+    from cargohold.oci.schema import ManifestSchema, decode
+
+    shape = _shape(data, "manifest")
+    mt = _media_type_of(shape)
+    if mt in SCHEMA1_TYPES or shape.schemaVersion == 1:
         raise InvalidArgument(_SCHEMA1_MESSAGE)
     if mt in INDEX_TYPES:
         raise InvalidArgument(f"invalid manifest: {mt} is an index, not an image manifest")
-    if obj.get("schemaVersion") != 2:
+    if shape.schemaVersion != 2:
         raise InvalidArgument(f"invalid manifest: unsupported schemaVersion "
-                              f"{obj.get('schemaVersion')!r}")
+                              f"{shape.schemaVersion!r}")
     if mt not in MANIFEST_TYPES:
         raise InvalidArgument(f"invalid manifest: unsupported media type {mt}")
-    layers = obj.get("layers")
-    if not isinstance(layers, list):
-        raise InvalidArgument("invalid manifest: no layers list")
-    annotations = obj.get("annotations") or {}
+    m = decode(data, ManifestSchema, "manifest")
     return Manifest(
         media_type=mt,
-        config=_descriptor(obj.get("config"), "manifest"),
-        layers=tuple(_descriptor(layer, "manifest") for layer in layers),
-        annotations=tuple(sorted((str(k), str(v)) for k, v in annotations.items())),
+        config=_descriptor(m.config),
+        layers=tuple(_descriptor(layer) for layer in m.layers),
+        annotations=_pairs(m.annotations),
     )
 
 
-def parse_index(data: bytes | str) -> Index:
-    """Parse an OCI index or a Docker manifest list."""
-    obj = _load(data, "index")
-    mt = sniff_media_type(data)
+def parse_index(data: bytes | str, what: str = "index") -> Index:
+    """Parse an OCI index or a Docker manifest list (errors say "invalid <what>: ...")."""
+    from cargohold.oci.schema import IndexSchema, decode
+
+    shape = _shape(data, what)
+    mt = _media_type_of(shape)
     if mt not in INDEX_TYPES:
-        raise InvalidArgument(f"invalid index: unsupported media type {mt}")
-    if obj.get("schemaVersion") != 2:
-        raise InvalidArgument("invalid index: unsupported schemaVersion "
-                              f"{obj.get('schemaVersion')!r}")
-    entries = obj.get("manifests")
-    if not isinstance(entries, list):
-        raise InvalidArgument("invalid index: no manifests list")
-    return Index(mt, tuple(_descriptor(m, "index") for m in entries))
+        raise InvalidArgument(f"invalid {what}: unsupported media type {mt}")
+    if shape.schemaVersion != 2:
+        raise InvalidArgument(f"invalid {what}: unsupported schemaVersion "
+                              f"{shape.schemaVersion!r}")
+    index = decode(data, IndexSchema, what)
+    return Index(mt, tuple(_descriptor(m) for m in index.manifests))
 
 
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}

@@ -43,12 +43,12 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}
 
 _REFERENCE_RE = re.compile(
     rf"^(?P<name>(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*))"
-    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?\Z"
 )
-_TAG_RE = re.compile(rf"^{_TAG}$")
-_SHA256_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
-_FULL_HEX_RE = re.compile(r"^[a-f0-9]{64}$")
-_SHORT_ID_RE = re.compile(r"^(?:sha256:)?[a-f0-9]{1,64}$")
+_TAG_RE = re.compile(rf"^{_TAG}\Z")
+_SHA256_RE = re.compile(r"^sha256:[a-f0-9]{64}\Z")
+_FULL_HEX_RE = re.compile(r"^[a-f0-9]{64}\Z")
+_SHORT_ID_RE = re.compile(r"^(?:sha256:)?[a-f0-9]{1,64}\Z")
 
 INVALID_FORMAT = "invalid reference format"
 

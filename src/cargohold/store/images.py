@@ -24,7 +24,7 @@ from cargohold.store.layers import now_rfc3339
 from cargohold.store.locking import store_lock
 from cargohold.util.atomic import read_json, write_json
 
-_HEX_PREFIX = re.compile(r"^[a-f0-9]{1,64}$")
+_HEX_PREFIX = re.compile(r"^[a-f0-9]{1,64}\Z")
 
 
 class ImageRecord(msgspec.Struct, frozen=True):
@@ -36,6 +36,7 @@ class ImageRecord(msgspec.Struct, frozen=True):
     created: str  # when it was stored locally
     config_created: str = ""  # the config's "created"
     size: int = 0  # bytes of layer content, as given to add()
+    schema: int = 0  # CONFIG_SCHEMA_VERSION the config was checked against (0: never)
 
 
 Index = dict[str, ImageRecord]
@@ -79,22 +80,22 @@ class ImageStore:
         manifest_digest: str | None = None,
         size: int = 0,
     ) -> ImageRecord:
-        """Store an image (idempotent per id); returns its record."""
-        try:
-            config = json.loads(config_bytes)
-        except ValueError as exc:
-            raise InvalidArgument(f"invalid image config: {exc}") from None
-        if not isinstance(config, dict):
-            raise InvalidArgument("invalid image config: not a JSON object")
+        """Store an image (idempotent per id); returns its record.  The config is checked
+        against its schema (``oci/schema.py``) first: nothing is stored for a bad one."""
+        from cargohold.oci.image import CONFIG_SCHEMA_VERSION as SCHEMA
+        from cargohold.oci.schema import check_image_config
+
+        created = check_image_config(config_bytes).created
         image_id = self.blobs.put(config_bytes)
-        created = config.get("created")
 
         def change(index: Index) -> ImageRecord:
             existing = index.get(image_id)
             if existing is not None:
                 if manifest_digest and not existing.manifest_digest:
                     existing = replace(existing, manifest_digest=manifest_digest)
-                    index[image_id] = existing
+                if existing.schema < SCHEMA:
+                    existing = replace(existing, schema=SCHEMA)
+                index[image_id] = existing
                 return existing
             record = ImageRecord(
                 id=image_id,
@@ -103,8 +104,9 @@ class ImageStore:
                 repo_digests=(),
                 manifest_digest=manifest_digest,
                 created=now_rfc3339(),
-                config_created=created if isinstance(created, str) else "",
+                config_created=created or "",
                 size=size,
+                schema=SCHEMA,
             )
             index[image_id] = record
             return record
@@ -221,4 +223,5 @@ def _record_from(value: dict[str, Any]) -> ImageRecord:
         created=value.get("created", ""),
         config_created=value.get("config_created", ""),
         size=int(value.get("size", 0)),
+        schema=int(value.get("schema", 0)),
     )

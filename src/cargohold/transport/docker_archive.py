@@ -44,47 +44,48 @@ class DockerArchiveSource:
         )
 
     def _docker_images(self) -> list[SourceImage]:
-        entries = _json(self.index.read("manifest.json"), "manifest.json")
-        if not isinstance(entries, list):
-            raise InvalidArgument("invalid manifest.json: not a list")
+        from cargohold.oci.schema import ArchiveEntrySchema, decode
+
+        entries = decode(self.index.read("manifest.json"), list[ArchiveEntrySchema],
+                         "manifest.json")
         images = []
         for entry in entries:
-            config_path = _str(entry, "Config")
-            config = self.index.read(config_path)
+            if not entry.Config:
+                raise InvalidArgument("invalid archive manifest: missing Config")
+            config = self.index.read(entry.Config)
             diff_ids = _diff_ids(config)
-            paths = entry.get("Layers") or []
+            paths = entry.Layers or []
             if len(paths) != len(diff_ids):
                 raise InvalidArgument(
                     f"invalid manifest.json: {len(paths)} layers but the config lists "
                     f"{len(diff_ids)} diff_ids"
                 )
             layers = tuple(
-                LayerRef(digest=d, diff_id=d, media_type=LAYER_TAR, location=str(p))
+                LayerRef(digest=d, diff_id=d, media_type=LAYER_TAR, location=p)
                 for p, d in zip(paths, diff_ids, strict=True)
             )
-            names = tuple(_normalize_name(t) for t in entry.get("RepoTags") or [])
+            names = tuple(_normalize_name(t) for t in entry.RepoTags or [])
             images.append(
                 SourceImage(config, sha256_digest(config), layers, tuple(n for n in names if n))
             )
         return images
 
     def _oci_images(self) -> list[SourceImage]:
-        index = _json(self.index.read("index.json"), "index.json")
+        index = oci_image.parse_index(self.index.read("index.json"), "index.json")
         images = []
-        for desc in index.get("manifests") or []:
-            images.extend(self._oci_manifest(desc, depth=0))
+        for desc in index.manifests:
+            images.extend(self._oci_manifest(desc, _oci_names(dict(desc.annotations)), 0))
         return images
 
-    def _oci_manifest(self, desc: dict[str, Any], depth: int) -> list[SourceImage]:
-        digest = _str(desc, "digest")
-        raw = self._blob_bytes(digest)
-        parsed = _json(raw, f"manifest {digest}")
-        media = parsed.get("mediaType") or desc.get("mediaType", "")
-        if "index" in media or "manifest.list" in media or "manifests" in parsed:
+    def _oci_manifest(self, desc: oci_image.Descriptor, names: tuple[str, ...],
+                      depth: int) -> list[SourceImage]:
+        raw = self._blob_bytes(desc.digest)
+        media = oci_image.sniff_media_type(raw)
+        if media in oci_image.INDEX_TYPES or desc.media_type in oci_image.INDEX_TYPES:
             if depth > 2:
                 raise InvalidArgument("OCI archive: image indexes nested too deeply")
             chosen = oci_image.select_platform(oci_image.parse_index(raw))
-            return self._oci_manifest({"digest": chosen.digest}, depth + 1)
+            return self._oci_manifest(chosen, names, depth + 1)
         manifest = oci_image.parse_manifest(raw)
         config = self._blob_bytes(manifest.config.digest)
         diff_ids = _diff_ids(config)
@@ -94,8 +95,7 @@ class DockerArchiveSource:
             LayerRef(digest=ld.digest, diff_id=d, media_type=ld.media_type, size=ld.size)
             for ld, d in zip(manifest.layers, diff_ids, strict=True)
         )
-        names = _oci_names(desc.get("annotations") or {})
-        return [SourceImage(config, manifest.config.digest, layers, names, digest)]
+        return [SourceImage(config, manifest.config.digest, layers, names, desc.digest)]
 
     def _blob_bytes(self, digest: str) -> bytes:
         if not is_digest(digest):
@@ -223,26 +223,6 @@ def _normalize_name(name: str) -> str:
 
 
 def _diff_ids(config: bytes) -> list[str]:
-    parsed = _json(config, "image config")
-    try:
-        diff_ids = parsed["rootfs"]["diff_ids"] or []
-    except (KeyError, TypeError):
-        raise InvalidArgument("invalid image config: no rootfs.diff_ids") from None
-    for d in diff_ids:
-        if not isinstance(d, str) or not is_digest(d):
-            raise InvalidArgument(f"invalid image config: bad diff_id {d!r}")
-    return list(diff_ids)
+    from cargohold.oci.schema import check_image_config
 
-
-def _json(data: bytes, what: str) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError as e:
-        raise InvalidArgument(f"invalid {what}: {e}") from None
-
-
-def _str(obj: Any, key: str) -> str:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"invalid archive manifest: missing {key}")
-    return value
+    return check_image_config(config).diff_ids

@@ -108,7 +108,7 @@ def open_url(url: str, timeout: float = 30.0) -> Iterator[BinaryIO]:
     try:
         if resp.status == 404:
             raise NotFound(f"Get \"{url}\": 404 Not Found")
-        if resp.status >= 400:
+        if not 200 <= resp.status < 300:  # a 304 or 1xx has no body to take as content
             raise InvalidArgument(f"Get \"{url}\": unexpected status {resp.status}")
         yield resp  # type: ignore[misc]
     finally:

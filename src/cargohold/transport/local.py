@@ -87,6 +87,9 @@ class LocalDestination:
         self.stores = stores
 
     def put(self, image: SourceImage, source: ImageSource) -> str:
+        from cargohold.oci.schema import check_image_config
+
+        check_image_config(image.config)  # before any layer is staged: a bad one leaves nothing
         todo: list[_Todo] = []
         parent: str | None = None
         for i, ref in enumerate(image.layers):

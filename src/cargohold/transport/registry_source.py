@@ -12,7 +12,6 @@ failure registers nothing.  Mirrors are tried in order before the registry itsel
 from __future__ import annotations
 
 import io
-import json
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import BinaryIO
 
 from cargohold.errors import CargoholdError, InvalidArgument
 from cargohold.oci import image as oci_image
-from cargohold.oci.digest import chain_id, is_digest
+from cargohold.oci.digest import chain_id
 from cargohold.oci.reference import Reference
 from cargohold.transport.base import LayerRef, SourceImage
 from cargohold.transport.registry.client import RegistryClient
@@ -325,11 +324,7 @@ class _PipeReader(io.RawIOBase):
 
 
 def _diff_ids(config: bytes) -> list[str]:
-    try:
-        diff_ids = json.loads(config)["rootfs"]["diff_ids"] or []
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument("invalid image config: no rootfs.diff_ids") from None
-    for d in diff_ids:
-        if not isinstance(d, str) or not is_digest(d):
-            raise InvalidArgument(f"invalid image config: bad diff_id {d!r}")
-    return list(diff_ids)
+    """The config's diff_ids; the whole config is checked first (before any download)."""
+    from cargohold.oci.schema import check_image_config
+
+    return check_image_config(config).diff_ids

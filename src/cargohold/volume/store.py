@@ -32,9 +32,10 @@ from cargohold.util.fsflags import spread_subdirectories
 from cargohold.util.ids import random_id
 from cargohold.util.lockfile import FileLock
 from cargohold.util.securejoin import open_beneath, open_root, opened
+from cargohold.util.text import go_quote, has_control_or_space
 
 DRIVER = "local"
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
 _LOCAL_OPTS = frozenset({"type", "device", "o", "size"})
 _META = "volume.json"
 
@@ -165,11 +166,23 @@ def _now() -> str:
     return stamp.replace("+00:00", "Z")
 
 
+MAX_NAME = 255  # one directory entry (NAME_MAX): volumes/<name>/
+
+
 def validate_name(name: str) -> None:
+    """moby's local-driver rule (at least two characters of ``[a-zA-Z0-9_.-]``); a name that
+    cannot be one directory entry is refused here rather than by the file system."""
+    shown = go_quote(name) if has_control_or_space(name) else name
+    if len(name) == 1:
+        raise InvalidArgument(f"create {shown}: volume name is too short, names should be at "
+                              "least two alphanumeric characters")  # fmt: skip
+    if len(name.encode()) > MAX_NAME:
+        raise InvalidArgument(f"create {shown}: volume name is too long (maximum {MAX_NAME} "
+                              "bytes)")  # fmt: skip
     if not _NAME_RE.match(name):
         raise InvalidArgument(
-            f'create {name}: "{name}" includes invalid characters for a local volume name, '
-            'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
+            f"create {shown}: {go_quote(name)} includes invalid characters for a local volume "
+            'name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
             "directory, use absolute path"
         )
 
