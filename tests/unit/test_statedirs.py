@@ -82,6 +82,17 @@ def test_right_modes_cost_one_stat_per_root(
     assert calls == [str(root), str(runroot)]
 
 
+def test_a_stricter_root_is_left_as_it_is(tmp_path: Path) -> None:
+    root, runroot = tmp_path / "root", tmp_path / "run"
+    secure_state_dirs(root, runroot)
+    os.chmod(root, 0o700)
+    secure_state_dirs(root, runroot)
+    assert mode(root) == 0o700
+    os.chmod(root, 0o2710)  # setgid: new entries would take the directory's group
+    secure_state_dirs(root, runroot)
+    assert mode(root) == 0o710
+
+
 def test_a_symlink_in_place_of_a_state_dir_is_not_followed(tmp_path: Path) -> None:
     root, runroot = tmp_path / "root", tmp_path / "run"
     outside = tmp_path / "outside"

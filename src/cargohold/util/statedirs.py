@@ -9,9 +9,10 @@ directories that hold container files (layers, rw layers and their mounts, conta
 records, volumes, staging, the build cache) are created 0700 below it.
 
 :func:`secure_state_dirs` runs whenever an :class:`~cargohold.engine.Engine` is made.  When the
-modes are right it costs one ``stat`` of each root; a missing root is created with its
-private directories; a root with any other mode or owner (a store made by an older version)
-is repaired together with its top-level directories, once.  Nothing below them is walked.
+modes are right (or stricter) it costs one ``stat`` of each root; a missing root is created
+with its private directories; a root with a looser mode or another owner (a store made by an
+older version) is repaired together with its top-level directories, once.  Nothing below
+them is walked.
 """
 
 from __future__ import annotations
@@ -45,10 +46,15 @@ def _secure(path: Path, mode: int, children: Sequence[str]) -> None:
         return
     except OSError:
         return  # not ours to look at: the command reports what it cannot reach
-    if stat.S_IMODE(st.st_mode) == mode and _owner_ok(st):
+    if _mode_ok(stat.S_IMODE(st.st_mode), mode) and _owner_ok(st):
         return
-    with contextlib.suppress(PermissionError):  # another user's store: theirs to fix
-        _repair(path, mode, children)
+    with contextlib.suppress(OSError):  # e.g. another user's store, or not a directory:
+        _repair(path, mode, children)  # the command itself reports what it cannot use
+
+
+def _mode_ok(perm: int, mode: int) -> bool:
+    """``mode`` or stricter (an administrator's 0700 root stays), the owner's rwx kept."""
+    return perm & ~mode == 0 and perm & 0o700 == 0o700
 
 
 def _owner_ok(st: os.stat_result) -> bool:
@@ -62,7 +68,7 @@ def _create(path: Path, mode: int, children: Sequence[str]) -> None:
         with contextlib.suppress(FileExistsError):  # a concurrent command made it
             os.mkdir(path, mode)
         _repair(path, mode, children)
-    except PermissionError:
+    except OSError:
         return  # e.g. an unprivileged user and the default root: later steps say so
 
 
@@ -72,7 +78,7 @@ def _repair(path: Path, mode: int, children: Sequence[str]) -> None:
         st = os.fstat(fd)
         if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (0, os.getegid()):
             os.fchown(fd, 0, os.getegid())
-        if stat.S_IMODE(st.st_mode) != mode:
+        if not _mode_ok(stat.S_IMODE(st.st_mode), mode):
             os.fchmod(fd, mode)
         for name in children:
             _private_child(fd, name)
