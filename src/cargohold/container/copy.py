@@ -7,7 +7,9 @@ the container (absolute targets restart at its ``/``), ``..`` stops at ``/`` and
 reaches a mount point continues in the mount's source.  Every byte written into the container
 goes through :mod:`cargohold.util.securejoin` descriptors (``O_NOFOLLOW`` on every entry,
 intermediate symlinks resolved in-root), so hostile symlinks, ``..`` chains or a link swapped
-in mid-copy can never put anything outside the container root or the mount it is in.
+in mid-copy can never put anything outside the container root or the mount it is in; every
+byte read from a container is read through :mod:`cargohold.util.fdtree` descriptors, so no
+swapped-in link can make a copy read host files.
 
 Limits: symlinks are resolved across mounts by path (not by descriptor) when *locating* the
 copy's top path; entries below that are written relative to the mount the top path is in, so
@@ -31,12 +33,12 @@ from typing import IO, Literal
 import msgspec
 
 from cargohold.errors import CargoholdError, Forbidden, Internal, InvalidArgument, NotFound
+from cargohold.util import fdtree
 from cargohold.util.securejoin import MAX_SYMLINKS, open_root, resolve_parent
 
 Owner = Literal["preserve", "root", "caller"]
 Opener = Callable[[], IO[bytes]]
 _ENTRY = tuple[str, tarfile.TarInfo, Opener | None]  # (relative name, header, data opener)
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class MountPoint(msgspec.Struct, frozen=True):
@@ -152,40 +154,60 @@ def _header(name: str, st: os.stat_result, kind: bytes, linkname: str = "") -> t
     return info
 
 
-def _walk(dir_fd: int, name: str, rel: str, ctr: str, fs: ContainerFS | None) -> Iterator[_ENTRY]:
-    """Entries for ``name`` in ``dir_fd`` and below; never follows a symlink; crosses into
-    the container's mounts when a directory's child is a mount point."""
-    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    mode = st.st_mode
+def _entry(node: fdtree.Node, rel: str) -> _ENTRY | None:
+    """The copy entry of one walked node, named ``rel``; None for what a tar cannot hold or
+    what changed since it was listed."""
+    st, mode = node.st, node.st.st_mode
     if stat.S_ISREG(mode):
+        parent, name = node.parent, node.name
 
         def opener() -> IO[bytes]:
-            return os.fdopen(os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd), "rb")
+            opened = fdtree.open_regular(parent, name)
+            if opened is None:
+                raise FileNotFoundError(errno.ENOENT, "changed during the copy", rel)
+            return os.fdopen(opened[0], "rb")
 
-        yield rel, _header(rel, st, tarfile.REGTYPE), opener
-    elif stat.S_ISLNK(mode):
-        yield rel, _header(rel, st, tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)), None
-    elif stat.S_ISFIFO(mode):
-        yield rel, _header(rel, st, tarfile.FIFOTYPE), None
-    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        yield (
-            rel,
-            _header(rel, st, tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE),
-            None,
-        )
-    elif stat.S_ISDIR(mode):
-        yield rel, _header(rel, st, tarfile.DIRTYPE), None
-        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-        try:
-            for child in sorted(os.listdir(fd)):
-                child_rel = f"{rel}/{child}" if rel else child
-                child_ctr = f"{ctr.rstrip('/')}/{child}"
-                if fs is not None and child_ctr in fs.mounts:
-                    yield from _walk_mount(fs, child_ctr, child_rel)
-                else:
-                    yield from _walk(fd, child, child_rel, child_ctr, fs)
-        finally:
-            os.close(fd)
+        return rel, _header(rel, st, tarfile.REGTYPE), opener
+    if stat.S_ISLNK(mode):
+        target = fdtree.readlink_at(node.parent, node.name)
+        return None if target is None else (rel, _header(rel, st, tarfile.SYMTYPE, target), None)
+    if stat.S_ISFIFO(mode):
+        return rel, _header(rel, st, tarfile.FIFOTYPE), None
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+        return rel, _header(rel, st, kind), None
+    if stat.S_ISDIR(mode):
+        return rel, _header(rel, st, tarfile.DIRTYPE), None
+    return None
+
+
+def _walk(dir_fd: int, name: str, rel: str, ctr: str, fs: ContainerFS | None) -> Iterator[_ENTRY]:
+    """Entries for ``name`` in ``dir_fd`` and below, read by descriptors (``util/fdtree``:
+    never through a symlink, also one swapped in mid-copy); crosses into the container's
+    mounts when an entry below is a mount point."""
+    top = fdtree.node_at(dir_fd, name, rel, os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
+    if top is None:
+        return
+    try:
+        entry = _entry(top, rel)
+        if entry is not None:
+            yield entry
+        if top.fd < 0:
+            return
+        base = ctr.rstrip("/")
+        mounts = fs.mounts if fs is not None else {}
+        # node.rel is relative to the top: below it, the container path and the entry's name
+        for node in fdtree.walk(top.fd, enter=lambda n: f"{base}/{n.rel}" not in mounts):
+            child_rel, child_ctr = fdtree.join(rel, node.rel), f"{base}/{node.rel}"
+            if fs is not None and child_ctr in mounts:
+                yield from _walk_mount(fs, child_ctr, child_rel)
+                continue
+            entry = _entry(node, child_rel)
+            if entry is not None:
+                yield entry
+    finally:
+        if top.fd >= 0:
+            os.close(top.fd)
 
 
 def _walk_mount(fs: ContainerFS, ctr: str, rel: str) -> Iterator[_ENTRY]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from cargohold.config import Settings
 from cargohold.errors import NotFound
+from cargohold.util.statedirs import secure_state_dirs
 
 if TYPE_CHECKING:
     from cargohold.container.model import ContainerRecord
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # one stat per root when right; creates or repairs them otherwise (util/statedirs.py)
+        secure_state_dirs(settings.root, settings.runroot)
         # Where pulls the engine starts on its own (run/create/FROM) report; set by the CLI.
         self.pull_progress: ProgressFn | None = None
 

@@ -12,7 +12,6 @@ import errno
 import os
 import stat
 import tarfile
-from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from cargohold.errors import InvalidArgument, NotImplementedFeature
@@ -22,33 +21,24 @@ from cargohold.store.archive_apply import (
     OVERLAY_OPAQUE_XATTR,
     WHITEOUT_PREFIX,
 )
+from cargohold.util import fdtree
+from cargohold.util.fdtree import Node, read_xattrs
+
+__all__ = [
+    "TarWriter",
+    "exported_xattrs",
+    "is_whiteout_device",
+    "read_xattrs",
+    "write_layer_from_diff",
+    "write_layer_from_dir",
+    "write_layer_from_upper",
+]
 
 _CHUNK = 1 << 20
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Never exported: overlay's bookkeeping and host-specific labels.
 _SKIPPED_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "security.selinux")
 # overlay features we mount without; an upper dir that has them cannot be exported alone.
 _UNSUPPORTED_OVERLAY_XATTRS = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
-
-Entry = tuple[str, str, os.stat_result]  # (absolute path, archive name, lstat)
-
-
-def read_xattrs(path: str) -> dict[str, bytes]:
-    """All xattrs of ``path`` (not following symlinks), including overlay's own."""
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EPERM):
-            return {}
-        raise
-    out: dict[str, bytes] = {}
-    for name in sorted(names):
-        try:
-            out[name] = os.getxattr(path, name, follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EPERM):
-                raise
-    return out
 
 
 def exported_xattrs(xattrs: dict[str, bytes]) -> dict[str, bytes]:
@@ -60,15 +50,14 @@ def is_whiteout_device(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _children(path: str, rel: str) -> list[Entry]:
-    with os.scandir(path) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    prefix = f"{rel}/" if rel else ""
-    return [(e.path, prefix + e.name, e.stat(follow_symlinks=False)) for e in entries]
-
-
 class TarWriter:
-    """Writes normalised tar entries to ``out``."""
+    """Writes normalised tar entries to ``out``.
+
+    Entries are :class:`~cargohold.util.fdtree.Node` s of a descriptor walk: metadata and
+    content are read relative to the entry's directory descriptor, a regular file only through
+    a descriptor checked to be a regular file, so a tree changing under the walk (a running
+    container) cannot make it read anything outside the tree.
+    """
 
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
@@ -86,34 +75,25 @@ class TarWriter:
         info.mode = 0o600
         self.header(info)
 
-    def add(self, path: str, rel: str, st: os.stat_result, xattrs: dict[str, bytes]) -> None:
-        """Emit one entry; regular file content is streamed from ``path``."""
-        info = tarfile.TarInfo(rel)
-        info.mode = stat.S_IMODE(st.st_mode)
-        info.uid, info.gid = st.st_uid, st.st_gid
-        info.mtime = st.st_mtime_ns // 1_000_000_000
-        info.pax_headers = {
-            "SCHILY.xattr." + name: value.decode("utf-8", "surrogateescape")
-            for name, value in exported_xattrs(xattrs).items()
-        }
+    def add(self, node: Node, xattrs: dict[str, bytes] | None = None) -> None:
+        """Emit one entry (``xattrs``: already read, else read here)."""
+        st = node.st
         mode = st.st_mode
-        if not stat.S_ISDIR(mode) and st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            first = self.links.get(key)
-            if first is not None:
-                info.type, info.linkname = tarfile.LNKTYPE, first
-                self.header(info)
-                return
-            self.links[key] = rel
         if stat.S_ISREG(mode):
-            info.size = st.st_size
-            self.header(info)
-            self.content(path, st.st_size)
+            self._regular(node, xattrs)
+            return
+        if xattrs is None:
+            xattrs = fdtree.xattrs_at(node.parent, node.name, node.fd)
+        info = _info(node.rel, st, xattrs)
+        if self._hardlink(info, st):
             return
         if stat.S_ISDIR(mode):
             info.type = tarfile.DIRTYPE
         elif stat.S_ISLNK(mode):
-            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
+            target = fdtree.readlink_at(node.parent, node.name)
+            if target is None:
+                return  # replaced since it was listed
+            info.type, info.linkname = tarfile.SYMTYPE, target
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
             info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
@@ -123,52 +103,82 @@ class TarWriter:
             return  # sockets cannot be archived (Docker skips them too)
         self.header(info)
 
-    def content(self, path: str, size: int) -> None:
-        """Exactly ``size`` bytes of ``path`` (zero-filled if it shrank meanwhile), padded."""
-        fd = os.open(path, _READ_FLAGS)
+    def _regular(self, node: Node, xattrs: dict[str, bytes] | None) -> None:
+        opened = fdtree.open_regular(node.parent, node.name)
+        if opened is None:  # replaced since it was listed: archive what is there now
+            now = fdtree.lstat_at(node.parent, node.name)
+            if now is not None and not stat.S_ISREG(now.st_mode) and not stat.S_ISDIR(now.st_mode):
+                self.add(Node(node.parent, node.name, node.rel, now, -1))
+            return
+        fd, st = opened
         try:
-            left = size
-            while left:
-                chunk = os.read(fd, min(_CHUNK, left))
-                if not chunk:
-                    self.out.write(bytes(left))
-                    break
-                self.out.write(chunk)
-                left -= len(chunk)
+            info = _info(node.rel, st, read_xattrs(fd) if xattrs is None else xattrs)
+            if self._hardlink(info, st):
+                return
+            info.size = st.st_size
+            self.header(info)
+            self.content(fd, st.st_size)
         finally:
             os.close(fd)
+
+    def _hardlink(self, info: tarfile.TarInfo, st: os.stat_result) -> bool:
+        """Emit a link to the first archived name of this inode; False if this is the first."""
+        if stat.S_ISDIR(st.st_mode) or st.st_nlink <= 1:
+            return False
+        key = (st.st_dev, st.st_ino)
+        first = self.links.get(key)
+        if first is None:
+            self.links[key] = info.name
+            return False
+        info.type, info.linkname = tarfile.LNKTYPE, first
+        self.header(info)
+        return True
+
+    def content(self, fd: int, size: int) -> None:
+        """Exactly ``size`` bytes of ``fd`` (zero-filled if it shrank meanwhile), padded."""
+        left = size
+        while left:
+            chunk = os.read(fd, min(_CHUNK, left))
+            if not chunk:
+                self.out.write(bytes(left))
+                break
+            self.out.write(chunk)
+            left -= len(chunk)
         if size % BLOCK:
             self.out.write(bytes(BLOCK - size % BLOCK))
 
 
-def walk(top: str, rel: str, visit: Callable[[str, str, os.stat_result], bool]) -> None:
-    """Depth-first, sorted walk below ``top``; ``visit`` returns True to descend into a dir."""
-    stack: list[Iterator[Entry]] = [iter(_children(top, rel))]
-    while stack:
-        for path, name, st in stack[-1]:
-            if visit(path, name, st):
-                stack.append(iter(_children(path, name)))
-                break
-        else:
-            stack.pop()
+def _info(rel: str, st: os.stat_result, xattrs: dict[str, bytes]) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(rel)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.mtime = st.st_mtime_ns // 1_000_000_000
+    info.pax_headers = {
+        "SCHILY.xattr." + name: value.decode("utf-8", "surrogateescape")
+        for name, value in exported_xattrs(xattrs).items()
+    }
+    return info
 
 
-def _check_root(root: os.PathLike[str] | str) -> str:
+def _open_top(root: os.PathLike[str] | str) -> int:
     path = os.fspath(root)
-    if not os.path.isdir(path):
-        raise InvalidArgument(f"not a directory: {path}")
-    return path
+    try:
+        return fdtree.open_dir(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise InvalidArgument(f"not a directory: {path}") from None
+        raise
 
 
 def write_layer_from_dir(root: os.PathLike[str] | str, out: BinaryIO) -> None:
     """The whole tree under ``root`` as a layer tar (no whiteout translation, no root entry)."""
     writer = TarWriter(out)
-
-    def visit(path: str, rel: str, st: os.stat_result) -> bool:
-        writer.add(path, rel, st, read_xattrs(path))
-        return stat.S_ISDIR(st.st_mode)
-
-    walk(_check_root(root), "", visit)
+    top = _open_top(root)
+    try:
+        for node in fdtree.walk(top):
+            writer.add(node)
+    finally:
+        os.close(top)
     writer.finish()
 
 
@@ -180,26 +190,25 @@ def write_layer_from_upper(upper: os.PathLike[str] | str, out: BinaryIO) -> None
     ``redirect_dir`` or ``metacopy`` (which we never mount with) are refused.
     """
     writer = TarWriter(out)
-
-    def visit(path: str, rel: str, st: os.stat_result) -> bool:
-        if is_whiteout_device(st):
-            parent, _, base = rel.rpartition("/")
-            writer.marker(_join(parent, WHITEOUT_PREFIX + base))
-            return False
-        xattrs = read_xattrs(path)
-        for attr in _UNSUPPORTED_OVERLAY_XATTRS:
-            if attr in xattrs:
-                raise NotImplementedFeature(
-                    f"overlay upper entry {rel!r} has {attr}: redirect_dir/metacopy are unsupported"
-                )
-        writer.add(path, rel, st, xattrs)
-        if not stat.S_ISDIR(st.st_mode):
-            return False
-        if xattrs.get(OVERLAY_OPAQUE_XATTR) == b"y":
-            writer.marker(_join(rel, OPAQUE_MARKER))
-        return True
-
-    walk(_check_root(upper), "", visit)
+    top = _open_top(upper)
+    try:
+        for node in fdtree.walk(top):
+            if is_whiteout_device(node.st):
+                parent, _, base = node.rel.rpartition("/")
+                writer.marker(_join(parent, WHITEOUT_PREFIX + base))
+                continue
+            xattrs = fdtree.xattrs_at(node.parent, node.name, node.fd)
+            for attr in _UNSUPPORTED_OVERLAY_XATTRS:
+                if attr in xattrs:
+                    raise NotImplementedFeature(
+                        f"overlay upper entry {node.rel!r} has {attr}: "
+                        "redirect_dir/metacopy are unsupported"
+                    )
+            writer.add(node, xattrs)
+            if node.fd >= 0 and xattrs.get(OVERLAY_OPAQUE_XATTR) == b"y":
+                writer.marker(_join(node.rel, OPAQUE_MARKER))
+    finally:
+        os.close(top)
     writer.finish()
 
 
@@ -207,8 +216,9 @@ def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
 
-def _same(lpath: str, lst: os.stat_result, upath: str, ust: os.stat_result) -> bool:
+def _same(lower: Node, upper: Node) -> bool:
     """Naive-diff equality: type, mode, owner, mtime (ns), size, link target, rdev, xattrs."""
+    lst, ust = lower.st, upper.st
     if (lst.st_mode, lst.st_uid, lst.st_gid) != (ust.st_mode, ust.st_uid, ust.st_gid):
         return False
     if lst.st_mtime_ns != ust.st_mtime_ns:
@@ -218,9 +228,13 @@ def _same(lpath: str, lst: os.stat_result, upath: str, ust: os.stat_result) -> b
         return False
     if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and lst.st_rdev != ust.st_rdev:
         return False
-    if stat.S_ISLNK(mode) and os.readlink(lpath) != os.readlink(upath):
+    if stat.S_ISLNK(mode) and fdtree.readlink_at(lower.parent, lower.name) != fdtree.readlink_at(
+        upper.parent, upper.name
+    ):
         return False
-    return exported_xattrs(read_xattrs(lpath)) == exported_xattrs(read_xattrs(upath))
+    return exported_xattrs(fdtree.xattrs_at(lower.parent, lower.name, lower.fd)) == (
+        exported_xattrs(fdtree.xattrs_at(upper.parent, upper.name, upper.fd))
+    )
 
 
 class _Differ:
@@ -228,61 +242,65 @@ class _Differ:
 
     def __init__(self, writer: TarWriter) -> None:
         self.writer = writer
-        self.pending: list[Entry] = []  # unchanged ancestors not yet written
+        self.pending: list[Node] = []  # unchanged ancestors not yet written (their fds open)
 
-    def emit(self, path: str, rel: str, st: os.stat_result) -> None:
-        for entry in self.pending:
-            self.writer.add(*entry, read_xattrs(entry[0]))
+    def _flush(self) -> None:
+        for node in self.pending:
+            self.writer.add(node)
         self.pending.clear()
-        self.writer.add(path, rel, st, read_xattrs(path))
+
+    def emit(self, node: Node) -> None:
+        self._flush()
+        self.writer.add(node)
 
     def whiteout(self, parent: str, name: str) -> None:
-        for entry in self.pending:
-            self.writer.add(*entry, read_xattrs(entry[0]))
-        self.pending.clear()
+        self._flush()
         self.writer.marker(_join(parent, WHITEOUT_PREFIX + name))
 
-    def add_tree(self, path: str, rel: str, st: os.stat_result) -> None:
+    def add_tree(self, node: Node) -> None:
         """An entry that is new (or changed type): written with everything below it."""
-        self.emit(path, rel, st)
-        if stat.S_ISDIR(st.st_mode):
+        self.emit(node)
+        if node.fd >= 0:
+            for child in fdtree.walk(node.fd, node.rel):
+                self.writer.add(child)
 
-            def visit(p: str, r: str, s: os.stat_result) -> bool:
-                self.writer.add(p, r, s, read_xattrs(p))
-                return stat.S_ISDIR(s.st_mode)
-
-            walk(path, rel, visit)
-
-    def diff_dir(self, lower: str, upper: str, rel: str) -> None:
-        uppers = {os.path.basename(p): (p, r, st) for p, r, st in _children(upper, rel)}
-        lowers = {os.path.basename(p): (p, st) for p, _, st in _children(lower, rel)}
+    def diff_dir(self, lower_fd: int, upper_fd: int, rel: str) -> None:
+        uppers = dict(fdtree.listing(upper_fd))
+        lowers = dict(fdtree.listing(lower_fd)) if lower_fd >= 0 else {}
         for name in sorted(uppers.keys() | lowers.keys()):
             if name not in uppers:
                 self.whiteout(rel, name)
                 continue
-            upath, urel, ust = uppers[name]
-            if name not in lowers:
-                self.add_tree(upath, urel, ust)
-                continue
-            lpath, lst = lowers[name]
-            same_type = stat.S_IFMT(lst.st_mode) == stat.S_IFMT(ust.st_mode)
-            if not same_type:
-                self.add_tree(upath, urel, ust)
-            elif stat.S_ISDIR(ust.st_mode):
-                self.diff_subdir((lpath, lst), (upath, urel, ust))
-            elif not _same(lpath, lst, upath, ust):
-                self.emit(upath, urel, ust)
+            unode = fdtree.node_at(upper_fd, name, _join(rel, name), uppers[name])
+            if unode is None:
+                continue  # changed while we looked: a running container's race
+            try:
+                self._diff_entry(lower_fd, lowers.get(name), unode)
+            finally:
+                if unode.fd >= 0:
+                    os.close(unode.fd)
 
-    def diff_subdir(self, lower: tuple[str, os.stat_result], upper: Entry) -> None:
-        lpath, lst = lower
-        upath, urel, ust = upper
-        depth = len(self.pending)
-        if _same(lpath, lst, upath, ust):
-            self.pending.append(upper)
-        else:
-            self.emit(upath, urel, ust)
-        self.diff_dir(lpath, upath, urel)
-        del self.pending[depth:]
+    def _diff_entry(self, lower_fd: int, lst: os.stat_result | None, unode: Node) -> None:
+        if lst is None or stat.S_IFMT(lst.st_mode) != stat.S_IFMT(unode.st.st_mode):
+            self.add_tree(unode)
+            return
+        if unode.fd < 0:
+            if not _same(Node(lower_fd, unode.name, unode.rel, lst, -1), unode):
+                self.emit(unode)
+            return
+        lfd = fdtree.open_subdir(lower_fd, unode.name)
+        try:
+            lnode = Node(lower_fd, unode.name, unode.rel, os.fstat(lfd) if lfd >= 0 else lst, lfd)
+            depth = len(self.pending)
+            if lfd >= 0 and _same(lnode, unode):
+                self.pending.append(unode)
+            else:
+                self.emit(unode)
+            self.diff_dir(lfd, unode.fd, unode.rel)
+            del self.pending[depth:]
+        finally:
+            if lfd >= 0:
+                os.close(lfd)
 
 
 def write_layer_from_diff(
@@ -296,6 +314,13 @@ def write_layer_from_diff(
     as containers/storage's naive diff does; a copy that preserves mtimes keeps them equal.
     """
     writer = TarWriter(out)
-    differ = _Differ(writer)
-    differ.diff_dir(_check_root(lower), _check_root(upper), "")
+    lower_fd = _open_top(lower)
+    try:
+        upper_fd = _open_top(upper)
+        try:
+            _Differ(writer).diff_dir(lower_fd, upper_fd, "")
+        finally:
+            os.close(upper_fd)
+    finally:
+        os.close(lower_fd)
     writer.finish()

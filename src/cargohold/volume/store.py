@@ -27,6 +27,7 @@ import msgspec
 from msgspec.structs import replace
 
 from cargohold.errors import Conflict, InvalidArgument, NotFound
+from cargohold.util import fdtree
 from cargohold.util.atomic import read_json, write_json
 from cargohold.util.fsflags import spread_subdirectories
 from cargohold.util.ids import random_id
@@ -366,12 +367,17 @@ class VolumeStore:
 
 
 def _disk_usage(path: Path) -> int:
-    total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for entry in (*dirnames, *filenames):
-            with suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, entry)).st_blocks * 512
-    return total
+    """Bytes allocated below ``path``, walked by descriptors (containers may be changing it)."""
+    try:
+        top = fdtree.open_dir(path)
+    except OSError:
+        return 0
+    try:
+        return sum(node.st.st_blocks * 512 for node in fdtree.walk(top))
+    except OSError:
+        return 0
+    finally:
+        os.close(top)
 
 
 # -- tree copy that never follows links ---------------------------------------------------------

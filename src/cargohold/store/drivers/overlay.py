@@ -21,6 +21,7 @@ from typing import BinaryIO
 from cargohold.errors import Internal, InvalidArgument
 from cargohold.store.drivers.base import Layout, Whiteouts
 from cargohold.store.locking import libc, umount
+from cargohold.util import fdtree
 
 MS_RDONLY = 1
 LINK_LEN = 26
@@ -100,6 +101,13 @@ def is_opaque(path: Path) -> bool:
         return False
 
 
+def _opaque_fd(fd: int) -> bool:
+    try:
+        return os.getxattr(fd, _OPAQUE) == b"y"
+    except OSError:
+        return False
+
+
 class OverlayDriver:
     name = "overlay"
     whiteouts: Whiteouts = "overlay"
@@ -167,18 +175,14 @@ class OverlayDriver:
 
     def rw_changes(self, rw_dir: Path, lowers: Sequence[str]) -> list[tuple[str, str]]:
         diffs = [self.layout.diff(h) for h in lowers]
-        out: list[tuple[str, str]] = []
-        _upper_changes(rw_dir / "upper", diffs, [], False, out)
-        return sorted(out, key=lambda c: c[1])
+        return sorted(_upper_changes(rw_dir / "upper", diffs), key=lambda c: c[1])
 
     def rw_size(self, rw_dir: Path, lowers: Sequence[str]) -> int:
-        total = 0
-        for dirpath, _dirs, files in os.walk(rw_dir / "upper"):
-            for name in files:
-                st = os.lstat(os.path.join(dirpath, name))
-                if stat.S_ISREG(st.st_mode):
-                    total += st.st_size
-        return total
+        top = fdtree.open_dir(rw_dir / "upper")
+        try:
+            return sum(n.st.st_size for n in fdtree.walk(top) if stat.S_ISREG(n.st.st_mode))
+        finally:
+            os.close(top)
 
     def mount_ro(self, lowers: Sequence[str], target: Path) -> Path:
         self.layout.empty  # noqa: B018 - makes sure it exists
@@ -213,23 +217,27 @@ def copy_dir_metadata(source: Path | None, dest: Path) -> None:
         os.chown(dest, st.st_uid, st.st_gid)
 
 
-def _upper_changes(
-    directory: Path, lowers: list[Path], rel: list[str], hidden: bool, out: list[tuple[str, str]]
-) -> None:
-    """Walk an upper dir: whiteouts are deletions, entries shadowing lower ones changes."""
-    with os.scandir(directory) as it:
-        entries = [(e.name, e.stat(follow_symlinks=False)) for e in it]
-    for name, st in entries:
-        parts = [*rel, name]
-        path = "/" + "/".join(parts)
-        if is_whiteout(st):
-            out.append(("D", path))
-            continue
-        existed = not hidden and in_lowers(lowers, parts)
-        out.append(("C" if existed else "A", path))
-        if stat.S_ISDIR(st.st_mode):
-            child = directory / name
-            _upper_changes(child, lowers, parts, hidden or not existed or is_opaque(child), out)
+def _upper_changes(upper: Path, lowers: list[Path]) -> list[tuple[str, str]]:
+    """Walk an upper dir (by descriptors: the container may be changing it): whiteouts are
+    deletions, entries shadowing lower ones changes.  The lower layers are read by path:
+    they are the store's own, never written by a container."""
+    out: list[tuple[str, str]] = []
+    hidden_below: dict[str, bool] = {"": False}  # dir -> nothing below it exists in a lower
+    top = fdtree.open_dir(upper)
+    try:
+        for node in fdtree.walk(top):
+            path = "/" + node.rel
+            if is_whiteout(node.st):
+                out.append(("D", path))
+                continue
+            hidden = hidden_below[node.rel.rpartition("/")[0]]
+            existed = not hidden and in_lowers(lowers, node.rel.split("/"))
+            out.append(("C" if existed else "A", path))
+            if node.fd >= 0:
+                hidden_below[node.rel] = hidden or not existed or _opaque_fd(node.fd)
+    finally:
+        os.close(top)
+    return out
 
 
 def in_lowers(lowers: list[Path], parts: list[str]) -> bool:

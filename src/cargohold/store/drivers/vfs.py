@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from cargohold.errors import Internal
 from cargohold.store.drivers.base import Layout, Whiteouts
+from cargohold.util import fdtree
 
 
 class VfsDriver:
@@ -67,15 +68,9 @@ class VfsDriver:
         return tree_changes(self._content(lowers), rw_dir / "rootfs")
 
     def rw_size(self, rw_dir: Path, lowers: Sequence[str]) -> int:
-        rootfs = rw_dir / "rootfs"
-        total = 0
-        for kind, path in self.rw_changes(rw_dir, lowers):
-            if kind == "D":
-                continue
-            st = os.lstat(rootfs / path.lstrip("/"))
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
-        return total
+        sizes: list[int] = []
+        tree_changes(self._content(lowers), rw_dir / "rootfs", sizes)
+        return sum(sizes)
 
     def mount_ro(self, lowers: Sequence[str], target: Path) -> Path:
         return self._content(lowers)
@@ -116,43 +111,76 @@ def _same(old: os.stat_result, new: os.stat_result) -> bool:
     return stat.S_ISDIR(new.st_mode) or old.st_size == new.st_size
 
 
-def _entries(directory: Path | None) -> dict[str, os.stat_result]:
-    if directory is None:
-        return {}
-    with os.scandir(directory) as it:
-        return {e.name: e.stat(follow_symlinks=False) for e in it}
+def _compare(
+    old_fd: int, new_fd: int, rel: str, out: list[tuple[str, str]], sizes: list[int]
+) -> bool:
+    """Append the changes below ``rel``; return whether anything below it changed.
 
-
-def _compare(old: Path | None, new: Path, rel: str, out: list[tuple[str, str]]) -> bool:
-    """Append the changes below ``rel``; return whether anything below it changed."""
+    Both trees are read by descriptors (``util/fdtree.py``): ``new`` is a container's root
+    file system, which a running container may be changing under the walk."""
     before = len(out)
-    old_entries = _entries(old)
-    new_entries = _entries(new)
+    old_entries = dict(fdtree.listing(old_fd)) if old_fd >= 0 else {}
+    new_entries = dict(fdtree.listing(new_fd))
     for name in old_entries.keys() - new_entries.keys():
         out.append(("D", f"{rel}/{name}"))
-    for name, st in new_entries.items():
+    for name, listed in new_entries.items():
         path = f"{rel}/{name}"
-        ost = old_entries.get(name)
-        is_dir = stat.S_ISDIR(st.st_mode)
-        if ost is None:
-            out.append(("A", path))
-            if is_dir:
-                _compare(None, new / name, path, out)
-            continue
-        changed = not _same(ost, st)
-        if not changed and stat.S_ISLNK(st.st_mode):
-            changed = os.readlink(old / name if old else name) != os.readlink(new / name)
-        below = False
-        if is_dir:
-            old_sub = old / name if old is not None and stat.S_ISDIR(ost.st_mode) else None
-            below = _compare(old_sub, new / name, path, out)
-        if changed or below:
-            out.append(("C", path))
+        node = fdtree.node_at(new_fd, name, path, listed)
+        if node is None:
+            continue  # changed while we looked
+        try:
+            _compare_entry(old_fd, old_entries.get(name), node, out, sizes)
+        finally:
+            if node.fd >= 0:
+                os.close(node.fd)
     return len(out) > before
 
 
-def tree_changes(old: Path, new: Path) -> list[tuple[str, str]]:
-    """Docker-style changes of ``new`` against ``old``, sorted by path."""
+def _compare_entry(
+    old_fd: int,
+    ost: os.stat_result | None,
+    node: fdtree.Node,
+    out: list[tuple[str, str]],
+    sizes: list[int],
+) -> None:
+    st, path = node.st, node.rel
+    if stat.S_ISREG(st.st_mode) and (ost is None or not _same(ost, st)):
+        sizes.append(st.st_size)
+    if ost is None:
+        out.append(("A", path))
+        if node.fd >= 0:
+            _compare(-1, node.fd, path, out, sizes)
+        return
+    changed = not _same(ost, st)
+    if not changed and stat.S_ISLNK(st.st_mode):
+        changed = fdtree.readlink_at(old_fd, node.name) != fdtree.readlink_at(
+            node.parent, node.name
+        )
+    below = False
+    if node.fd >= 0:
+        old_sub = fdtree.open_subdir(old_fd, node.name) if stat.S_ISDIR(ost.st_mode) else -1
+        try:
+            below = _compare(old_sub, node.fd, path, out, sizes)
+        finally:
+            if old_sub >= 0:
+                os.close(old_sub)
+    if changed or below:
+        out.append(("C", path))
+
+
+def tree_changes(
+    old: Path, new: Path, sizes: list[int] | None = None
+) -> list[tuple[str, str]]:
+    """Docker-style changes of ``new`` against ``old``, sorted by path; ``sizes`` collects the
+    sizes of the added and changed regular files."""
     out: list[tuple[str, str]] = []
-    _compare(old, new, "", out)
+    old_fd = fdtree.open_dir(old)
+    try:
+        new_fd = fdtree.open_dir(new)
+        try:
+            _compare(old_fd, new_fd, "", out, [] if sizes is None else sizes)
+        finally:
+            os.close(new_fd)
+    finally:
+        os.close(old_fd)
     return sorted(out, key=lambda c: c[1])
