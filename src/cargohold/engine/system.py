@@ -1,13 +1,13 @@
 """System service: ``info`` (Docker's Info object) and ``system prune`` (the prune calls of
 every area, one after the other, as Docker's CLI composes them).
 
-``runtime_version`` is the one place that asks the OCI runtime for its version.
+The runtime's path and version come from ``Engine.runtime_info`` (``runtime/choice.py``), as
+``version`` shows them.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,34 +21,6 @@ if TYPE_CHECKING:
     from cargohold.engine import Engine
     from cargohold.engine.host_info import HostInfo
     from cargohold.transport.registry.hosts import RegistryConfig
-
-
-class RuntimeVersion(msgspec.Struct, frozen=True):
-    name: str  # "runc"
-    path: str  # the binary that runs ("" when it is not found)
-    version: str = ""  # "1.1.5+ds1"
-    commit: str = ""  # "1.1.5+ds1-1+deb12u1" (Docker's "runc version:" line shows it)
-
-
-def runtime_version(binary: str) -> RuntimeVersion:
-    """``<runtime> --version`` parsed as Docker's daemon parses it (name, version, commit)."""
-    name = Path(binary).name
-    path = binary if "/" in binary else (shutil.which(binary) or "")
-    if not path or not os.access(path, os.X_OK):
-        return RuntimeVersion(name, "")
-    try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10,
-                             check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return RuntimeVersion(name, path)
-    version = commit = ""
-    for line in out.splitlines():
-        words = line.strip().split()
-        if len(words) == 3 and words[1] == "version" and not version:
-            name, version = words[0], words[2]
-        elif line.startswith("commit:"):
-            commit = line.partition(":")[2].strip()
-    return RuntimeVersion(name, path, version, commit or version)
 
 
 class PruneSection(msgspec.Struct, frozen=True):
@@ -107,7 +79,7 @@ class SystemService:
 
         e, settings = self.engine, self.engine.settings
         host = host_info.probe()
-        runtime = runtime_version(settings.runtime or "runc")
+        runtime = e.runtime_info()
         counts = self._container_counts()
         driver = e.driver.name
         data: dict[str, Any] = {
@@ -140,8 +112,9 @@ class SystemService:
             "Labels": [],
             "ExperimentalBuild": False,
             "ServerVersion": __version__,
-            "Runtimes": {runtime.name: {"path": runtime.path or settings.runtime}},
-            "DefaultRuntime": runtime.name,
+            "Runtimes": {**{name: {"path": path} for name, path in settings.runtimes.items()},
+                         runtime.short_name: {"path": runtime.path or runtime.name}},
+            "DefaultRuntime": runtime.short_name,
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                       "ControlAvailable": False, "Error": "", "RemoteManagers": None},
             "LiveRestoreEnabled": True,  # containers outlive every CLI call (their monitors)

@@ -78,6 +78,24 @@ class RuntimeInfo(msgspec.Struct, frozen=True):
     version: tuple[str, ...] = ()
     error: str = ""
 
+    @property
+    def short_name(self) -> str:
+        """The name Docker's ``Runtimes``/``DefaultRuntime`` show (a path's base name)."""
+        return os.path.basename(self.name) if "/" in self.name else self.name
+
+    @property
+    def commit(self) -> str:
+        """Docker's ``RuncCommit.ID``: the ``commit:`` line, else the version word of the
+        ``NAME version X`` line ("" when the runtime could not be run)."""
+        version = ""
+        for line in self.version:
+            words = line.split()
+            if line.startswith("commit:"):
+                return line.partition(":")[2].strip()
+            if len(words) == 3 and words[1] == "version" and not version:
+                version = words[2]
+        return version
+
 
 def describe(name: str, runtimes: Mapping[str, str]) -> RuntimeInfo:
     """The runtime's path and the first lines of its ``--version`` (runs the binary)."""
