@@ -254,35 +254,53 @@ class _Differ:
             walk(path, rel, visit)
 
     def diff_dir(self, lower: str, upper: str, rel: str) -> None:
-        uppers = {os.path.basename(p): (p, r, st) for p, r, st in _children(upper, rel)}
-        lowers = {os.path.basename(p): (p, st) for p, _, st in _children(lower, rel)}
-        for name in sorted(uppers.keys() | lowers.keys()):
-            if name not in uppers:
-                self.whiteout(rel, name)
+        """The changes below ``upper`` against ``lower``, depth first in name order; an own
+        stack of directories instead of recursion, so any depth works."""
+        stack = [_DiffFrame(lower, upper, rel, len(self.pending))]
+        while stack:
+            frame = stack[-1]
+            child = self.diff_entries(frame)
+            if child is None:
+                stack.pop()
+                del self.pending[frame.depth :]
+            else:
+                stack.append(child)
+
+    def diff_entries(self, frame: _DiffFrame) -> _DiffFrame | None:
+        """Handle ``frame``'s next names up to a directory on both sides (returned, to be
+        descended into next) or to the end (None)."""
+        for name in frame.names:
+            if name not in frame.uppers:
+                self.whiteout(frame.rel, name)
                 continue
-            upath, urel, ust = uppers[name]
-            if name not in lowers:
+            upath, urel, ust = frame.uppers[name]
+            if name not in frame.lowers:
                 self.add_tree(upath, urel, ust)
                 continue
-            lpath, lst = lowers[name]
-            same_type = stat.S_IFMT(lst.st_mode) == stat.S_IFMT(ust.st_mode)
-            if not same_type:
+            lpath, lst = frame.lowers[name]
+            if stat.S_IFMT(lst.st_mode) != stat.S_IFMT(ust.st_mode):
                 self.add_tree(upath, urel, ust)
             elif stat.S_ISDIR(ust.st_mode):
-                self.diff_subdir((lpath, lst), (upath, urel, ust))
+                depth = len(self.pending)
+                if _same(lpath, lst, upath, ust):
+                    self.pending.append((upath, urel, ust))
+                else:
+                    self.emit(upath, urel, ust)
+                return _DiffFrame(lpath, upath, urel, depth)
             elif not _same(lpath, lst, upath, ust):
                 self.emit(upath, urel, ust)
+        return None
 
-    def diff_subdir(self, lower: tuple[str, os.stat_result], upper: Entry) -> None:
-        lpath, lst = lower
-        upath, urel, ust = upper
-        depth = len(self.pending)
-        if _same(lpath, lst, upath, ust):
-            self.pending.append(upper)
-        else:
-            self.emit(upath, urel, ust)
-        self.diff_dir(lpath, upath, urel)
-        del self.pending[depth:]
+
+class _DiffFrame:
+    """One directory pair being compared by ``_Differ.diff_dir``."""
+
+    def __init__(self, lower: str, upper: str, rel: str, depth: int) -> None:
+        self.rel = rel
+        self.depth = depth  # len(pending) when entered: restored when left
+        self.uppers = {os.path.basename(p): (p, r, st) for p, r, st in _children(upper, rel)}
+        self.lowers = {os.path.basename(p): (p, st) for p, _, st in _children(lower, rel)}
+        self.names = iter(sorted(self.uppers.keys() | self.lowers.keys()))
 
 
 def write_layer_from_diff(

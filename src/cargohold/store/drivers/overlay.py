@@ -172,12 +172,19 @@ class OverlayDriver:
         return sorted(out, key=lambda c: c[1])
 
     def rw_size(self, rw_dir: Path, lowers: Sequence[str]) -> int:
+        from cargohold.store.archive_create import walk
+
         total = 0
-        for dirpath, _dirs, files in os.walk(rw_dir / "upper"):
-            for name in files:
-                st = os.lstat(os.path.join(dirpath, name))
-                if stat.S_ISREG(st.st_mode):
-                    total += st.st_size
+
+        def visit(_path: str, _rel: str, st: os.stat_result) -> bool:
+            nonlocal total
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+            return stat.S_ISDIR(st.st_mode)
+
+        upper = rw_dir / "upper"
+        if upper.is_dir():
+            walk(str(upper), "", visit)  # iterative: any depth
         return total
 
     def mount_ro(self, lowers: Sequence[str], target: Path) -> Path:
@@ -196,20 +203,27 @@ class OverlayDriver:
 def _upper_changes(
     directory: Path, lowers: list[Path], rel: list[str], hidden: bool, out: list[tuple[str, str]]
 ) -> None:
-    """Walk an upper dir: whiteouts are deletions, entries shadowing lower ones changes."""
-    with os.scandir(directory) as it:
-        entries = [(e.name, e.stat(follow_symlinks=False)) for e in it]
-    for name, st in entries:
-        parts = [*rel, name]
-        path = "/" + "/".join(parts)
-        if is_whiteout(st):
-            out.append(("D", path))
-            continue
-        existed = not hidden and in_lowers(lowers, parts)
-        out.append(("C" if existed else "A", path))
-        if stat.S_ISDIR(st.st_mode):
-            child = directory / name
-            _upper_changes(child, lowers, parts, hidden or not existed or is_opaque(child), out)
+    """Walk an upper dir: whiteouts are deletions, entries shadowing lower ones changes.
+
+    ``hidden``: nothing below exists in the lowers (a new or opaque directory).  The walk
+    keeps its own stack (no recursion), so any depth works.
+    """
+    todo = [(directory, rel, hidden)]
+    while todo:
+        current, parts_above, hide = todo.pop()
+        with os.scandir(current) as it:
+            entries = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+        for name, st in entries:
+            parts = [*parts_above, name]
+            path = "/" + "/".join(parts)
+            if is_whiteout(st):
+                out.append(("D", path))
+                continue
+            existed = not hide and in_lowers(lowers, parts)
+            out.append(("C" if existed else "A", path))
+            if stat.S_ISDIR(st.st_mode):
+                child = current / name
+                todo.append((child, parts, hide or not existed or is_opaque(child)))
 
 
 def in_lowers(lowers: list[Path], parts: list[str]) -> bool:

@@ -117,36 +117,45 @@ def _entries(directory: Path | None) -> dict[str, os.stat_result]:
         return {e.name: e.stat(follow_symlinks=False) for e in it}
 
 
-def _compare(old: Path | None, new: Path, rel: str, out: list[tuple[str, str]]) -> bool:
-    """Append the changes below ``rel``; return whether anything below it changed."""
-    before = len(out)
-    old_entries = _entries(old)
-    new_entries = _entries(new)
-    for name in old_entries.keys() - new_entries.keys():
-        out.append(("D", f"{rel}/{name}"))
-    for name, st in new_entries.items():
-        path = f"{rel}/{name}"
-        ost = old_entries.get(name)
-        is_dir = stat.S_ISDIR(st.st_mode)
-        if ost is None:
-            out.append(("A", path))
-            if is_dir:
-                _compare(None, new / name, path, out)
-            continue
-        changed = not _same(ost, st)
-        if not changed and stat.S_ISLNK(st.st_mode):
-            changed = os.readlink(old / name if old else name) != os.readlink(new / name)
-        below = False
-        if is_dir:
-            old_sub = old / name if old is not None and stat.S_ISDIR(ost.st_mode) else None
-            below = _compare(old_sub, new / name, path, out)
-        if changed or below:
-            out.append(("C", path))
-    return len(out) > before
-
-
 def tree_changes(old: Path, new: Path) -> list[tuple[str, str]]:
-    """Docker-style changes of ``new`` against ``old``, sorted by path."""
+    """Docker-style changes of ``new`` against ``old``, sorted by path.
+
+    A directory present on both sides is "C" when it changed itself or anything below it
+    did.  The walk keeps its own stack (no recursion), so any depth works.
+    """
     out: list[tuple[str, str]] = []
-    _compare(old, new, "", out)
+    both: dict[str, bool] = {}  # directories on both sides -> changed themselves
+    todo: list[tuple[Path | None, Path, str]] = [(old, new, "")]
+    while todo:
+        old_dir, new_dir, rel = todo.pop()
+        old_entries = _entries(old_dir)
+        new_entries = _entries(new_dir)
+        for name in old_entries.keys() - new_entries.keys():
+            out.append(("D", f"{rel}/{name}"))
+        for name, st in new_entries.items():
+            path = f"{rel}/{name}"
+            ost = old_entries.get(name)
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if ost is None:
+                out.append(("A", path))
+                if is_dir:
+                    todo.append((None, new_dir / name, path))
+                continue
+            changed = not _same(ost, st)
+            if not changed and stat.S_ISLNK(st.st_mode):
+                assert old_dir is not None
+                changed = os.readlink(old_dir / name) != os.readlink(new_dir / name)
+            if is_dir:
+                both[path] = changed
+                old_sub = old_dir / name if old_dir and stat.S_ISDIR(ost.st_mode) else None
+                todo.append((old_sub, new_dir / name, path))
+            elif changed:
+                out.append(("C", path))
+    below: set[str] = set()  # directories with a change somewhere under them
+    for path in [p for _, p in out] + [p for p, changed in both.items() if changed]:
+        parent = path.rpartition("/")[0]
+        while parent and parent not in below:
+            below.add(parent)
+            parent = parent.rpartition("/")[0]
+    out += [("C", path) for path, changed in both.items() if changed or path in below]
     return sorted(out, key=lambda c: c[1])
