@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from tar_samples import end, header, pax_header, plain_member, with_checksum
+from tar_samples import end, header, pax_header, plain_member, sparse_member, with_checksum
 
 from cargohold.cli.main import main
 from cargohold.errors import InvalidArgument
@@ -151,7 +151,7 @@ def assert_nothing_left(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(root, capsys, "images", "-q")[1] == ""
     layers = root / "layers"
     assert not [p for p in layers.iterdir() if len(p.name) == 64] if layers.exists() else True
-    assert os.listdir(root / "tmp") == []
+    assert not (root / "tmp").exists() or os.listdir(root / "tmp") == []
 
 
 @pytest.mark.parametrize("verb", ["import", "load"])
@@ -181,6 +181,34 @@ def test_cli_reports_the_entry_and_field_and_registers_nothing(
     assert code == 125
     assert shown in err
     assert "Error: " not in err.replace("Error response from daemon: ", "")  # no Python name
+    assert_nothing_left(root, capsys)
+
+
+OUTER = {
+    "3000 extended headers": (pax_header([("comment", "x")]) * 3000 + header("manifest.json"),
+                              "invalid tar archive: too many extended headers in a row"),
+    "garbage sparse map": (pax_header([("GNU.sparse.size", "10"), ("GNU.sparse.map", "0,x")])
+                           + header("manifest.json"),
+                           "invalid tar archive: malformed header at offset 0"),
+    "size -5": (pax_header([("size", "-5")]) + header("manifest.json"),
+                "archive member 'manifest.json' has an invalid size -5"),
+    "sparse manifest": (sparse_member("pax1.0", "manifest.json", 1 << 20, [(0, b"[]")]),
+                        "archive member 'manifest.json' is a sparse file"),
+    "PAX header of 1 GiB": (header("x", 1 << 30, tarfile.XHDTYPE) + bytes(1024),
+                            "invalid tar archive: header of 1073741824 bytes at offset 512"),
+}
+
+
+@pytest.mark.parametrize("case", list(OUTER))
+def test_load_of_a_hostile_image_archive_is_refused_cleanly(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    data, message = OUTER[case]
+    archive = tmp_path / "image.tar"
+    archive.write_bytes(data + end())
+    root = tmp_path / "root"
+    code, _, err = cli(root, capsys, "load", "-i", str(archive))
+    assert code == 125
+    assert f"Error response from daemon: {message}" in err
     assert_nothing_left(root, capsys)
 
 

@@ -24,8 +24,7 @@ BLOCK = 512
 _CHUNK = 1 << 20
 _MAX_METADATA = 8 << 20  # header bytes (PAX records, long names, sparse maps) per entry
 # What tarfile's header parsing lets escape on malformed input (besides TarError).
-_PARSE_ERRORS = (ValueError, IndexError, OverflowError, KeyError, UnicodeError,
-                 RecursionError)
+PARSE_ERRORS = (ValueError, IndexError, OverflowError, KeyError, UnicodeError, RecursionError)
 
 
 class TarSource:
@@ -125,8 +124,8 @@ def next_entry(tar: tarfile.TarFile, src: TarSource) -> tarfile.TarInfo | None:
         info = tar.next()
     except tarfile.TarError as exc:
         raise InvalidArgument(f"invalid tar archive: {exc}") from None
-    except _PARSE_ERRORS as exc:
-        raise _malformed(exc, start) from None
+    except PARSE_ERRORS as exc:
+        raise malformed(exc, start) from None
     tar.members.clear()  # type: ignore[attr-defined]  # keep memory flat on huge archives
     if info is None:
         last = src.last_block
@@ -144,11 +143,12 @@ def open_tar(src: TarSource) -> tarfile.TarFile | None:
         if src.pos == 0:
             return None  # an empty stream is an empty layer, as in Go's archive/tar
         raise InvalidArgument(f"invalid tar archive: {exc}") from None
-    except _PARSE_ERRORS as exc:
-        raise _malformed(exc, 0) from None
+    except PARSE_ERRORS as exc:
+        raise malformed(exc, 0) from None
 
 
-def _malformed(exc: BaseException, start: int) -> InvalidArgument:
+def malformed(exc: BaseException, start: int) -> InvalidArgument:
+    """The error for one of :data:`PARSE_ERRORS` raised parsing the header at ``start``."""
     if isinstance(exc, RecursionError):  # tarfile recurses once per extended header
         return InvalidArgument(
             f"invalid tar archive: too many extended headers in a row at offset {start}")
