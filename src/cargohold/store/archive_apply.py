@@ -34,7 +34,7 @@ from cargohold.store.archive_checks import (
 from cargohold.store.archive_reader import BLOCK as BLOCK  # re-exported
 from cargohold.store.archive_reader import TarSource, next_entry, open_tar
 from cargohold.store.tarsplit import SplitRecorder
-from cargohold.util.rmtree import remove_tree_at
+from cargohold.util.rmtree import DirPath, remove_tree_at
 
 WhiteoutMode = Literal["overlay", "delete"]
 
@@ -423,19 +423,38 @@ class _Applier:
 
     def prune(self, fd: int, rel: str) -> None:
         """Delete what under ``rel`` did not come from this archive (an opaque dir in vfs)."""
-        todo = [(fd, rel)]
-        while todo:
-            dfd, drel = todo.pop()
-            for name in os.listdir(dfd):
-                path = f"{drel}/{name}" if drel else name
-                if path not in self.seen:
-                    self.remove(dfd, name, path)
+        path = DirPath(fd)
+        try:
+            pending = [self._prune_dir(fd, rel)]  # per level: kept subdirectories to visit
+            while pending:
+                if not pending[-1]:
+                    pending.pop()
+                    if path.names:
+                        path.pop()
                     continue
-                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    child = self.dir_fd(path, path, create=False)
-                    if child is not None:
-                        todo.append((child, path))
+                name = pending[-1].pop()
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=path.fd())
+                except OSError as exc:
+                    if exc.errno in (errno.ENOTDIR, errno.ELOOP, errno.ENOENT):
+                        continue  # not a directory (any more)
+                    raise
+                path.push(name, child)
+                pending.append(self._prune_dir(child, "/".join([rel, *path.names]).lstrip("/")))
+        finally:
+            path.close()
+
+    def _prune_dir(self, fd: int, rel: str) -> list[str]:
+        """Remove the entries of directory ``rel`` this archive did not make; return the
+        subdirectories it did (to be pruned in turn)."""
+        keep = []
+        for name in os.listdir(fd):
+            path = f"{rel}/{name}" if rel else name
+            if path not in self.seen:
+                self.remove(fd, name, path)
+            elif stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                keep.append(name)
+        return keep
 
     # -- end ---------------------------------------------------------------------------------
 

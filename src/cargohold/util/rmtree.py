@@ -1,11 +1,12 @@
 """``rm -rf`` of trees of any depth, relative to directory descriptors, following no symlink.
 
 ``shutil.rmtree`` (and ``os.walk``) recurse once per directory level in Python 3.11, so a tree
-deeper than the recursion limit (a layer with a path 3,000 directories deep, or one a
-container made with ``mkdir -p`` in a loop) could not be removed.  Here the walk is a stack of
-open directories: no recursion, no path longer than one name, and an entry replaced by a
-symlink while we work is unlinked, never followed.  Without root, directories that lack
-``rwx`` for their owner are given it first (as the layer store's own content can be 0500).
+deeper than the recursion limit (a layer with a path 2,000 directories deep, or one a
+container made with ``mkdir d && cd d`` in a loop) could not be removed.  Here the walk keeps
+its own stack (:class:`DirPath`): no recursion, no path longer than one name, at most
+``DirPath.WINDOW`` descriptors open whatever the depth (a soft limit of 1,024 is common), and
+an entry replaced by a symlink while we work is unlinked, never followed.  Without root,
+directories that lack ``rwx`` for their owner are given it first (layer content can be 0500).
 """
 
 from __future__ import annotations
@@ -31,30 +32,82 @@ def remove_path(path: str | os.PathLike[str]) -> None:
         os.close(pfd)
 
 
+class DirPath:
+    """The directories from ``base`` down to where a depth-first walk stands, by name.
+
+    Only the deepest ``WINDOW`` keep their descriptor open; one closed to save descriptors
+    is opened again by name (``O_NOFOLLOW`` at every step) when the walk climbs back to it.
+    """
+
+    WINDOW = 64
+
+    def __init__(self, base: int) -> None:
+        self.base = base  # not ours: never closed here
+        self.names: list[str] = []
+        self._fds: list[int] = []  # -1: closed for now
+
+    def push(self, name: str, fd: int) -> None:
+        """Step into ``name`` (``fd``, now ours) below the current directory."""
+        self.names.append(name)
+        self._fds.append(fd)
+        low = len(self._fds) - 1 - self.WINDOW
+        if low >= 0 and self._fds[low] >= 0:
+            os.close(self._fds[low])
+            self._fds[low] = -1
+
+    def pop(self) -> str:
+        """Step back to the parent; returns the name of the directory left."""
+        fd = self._fds.pop()
+        if fd >= 0:
+            os.close(fd)
+        return self.names.pop()
+
+    def fd(self) -> int:
+        """The descriptor of the current directory (``base`` at the top)."""
+        top = len(self._fds)
+        if top == 0:
+            return self.base
+        if self._fds[-1] < 0:
+            first = top - 1
+            while first > 0 and self._fds[first - 1] < 0:
+                first -= 1
+            for i in range(first, top):
+                parent = self._fds[i - 1] if i > 0 else self.base
+                self._fds[i] = os.open(self.names[i], _DIR_FLAGS, dir_fd=parent)
+                if first <= i - 1 < top - self.WINDOW:
+                    os.close(self._fds[i - 1])
+                    self._fds[i - 1] = -1
+        return self._fds[-1]
+
+    def close(self) -> None:
+        while self._fds:
+            self.pop()
+
+
 def remove_tree_at(dir_fd: int, name: str) -> None:
     """Remove ``name`` from directory ``dir_fd``: a non-directory, or a directory and all of
     its content; a missing ``name`` is fine."""
     fd = _open_dir(dir_fd, name)
     if fd is None:
         return
-    stack: list[tuple[int, str, int, list[str]]] = [(dir_fd, name, fd, _subdirs_last(fd))]
+    path = DirPath(dir_fd)
     try:
-        while stack:
-            parent, dname, dfd, names = stack[-1]
-            while names:
-                child = names.pop()
-                cfd = _open_dir(dfd, child)
-                if cfd is not None:
-                    stack.append((dfd, child, cfd, _subdirs_last(cfd)))
-                    break
-            else:
-                stack.pop()
-                os.close(dfd)
-                with contextlib.suppress(FileNotFoundError):
-                    os.rmdir(dname, dir_fd=parent)
+        path.push(name, fd)
+        pending = [_subdirs_last(fd)]  # per level: subdirectories still to remove
+        while pending:
+            if pending[-1]:
+                child = _open_dir(path.fd(), pending[-1][-1])
+                name = pending[-1].pop()
+                if child is not None:
+                    path.push(name, child)
+                    pending.append(_subdirs_last(child))
+                continue
+            pending.pop()
+            done = path.pop()
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(done, dir_fd=path.fd())
     finally:
-        for _, _, dfd, _ in stack:
-            os.close(dfd)
+        path.close()
 
 
 def _open_dir(dir_fd: int, name: str) -> int | None:
