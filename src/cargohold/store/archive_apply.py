@@ -21,6 +21,7 @@ import os
 import posixpath
 import stat
 import tarfile
+from collections.abc import Iterator
 from typing import BinaryIO, Literal
 
 from cargohold.errors import Forbidden, Internal, InvalidArgument
@@ -32,7 +33,13 @@ from cargohold.store.archive_checks import (
     sparse_regions,
 )
 from cargohold.store.archive_reader import BLOCK as BLOCK  # re-exported
-from cargohold.store.archive_reader import TarSource, next_entry, open_tar
+from cargohold.store.archive_reader import (
+    PARSE_ERRORS,
+    TarSource,
+    malformed,
+    next_entry,
+    open_tar,
+)
 from cargohold.store.tarsplit import SplitRecorder
 from cargohold.util.rmtree import DirPath, remove_tree_at
 
@@ -472,6 +479,38 @@ class _Applier:
 
 def mtime_ns(info: tarfile.TarInfo) -> int:
     return round(float(info.mtime) * 1_000_000_000)
+
+
+def open_stream(stream: BinaryIO) -> tarfile.TarFile:
+    """``tarfile`` over a forward-only ``stream`` (for readers that re-emit entries, as ADD of
+    a local archive does); read its entries with :func:`checked_members`."""
+    try:
+        return tarfile.open(fileobj=stream, mode="r|")
+    except tarfile.TarError as exc:
+        raise InvalidArgument(f"invalid tar archive: {exc}") from None
+    except PARSE_ERRORS as exc:
+        raise malformed(exc, 0) from None
+
+
+def checked_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members of ``tar`` with their headers checked as ``apply_layer`` checks them:
+    malformed headers and values no system call takes are InvalidArgument naming the entry
+    and the field (names are not cleaned here, only checked)."""
+    while True:
+        start = tar.offset  # type: ignore[attr-defined]
+        try:
+            info = tar.next()
+        except tarfile.TarError as exc:
+            raise InvalidArgument(f"invalid tar archive: {exc}") from None
+        except PARSE_ERRORS as exc:
+            raise malformed(exc, start) from None
+        if info is None:
+            return
+        check_path(info, "name", clean_name(info.name))
+        check_header(info)
+        if info.sparse is not None and info.isreg():
+            sparse_regions(info, tar.offset - info.offset_data)  # type: ignore[attr-defined]
+        yield info
 
 
 def apply_layer(
