@@ -3,13 +3,31 @@ headers holding values ``tarfile`` would never write itself."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import resource
 import tarfile
+from collections.abc import Iterator
 
 BLOCK = 512
 SPARSE_FORMATS = ("gnu", "pax0.0", "pax0.1", "pax1.0")
 
 Regions = list[tuple[int, bytes]]  # (offset in the file, data there)
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """No file this process (or its children) writes grows beyond ``limit`` bytes: EFBIG
+    instead (Python ignores SIGXFSZ).  Code that expands sparse files into zeros, as the old
+    applier did, then fails fast instead of filling the disk."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 def _pad(data: bytes) -> bytes:
