@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,6 +210,39 @@ def test_remove_rw_unmounts_first(store: LayerStore) -> None:
         assert "x" not in files(view)  # the container's write never reached the layer
     finally:
         store.unmount_ro(view)
+
+
+def test_deep_tree_in_a_rw_layer_is_diffed_committed_and_removed(store: LayerStore) -> None:
+    """1,100 levels (a container's ``mkdir d && cd d`` loop): no walk may recurse per level."""
+    base, _ = base_and_child(store)
+    store.create_rw("deep", base)
+    rootfs = store.mount_rw("deep")
+    fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(1100):
+            os.mkdir("d", dir_fd=fd)
+            nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        leaf = os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(leaf, b"bottom")
+        os.close(leaf)
+    finally:
+        os.close(fd)
+    deep = "/".join(["d"] * 1100) + "/f"
+    try:
+        changes = store.rw_changes("deep")
+        assert ("A", "/" + deep) in changes and len(changes) == 1101
+        assert store.rw_size("deep") == len(b"bottom")
+        out = io.BytesIO()
+        store.rw_diff("deep", out)
+        assert deep in tar_names(out.getvalue())
+        committed = store.register(io.BytesIO(out.getvalue()), base)
+    finally:  # the fixture's clean-up walks with os.walk, which recurses
+        subprocess.run(["rm", "-rf", str(rootfs / "d")], check=False)
+    store.remove_rw("deep")
+    store.delete(committed.chain_id)
+    assert store.list_rw() == []
 
 
 def test_rw_layer_from_scratch(store: LayerStore) -> None:

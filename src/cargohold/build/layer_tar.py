@@ -34,7 +34,9 @@ from cargohold.store.archive_apply import (
     BLOCK,
     WHITEOUT_PREFIX,
     UnsafeArchive,
+    checked_members,
     clean_name,
+    open_stream,
     xattrs_of,
 )
 from cargohold.store.archive_create import exported_xattrs, is_whiteout_device, read_xattrs
@@ -402,8 +404,8 @@ class LayerTar:
         refused, as is a hard link out of the archive."""
         symlinks: set[str] = set()
         own_dirs: set[str] = set()
-        with tarfile.open(fileobj=stream, mode="r|") as tf:
-            for info in tf:
+        with open_stream(stream) as tf:
+            for info in checked_members(tf):  # mtime nan, uid -5, ... refused by name
                 rel = clean_name(info.name)
                 if rel == "":
                     continue

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING
 
 from cargohold.build.context import BuildContext
 from cargohold.errors import Internal
-from cargohold.store.locking import Staging, remove_path, umount
+from cargohold.store.locking import Staging, umount
+from cargohold.util.rmtree import remove_path
 
 if TYPE_CHECKING:
     from cargohold.store.layers import LayerStore

@@ -7,25 +7,44 @@ already under the root) holds.  ``tarfile`` only parses headers; it never touche
 
 Names are cleaned as moby does (``filepath.Clean`` then joined under the root): ``./a`` and
 ``/a`` both mean ``a``; a name that still starts with ``..`` after cleaning is rejected.
+Header fields no system call can take are refused first (``archive_checks``).  Sparse members
+are written with their holes left as holes (seek over them, ``ftruncate`` to the real size).
+
+Nothing here recurses: directories are reached from the deepest cached ancestor in a loop and
+trees are removed with an explicit stack, so the depth of a tree costs no Python frames.
 """
 
 from __future__ import annotations
 
 import errno
-import io
 import os
 import posixpath
 import stat
 import tarfile
-from typing import IO, BinaryIO, Literal, cast
+from collections.abc import Iterator
+from typing import BinaryIO, Literal
 
 from cargohold.errors import Forbidden, Internal, InvalidArgument
-from cargohold.store.compression import buffered
+from cargohold.store.archive_checks import (
+    check_header,
+    check_path,
+    check_xattr,
+    shown,
+    sparse_regions,
+)
+from cargohold.store.archive_reader import BLOCK as BLOCK  # re-exported
+from cargohold.store.archive_reader import (
+    PARSE_ERRORS,
+    TarSource,
+    malformed,
+    next_entry,
+    open_tar,
+)
 from cargohold.store.tarsplit import SplitRecorder
+from cargohold.util.rmtree import DirPath, remove_tree_at
 
 WhiteoutMode = Literal["overlay", "delete"]
 
-BLOCK = 512
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -34,10 +53,11 @@ _XATTR_PAX = "SCHILY.xattr."
 _FORBIDDEN_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_CHUNK = 1 << 20
 _MAX_CACHED_DIRS = 256
-_MAX_METADATA = 8 << 20
 _IGNORED_XATTR_ERRNOS = (errno.ENOTSUP, errno.EPERM)
+# What a system call says when the archive's data does not fit (a name, an xattr, a size).
+_INPUT_ERRNOS = (errno.ENAMETOOLONG, errno.EINVAL, errno.E2BIG, errno.ERANGE, errno.EFBIG,
+                 errno.EOVERFLOW)
 
 
 class UnsafeArchive(InvalidArgument):
@@ -45,7 +65,7 @@ class UnsafeArchive(InvalidArgument):
 
 
 def _unsafe(name: str, why: str) -> UnsafeArchive:
-    return UnsafeArchive(f"unsafe tar entry {name!r}: {why}")
+    return UnsafeArchive(f"unsafe tar entry {shown(name)}: {why}")
 
 
 def clean_name(name: str) -> str:
@@ -72,76 +92,9 @@ def xattrs_of(info: tarfile.TarInfo) -> dict[str, bytes]:
             continue
         attr = key[len(_XATTR_PAX) :]
         if attr and not attr.startswith(_FORBIDDEN_XATTR_PREFIXES):
+            check_xattr(info, attr)
             out[attr] = value.encode("utf-8", "surrogateescape")
     return out
-
-
-class _Source:
-    """Forward-only, position-tracking reader that ``tarfile.TarFile`` can drive in "r" mode.
-
-    TarFile in stream mode ("r|") copies its whole buffer on every small read; in "r" mode it
-    only needs ``tell`` and forward ``seek``, which this class provides by skipping.
-    """
-
-    def __init__(self, stream: BinaryIO, recorder: SplitRecorder | None = None) -> None:
-        reader = stream if isinstance(stream, io.BufferedReader) else buffered(stream)
-        self._f = cast(io.BufferedReader, reader)
-        self.pos = 0
-        self.last_block = b""
-        self._buf = bytearray(_CHUNK)
-        self.recorder = recorder
-
-    def read(self, n: int = -1) -> bytes:
-        # tarfile reads headers, PAX records and GNU long names this way (content goes
-        # through copy_to); cap them as Go's archive/tar does, or a header could claim GBs.
-        if n < 0 or n > _MAX_METADATA:
-            raise InvalidArgument(f"invalid tar archive: metadata entry of {n} bytes")
-        data = self._f.read(n)
-        self.pos += len(data)
-        if self.recorder is not None:
-            self.recorder.raw(data)
-        if n == BLOCK:
-            self.last_block = data
-        return data
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, target: int, whence: int = 0) -> int:
-        if whence != 0 or target < self.pos:
-            raise Internal("layer tar reader cannot seek backwards")
-        view = memoryview(self._buf)
-        while self.pos < target:
-            got = self._f.readinto(view[: min(_CHUNK, target - self.pos)])
-            if not got:
-                break
-            self.pos += got
-            if self.recorder is not None:
-                self.recorder.raw(view[:got])
-        return self.pos
-
-    def drain(self) -> None:
-        """Read to the end (padding and trailing blocks after the archive's last entry)."""
-        view = memoryview(self._buf)
-        while got := self._f.readinto(view):
-            self.pos += got
-            if self.recorder is not None:
-                self.recorder.raw(view[:got])
-
-    def copy_to(self, fd: int, size: int, name: str, rel: str) -> None:
-        """Write the next ``size`` bytes of the archive (the content of ``rel``) to ``fd``."""
-        if self.recorder is not None:
-            self.recorder.file(rel, size)
-        view = memoryview(self._buf)
-        while size:
-            got = self._f.readinto(view[: min(_CHUNK, size)])
-            if not got:
-                raise InvalidArgument(f"truncated tar archive: content of {name!r} is cut short")
-            self.pos += got
-            size -= got
-            chunk = view[:got]
-            while chunk:
-                chunk = chunk[os.write(fd, chunk) :]
 
 
 class _Applier:
@@ -161,14 +114,45 @@ class _Applier:
     # -- directories -------------------------------------------------------------------------
 
     def dir_fd(self, rel: str, entry: str, create: bool) -> int | None:
-        """An fd of directory ``rel`` reached without following any symlink (None: missing)."""
+        """An fd of directory ``rel`` reached without following any symlink (None: missing).
+
+        The walk starts at the deepest cached ancestor; directories on the way are cached
+        while the cache has room, else closed once the next one is open.
+        """
         fd = self.dirs.get(rel)
         if fd is not None:
             return fd
-        parent, _, base = rel.rpartition("/")
-        pfd = self.dir_fd(parent, entry, create)
-        if pfd is None:
-            return None
+        end = len(rel)
+        while end > 0:
+            end = rel.rfind("/", 0, end)
+            if end > 0 and (fd := self.dirs.get(rel[:end])) is not None:
+                break
+        if end <= 0:
+            end, fd = -1, self.dirs[""]
+        assert fd is not None
+        spare: int | None = None  # an open, uncached directory we are standing in
+        try:
+            while end < len(rel):
+                stop = rel.find("/", end + 1)
+                stop = len(rel) if stop < 0 else stop
+                here = rel[:stop]
+                child = self._open_dir(fd, rel[end + 1 : stop], here, entry, create)
+                if child is None:
+                    return None
+                if spare is not None:
+                    os.close(spare)
+                    spare = None
+                if stop == len(rel) or len(self.dirs) < _MAX_CACHED_DIRS:
+                    self.dirs[here] = child
+                else:
+                    spare = child
+                fd, end = child, stop
+            return fd
+        finally:
+            if spare is not None:
+                os.close(spare)
+
+    def _open_dir(self, pfd: int, base: str, rel: str, entry: str, create: bool) -> int | None:
         try:
             fd = os.open(base, _DIR_FLAGS, dir_fd=pfd)
         except FileNotFoundError:
@@ -183,17 +167,19 @@ class _Applier:
                 raise
             st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
-                raise _unsafe(entry, f"path component {rel!r} is a symbolic link") from None
-            raise InvalidArgument(f"tar entry {entry!r}: {rel!r} is not a directory") from None
-        self.dirs[rel] = fd
+                raise _unsafe(entry, f"path component {shown(rel)} is a symbolic link") from None
+            raise InvalidArgument(
+                f"tar entry {shown(entry)}: {shown(rel)} is not a directory") from None
         return fd
 
     def trim_cache(self) -> None:
-        if len(self.dirs) > _MAX_CACHED_DIRS:
-            root = self.dirs.pop("")
-            for fd in self.dirs.values():
-                os.close(fd)
-            self.dirs = {"": root}
+        """Once the cache is full, close its older half: the newest directories (where the
+        archive is working: a deep chain's parent, the dirs being finished) stay."""
+        if len(self.dirs) <= _MAX_CACHED_DIRS:
+            return
+        excess = len(self.dirs) - _MAX_CACHED_DIRS // 2
+        for key in [k for k in self.dirs if k][:excess]:
+            os.close(self.dirs.pop(key))
 
     def close(self) -> None:
         self.dirs.pop("", None)
@@ -257,8 +243,10 @@ class _Applier:
 
     # -- entries -----------------------------------------------------------------------------
 
-    def apply(self, info: tarfile.TarInfo, src: _Source, tar: tarfile.TarFile) -> None:
+    def apply(self, info: tarfile.TarInfo, src: TarSource, tar: tarfile.TarFile) -> None:
         rel = clean_name(info.name)
+        check_path(info, "name", rel)
+        check_header(info)
         parent, _, base = rel.rpartition("/")
         if base.startswith(WHITEOUT_PREFIX):
             self.whiteout(info, parent, base)
@@ -291,19 +279,17 @@ class _Applier:
         pfd: int,
         base: str,
         rel: str,
-        reader: tuple[_Source, tarfile.TarFile],
+        reader: tuple[TarSource, tarfile.TarFile],
     ) -> None:
-        src, tar = reader
+        src = reader[0]
         try:
             fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=pfd)
         except FileExistsError:
             self.remove(pfd, base, rel)
             fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=pfd)
         try:
-            if info.issparse():
-                extracted = tar.extractfile(info)
-                assert extracted is not None
-                copy_stream(extracted, fd)
+            if info.sparse is not None:
+                self.sparse(info, fd, rel, reader)
             elif info.size:
                 if src.pos != info.offset_data:
                     src.seek(info.offset_data)
@@ -312,6 +298,18 @@ class _Applier:
         finally:
             os.close(fd)
         self.written += info.size
+
+    def sparse(self, info: tarfile.TarInfo, fd: int, rel: str,
+               reader: tuple[TarSource, tarfile.TarFile]) -> None:
+        """A sparse member: its data regions written where they belong, the holes left as
+        holes (never written), the file cut to its real size."""
+        src, tar = reader
+        stored = tar.offset - info.offset_data  # type: ignore[attr-defined]
+        regions = sparse_regions(info, stored)
+        if src.pos != info.offset_data:
+            src.seek(info.offset_data)
+        src.copy_sparse(fd, regions, info.name, rel)
+        os.ftruncate(fd, info.size)
 
     def directory(self, info: tarfile.TarInfo, pfd: int, rel: str) -> None:
         if rel:
@@ -432,16 +430,38 @@ class _Applier:
 
     def prune(self, fd: int, rel: str) -> None:
         """Delete what under ``rel`` did not come from this archive (an opaque dir in vfs)."""
+        path = DirPath(fd)
+        try:
+            pending = [self._prune_dir(fd, rel)]  # per level: kept subdirectories to visit
+            while pending:
+                if not pending[-1]:
+                    pending.pop()
+                    if path.names:
+                        path.pop()
+                    continue
+                name = pending[-1].pop()
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=path.fd())
+                except OSError as exc:
+                    if exc.errno in (errno.ENOTDIR, errno.ELOOP, errno.ENOENT):
+                        continue  # not a directory (any more)
+                    raise
+                path.push(name, child)
+                pending.append(self._prune_dir(child, "/".join([rel, *path.names]).lstrip("/")))
+        finally:
+            path.close()
+
+    def _prune_dir(self, fd: int, rel: str) -> list[str]:
+        """Remove the entries of directory ``rel`` this archive did not make; return the
+        subdirectories it did (to be pruned in turn)."""
+        keep = []
         for name in os.listdir(fd):
             path = f"{rel}/{name}" if rel else name
             if path not in self.seen:
                 self.remove(fd, name, path)
-                continue
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                child = self.dir_fd(path, path, create=False)
-                if child is not None:
-                    self.prune(child, path)
+            elif stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                keep.append(name)
+        return keep
 
     # -- end ---------------------------------------------------------------------------------
 
@@ -461,57 +481,36 @@ def mtime_ns(info: tarfile.TarInfo) -> int:
     return round(float(info.mtime) * 1_000_000_000)
 
 
-def copy_stream(src: IO[bytes], fd: int) -> None:
-    while chunk := src.read(_CHUNK):
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd, view) :]
-
-
-def remove_tree_at(pfd: int, name: str) -> None:
-    """``rm -rf`` of ``name`` in directory ``pfd``, never following symlinks."""
+def open_stream(stream: BinaryIO) -> tarfile.TarFile:
+    """``tarfile`` over a forward-only ``stream`` (for readers that re-emit entries, as ADD of
+    a local archive does); read its entries with :func:`checked_members`."""
     try:
-        fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
-            os.unlink(name, dir_fd=pfd)
-            return
-        if exc.errno == errno.ENOENT:
-            return
-        raise
-    try:
-        for child in os.listdir(fd):
-            st = os.stat(child, dir_fd=fd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                remove_tree_at(fd, child)
-            else:
-                os.unlink(child, dir_fd=fd)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=pfd)
-
-
-def _next(tar: tarfile.TarFile, src: _Source) -> tarfile.TarInfo | None:
-    try:
-        info = tar.next()
+        return tarfile.open(fileobj=stream, mode="r|")
     except tarfile.TarError as exc:
         raise InvalidArgument(f"invalid tar archive: {exc}") from None
-    tar.members.clear()  # type: ignore[attr-defined]  # keep memory flat on huge archives
-    if info is None:
-        last = src.last_block
-        if last and last != bytes(BLOCK):
-            what = "truncated header" if len(last) < BLOCK else "invalid header"
-            raise InvalidArgument(f"invalid tar archive: {what} at offset {src.pos - len(last)}")
-    return info
+    except PARSE_ERRORS as exc:
+        raise malformed(exc, 0) from None
 
 
-def _open_tar(src: _Source) -> tarfile.TarFile | None:
-    try:
-        return tarfile.TarFile(fileobj=cast(IO[bytes], src), mode="r")
-    except tarfile.TarError as exc:
-        if src.pos == 0:
-            return None  # an empty stream is an empty layer, as in Go's archive/tar
-        raise InvalidArgument(f"invalid tar archive: {exc}") from None
+def checked_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members of ``tar`` with their headers checked as ``apply_layer`` checks them:
+    malformed headers and values no system call takes are InvalidArgument naming the entry
+    and the field (names are not cleaned here, only checked)."""
+    while True:
+        start = tar.offset  # type: ignore[attr-defined]
+        try:
+            info = tar.next()
+        except tarfile.TarError as exc:
+            raise InvalidArgument(f"invalid tar archive: {exc}") from None
+        except PARSE_ERRORS as exc:
+            raise malformed(exc, start) from None
+        if info is None:
+            return
+        check_path(info, "name", clean_name(info.name))
+        check_header(info)
+        if info.sparse is not None and info.isreg():
+            sparse_regions(info, tar.offset - info.offset_data)  # type: ignore[attr-defined]
+        yield info
 
 
 def apply_layer(
@@ -539,18 +538,21 @@ def apply_layer(
     applier = _Applier(root_fd, whiteouts, recorder)
     if recorder is not None:
         recorder.root_fd = root_fd
-    src = _Source(stream, recorder)
+    src = TarSource(stream, recorder)
     try:
-        tar = _open_tar(src)
+        tar = open_tar(src)
         if tar is None:
             src.drain()
             return 0
-        while (info := _next(tar, src)) is not None:
+        while (info := next_entry(tar, src)) is not None:
             applier.trim_cache()
             try:
                 applier.apply(info, src, tar)
             except OSError as exc:
-                raise Internal(f"applying tar entry {info.name!r}: {exc}") from exc
+                if exc.errno in _INPUT_ERRNOS:
+                    raise InvalidArgument(
+                        f"invalid tar entry {shown(info.name)}: {exc.strerror}") from exc
+                raise Internal(f"applying tar entry {shown(info.name)}: {exc}") from exc
         applier.finish_dirs()
         if recorder is not None:
             src.drain()

@@ -265,42 +265,92 @@ class _Differ:
                 self.writer.add(child)
 
     def diff_dir(self, lower_fd: int, upper_fd: int, rel: str) -> None:
-        uppers = dict(fdtree.listing(upper_fd))
-        lowers = dict(fdtree.listing(lower_fd)) if lower_fd >= 0 else {}
-        for name in sorted(uppers.keys() | lowers.keys()):
-            if name not in uppers:
-                self.whiteout(rel, name)
+        """The changes below ``upper_fd`` against ``lower_fd``, depth first in name order,
+        read by descriptors (the upper dir may belong to a running container); an own stack
+        of directories instead of recursion, so any depth works."""
+        stack = [_DiffFrame(lower_fd, upper_fd, rel, len(self.pending), ())]
+        try:
+            while stack:
+                frame = stack[-1]
+                child = self._next_dir(frame)
+                if child is None:
+                    stack.pop()
+                    del self.pending[frame.depth :]
+                    frame.close()
+                else:
+                    stack.append(child)
+        finally:
+            for frame in stack:
+                frame.close()
+
+    def _next_dir(self, frame: _DiffFrame) -> _DiffFrame | None:
+        """Handle ``frame``'s next names up to a directory present on both sides (returned,
+        to be descended into next) or to the end (None)."""
+        for name in frame.names:
+            if name not in frame.uppers:
+                self.whiteout(frame.rel, name)
                 continue
-            unode = fdtree.node_at(upper_fd, name, _join(rel, name), uppers[name])
+            unode = fdtree.node_at(frame.upper_fd, name, _join(frame.rel, name),
+                                   frame.uppers[name])
             if unode is None:
                 continue  # changed while we looked: a running container's race
+            lst = frame.lowers.get(name)
+            if unode.fd < 0 or lst is None or (
+                stat.S_IFMT(lst.st_mode) != stat.S_IFMT(unode.st.st_mode)
+            ):
+                try:
+                    self._diff_leaf(frame.lower_fd, lst, unode)
+                finally:
+                    if unode.fd >= 0:
+                        os.close(unode.fd)
+                continue
+            lfd = -1
             try:
-                self._diff_entry(lower_fd, lowers.get(name), unode)
-            finally:
-                if unode.fd >= 0:
-                    os.close(unode.fd)
+                lfd = fdtree.open_subdir(frame.lower_fd, name)
+                lnode = Node(frame.lower_fd, name, unode.rel,
+                             os.fstat(lfd) if lfd >= 0 else lst, lfd)
+                depth = len(self.pending)
+                if lfd >= 0 and _same(lnode, unode):
+                    self.pending.append(unode)
+                else:
+                    self.emit(unode)
+                return _DiffFrame(lfd, unode.fd, unode.rel, depth, (unode.fd, lfd))
+            except BaseException:
+                os.close(unode.fd)
+                if lfd >= 0:
+                    os.close(lfd)
+                raise
+        return None
 
-    def _diff_entry(self, lower_fd: int, lst: os.stat_result | None, unode: Node) -> None:
+    def _diff_leaf(self, lower_fd: int, lst: os.stat_result | None, unode: Node) -> None:
+        """An entry not descended into: new or of another type (written with its tree), or
+        changed."""
         if lst is None or stat.S_IFMT(lst.st_mode) != stat.S_IFMT(unode.st.st_mode):
             self.add_tree(unode)
-            return
-        if unode.fd < 0:
-            if not _same(Node(lower_fd, unode.name, unode.rel, lst, -1), unode):
-                self.emit(unode)
-            return
-        lfd = fdtree.open_subdir(lower_fd, unode.name)
+        elif not _same(Node(lower_fd, unode.name, unode.rel, lst, -1), unode):
+            self.emit(unode)
+
+
+class _DiffFrame:
+    """One directory pair being compared by ``_Differ.diff_dir``, with the descriptors it
+    owns (closed when the walk leaves it)."""
+
+    def __init__(self, lower_fd: int, upper_fd: int, rel: str, depth: int,
+                 owned: tuple[int, ...]) -> None:
+        self.lower_fd, self.upper_fd, self.rel, self.owned = lower_fd, upper_fd, rel, owned
+        self.depth = depth  # len(pending) when entered: restored when left
         try:
-            lnode = Node(lower_fd, unode.name, unode.rel, os.fstat(lfd) if lfd >= 0 else lst, lfd)
-            depth = len(self.pending)
-            if lfd >= 0 and _same(lnode, unode):
-                self.pending.append(unode)
-            else:
-                self.emit(unode)
-            self.diff_dir(lfd, unode.fd, unode.rel)
-            del self.pending[depth:]
-        finally:
-            if lfd >= 0:
-                os.close(lfd)
+            self.uppers = dict(fdtree.listing(upper_fd))
+            self.lowers = dict(fdtree.listing(lower_fd)) if lower_fd >= 0 else {}
+        except BaseException:
+            self.close()
+            raise
+        self.names = iter(sorted(self.uppers.keys() | self.lowers.keys()))
+
+    def close(self) -> None:
+        for fd in self.owned:
+            if fd >= 0:
+                os.close(fd)
 
 
 def write_layer_from_diff(

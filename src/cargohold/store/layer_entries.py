@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from cargohold.store.tarsplit import Segment, TarSplit
+from cargohold.store.tarsplit import Segment, TarSplit, segment_length
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -38,7 +38,7 @@ class _Hollow(io.RawIOBase):
         pos = 0
         for seg in self._segments:
             self._starts.append(pos)
-            pos += len(seg) if isinstance(seg, bytes) else seg[1]
+            pos += segment_length(seg)
         self._size, self._pos = pos, 0
 
     def readable(self) -> bool:
@@ -61,7 +61,7 @@ class _Hollow(io.RawIOBase):
         while done < len(view) and self._pos < self._size:
             i = bisect.bisect_right(self._starts, self._pos) - 1
             seg, offset = self._segments[i], self._pos - self._starts[i]
-            length = len(seg) if isinstance(seg, bytes) else seg[1]
+            length = segment_length(seg)
             n = min(len(view) - done, length - offset)
             if isinstance(seg, bytes):
                 view[done:done + n] = seg[offset:offset + n]

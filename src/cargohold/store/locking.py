@@ -14,14 +14,13 @@ import errno
 import fcntl
 import os
 import re
-import shutil
-import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from cargohold.util.ids import random_hex
 from cargohold.util.lockfile import FileLock
+from cargohold.util.rmtree import remove_path
 
 _MNT_DETACH = 2
 _HIDDEN_GRACE = 600.0
@@ -123,41 +122,6 @@ def _remove_if_abandoned(path: Path) -> bool:
         return True
     finally:
         os.close(fd)
-
-
-def remove_path(path: Path) -> None:
-    """Remove a file or a tree, also when directories in it lack write permission."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(path)
-        return
-
-    def onerror(func: object, failed: str, info: tuple[type, BaseException, object]) -> None:
-        if isinstance(info[1], FileNotFoundError):
-            return
-        parent = os.path.dirname(failed)
-        with contextlib.suppress(OSError):
-            os.chmod(parent, 0o700)
-            os.chmod(failed, 0o700, follow_symlinks=False)
-        if os.path.isdir(failed) and not os.path.islink(failed):
-            shutil.rmtree(failed, onerror=onerror)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(failed)
-
-    _make_dirs_writable(path)
-    shutil.rmtree(path, onerror=onerror)
-
-
-def _make_dirs_writable(path: Path) -> None:
-    if os.geteuid() == 0:
-        return  # root ignores directory permissions
-    for dirpath, _dirs, _files in os.walk(path):
-        with contextlib.suppress(OSError):
-            os.chmod(dirpath, 0o700)
 
 
 def _mount_points() -> list[str]:

@@ -6,6 +6,9 @@ content is recorded as a reference (path inside the layer, size).  Reassembling 
 with the files' content gives back the exact stream, so its digest is the layer's diff_id and
 `save`/`push` need no second copy of every layer (containers/storage keeps the same idea).
 
+A sparse member's data is recorded as its regions ((offset, length) pairs of the file on
+disk, holes are not stored), so reassembly reads exactly the bytes the archive held.
+
 If the archive later removes or replaces a file it already wrote (duplicate names,
 whiteouts of its own entries), that file's content is inlined into the record before it is
 removed, so the record stays complete.
@@ -18,17 +21,41 @@ import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from cargohold.errors import Internal
 
 MAGIC = b"CHTARSPLIT1\n"
 _RAW = b"R"
 _FILE = b"F"
+_SPARSE = b"S"
 _CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-Segment = bytes | tuple[str, int]
+
+
+class SparseFile(NamedTuple):
+    """The data regions of a sparse member, in archive order."""
+
+    path: str
+    regions: tuple[tuple[int, int], ...]  # (offset in the file, length)
+
+    @property
+    def size(self) -> int:
+        return sum(length for _, length in self.regions)
+
+
+Segment = bytes | tuple[str, int] | SparseFile
+
+
+def segment_length(seg: Segment) -> int:
+    """How many bytes of the tar a segment stands for (a sparse file: its data regions)."""
+    if isinstance(seg, bytes):
+        return len(seg)
+    if isinstance(seg, SparseFile):
+        return seg.size
+    return seg[1]
 
 
 class SplitRecorder:
@@ -51,6 +78,14 @@ class SplitRecorder:
         self.segments.append((rel, size))
         self.total += size
 
+    def sparse(self, rel: str, regions: list[tuple[int, int]]) -> None:
+        """The next bytes are the data of sparse file ``rel``: its ``regions`` in order."""
+        self._flush()
+        seg = SparseFile(rel, tuple(regions))
+        self._files.setdefault(rel, []).append(len(self.segments))
+        self.segments.append(seg)
+        self.total += seg.size
+
     def _flush(self) -> None:
         if self._raw:
             self.segments.append(bytes(self._raw))
@@ -60,9 +95,11 @@ class SplitRecorder:
         """``rel`` (a file or a whole tree) is about to be removed: inline what we point at."""
         prefix = rel + "/"
         for path in [p for p in self._files if p == rel or p.startswith(prefix)]:
-            content = _read_beneath(self.root_fd, path)
             for index in self._files.pop(path):
-                size = self.segments[index][1]  # type: ignore[index]
+                seg = self.segments[index]
+                regions = seg.regions if isinstance(seg, SparseFile) else None
+                size = segment_length(seg)
+                content = _read_beneath(self.root_fd, path, regions)
                 if len(content) != size:
                     raise Internal(f"tar-split: {path} changed size while being applied")
                 self.segments[index] = content
@@ -75,18 +112,28 @@ class SplitRecorder:
         for seg in self.segments:
             if isinstance(seg, bytes):
                 parts += [_RAW, struct.pack(">I", len(seg)), seg]
+            elif isinstance(seg, SparseFile):
+                name = seg.path.encode("utf-8", "surrogateescape")
+                parts += [_SPARSE, struct.pack(">HI", len(name), len(seg.regions)), name]
+                parts += [struct.pack(">QQ", *region) for region in seg.regions]
             else:
                 name = seg[0].encode("utf-8", "surrogateescape")
                 parts += [_FILE, struct.pack(">HQ", len(name), seg[1]), name]
         return bytes(zstandard.ZstdCompressor(level=3).compress(b"".join(parts)))
 
 
-def _read_beneath(root_fd: int, rel: str) -> bytes:
+def _read_beneath(root_fd: int, rel: str,
+                  regions: tuple[tuple[int, int], ...] | None = None) -> bytes:
+    """The content of ``rel``, or with ``regions`` the concatenation of those ranges."""
     fd = _open_beneath(root_fd, rel)
     try:
         chunks = []
-        while chunk := os.read(fd, _CHUNK):
-            chunks.append(chunk)
+        if regions is None:
+            while chunk := os.read(fd, _CHUNK):
+                chunks.append(chunk)
+        else:
+            for offset, length in regions:
+                chunks.append(os.pread(fd, length, offset))
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -142,6 +189,13 @@ class TarSplit:
                 name = raw[pos + 11 : pos + 11 + n].decode("utf-8", "surrogateescape")
                 out.append((name, size))
                 pos += 11 + n
+            elif kind == _SPARSE:
+                n, count = struct.unpack_from(">HI", raw, pos + 1)
+                name = raw[pos + 7 : pos + 7 + n].decode("utf-8", "surrogateescape")
+                pos += 7 + n
+                pairs = struct.unpack_from(f">{2 * count}Q", raw, pos)
+                out.append(SparseFile(name, tuple(zip(pairs[::2], pairs[1::2], strict=True))))
+                pos += 16 * count
             else:
                 raise Internal("tar-split record is damaged")
         return out
@@ -149,27 +203,41 @@ class TarSplit:
     def write(self, root: Path, sink: Callable[[bytes | memoryview], object]) -> str:
         """Feed the original tar to ``sink``; returns its sha256 digest."""
         hasher = hashlib.sha256()
-        buf = bytearray(_CHUNK)
-        view = memoryview(buf)
+
+        def emit(data: bytes | memoryview) -> None:
+            hasher.update(data)
+            sink(data)
+
+        view = memoryview(bytearray(_CHUNK))
         root_fd = os.open(root, _DIR_FLAGS)
         try:
             for seg in self.segments():
                 if isinstance(seg, bytes):
-                    hasher.update(seg)
-                    sink(seg)
+                    emit(seg)
                     continue
                 fd = _open_beneath(root_fd, seg[0])
                 try:
-                    left = seg[1]
-                    while left:
-                        got = os.readv(fd, [view[: min(_CHUNK, left)]])
-                        if not got:
-                            raise Internal(f"tar-split: layer file {seg[0]!r} is shorter")
-                        hasher.update(view[:got])
-                        sink(view[:got])
-                        left -= got
+                    if isinstance(seg, SparseFile):
+                        for offset, length in seg.regions:
+                            _copy_range(fd, seg.path, offset, length, view, emit)
+                    else:
+                        _copy_range(fd, seg[0], None, seg[1], view, emit)
                 finally:
                     os.close(fd)
         finally:
             os.close(root_fd)
         return "sha256:" + hasher.hexdigest()
+
+
+def _copy_range(fd: int, name: str, offset: int | None, length: int, view: memoryview,
+                emit: Callable[[memoryview], None]) -> None:
+    """``length`` bytes of ``fd`` from ``offset`` (None: from where it is) into ``emit``."""
+    while length:
+        piece = [view[: min(_CHUNK, length)]]
+        got = os.readv(fd, piece) if offset is None else os.preadv(fd, piece, offset)
+        if not got:
+            raise Internal(f"tar-split: layer file {name!r} is shorter")
+        emit(view[:got])
+        length -= got
+        if offset is not None:
+            offset += got

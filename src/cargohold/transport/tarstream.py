@@ -11,7 +11,7 @@ import io
 import os
 import tarfile
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 import msgspec
 
@@ -98,20 +98,37 @@ class Member(msgspec.Struct, frozen=True):
 
 
 class ArchiveIndex:
-    """Member table of a seekable tar file; members are opened lazily by name."""
+    """Member table of a seekable tar file; members are opened lazily by name.
+
+    Header parsing is as guarded as a layer's (``store/archive_reader.py``): stray exceptions
+    of tarfile become "invalid tar archive", and no header may claim more than 8 MiB.
+    """
 
     def __init__(self, f: BinaryIO) -> None:
+        from cargohold.store.archive_reader import PARSE_ERRORS, malformed
+
         self.f = f
         self.members: dict[str, Member] = {}
+        start = 0
         try:
-            with tarfile.open(fileobj=f, mode="r:") as tf:
+            with tarfile.open(fileobj=cast(IO[bytes], _HeaderReads(f)), mode="r:") as tf:
                 for ti in tf:
-                    name = _clean(ti.name)
-                    self.members[name] = Member(
-                        name, ti.offset_data, ti.size, ti.isreg(), _clean(ti.linkname)
-                    )
+                    self._add(ti)
+                    start = tf.offset
         except tarfile.TarError as e:
             raise InvalidArgument(f"invalid tar archive: {e}") from None
+        except PARSE_ERRORS as e:
+            raise malformed(e, start) from None
+
+    def _add(self, ti: tarfile.TarInfo) -> None:
+        name = _clean(ti.name)
+        if ti.sparse is not None:
+            raise InvalidArgument(f"archive member {name!r} is a sparse file: not supported in "
+                                  "an image archive")
+        if ti.size < 0:
+            raise InvalidArgument(f"archive member {name!r} has an invalid size {ti.size}")
+        self.members[name] = Member(name, ti.offset_data, ti.size, ti.isreg(),
+                                    _clean(ti.linkname))
 
     def _resolve(self, name: str) -> Member:
         name = _clean(name)
@@ -145,6 +162,29 @@ class ArchiveIndex:
 
     def size(self, name: str) -> int:
         return self._resolve(name).size
+
+
+class _HeaderReads:
+    """``f`` as tarfile reads it while listing members: it seeks over member data, so every
+    read is a header (PAX records, long names), and one claiming more than 8 MiB is refused
+    rather than read into memory."""
+
+    _MAX = 8 << 20
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > self._MAX:
+            raise InvalidArgument(f"invalid tar archive: header of {n} bytes at offset "
+                                  f"{self._f.tell()}")
+        return self._f.read(n)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
 
 
 class SectionReader(io.RawIOBase):

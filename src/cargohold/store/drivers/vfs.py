@@ -111,61 +111,103 @@ def _same(old: os.stat_result, new: os.stat_result) -> bool:
     return stat.S_ISDIR(new.st_mode) or old.st_size == new.st_size
 
 
-def _compare(
-    old_fd: int, new_fd: int, rel: str, out: list[tuple[str, str]], sizes: list[int]
-) -> bool:
-    """Append the changes below ``rel``; return whether anything below it changed.
+class _Frame:
+    """One directory pair being compared: the new side's entries left to look at and the
+    descriptors this frame owns (closed when the walk leaves it)."""
 
-    Both trees are read by descriptors (``util/fdtree.py``): ``new`` is a container's root
-    file system, which a running container may be changing under the walk."""
-    before = len(out)
-    old_entries = dict(fdtree.listing(old_fd)) if old_fd >= 0 else {}
-    new_entries = dict(fdtree.listing(new_fd))
-    for name in old_entries.keys() - new_entries.keys():
-        out.append(("D", f"{rel}/{name}"))
-    for name, listed in new_entries.items():
-        path = f"{rel}/{name}"
-        node = fdtree.node_at(new_fd, name, path, listed)
-        if node is None:
-            continue  # changed while we looked
+    def __init__(self, old_fd: int, new_fd: int, rel: str, owned: tuple[int, ...]) -> None:
+        self.old_fd, self.new_fd, self.rel, self.owned = old_fd, new_fd, rel, owned
         try:
-            _compare_entry(old_fd, old_entries.get(name), node, out, sizes)
+            self.old_entries = dict(fdtree.listing(old_fd)) if old_fd >= 0 else {}
+            self.listing = fdtree.listing(new_fd)
+            self.entries = iter(self.listing)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for fd in self.owned:
+            if fd >= 0:
+                os.close(fd)
+
+
+class _Comparison:
+    """The walk behind :func:`tree_changes`: both trees read by descriptors
+    (``util/fdtree.py``; ``new`` is a container's root file system, which a running
+    container may be changing under the walk), with its own stack instead of recursion (any
+    depth works) and only the descriptors of the current path open."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.out: list[tuple[str, str]] = []
+        self.sizes = sizes
+        self.both: dict[str, bool] = {}  # directories on both sides -> changed themselves
+
+    def run(self, old_fd: int, new_fd: int) -> list[tuple[str, str]]:
+        stack = [self._enter(old_fd, new_fd, "", ())]
+        try:
+            while stack:
+                child = self._next_dir(stack[-1])
+                if child is None:
+                    stack.pop().close()
+                else:
+                    stack.append(child)
         finally:
-            if node.fd >= 0:
+            for frame in stack:
+                frame.close()
+        return self.out + self._changed_dirs()
+
+    def _enter(self, old_fd: int, new_fd: int, rel: str, owned: tuple[int, ...]) -> _Frame:
+        frame = _Frame(old_fd, new_fd, rel, owned)
+        for name in frame.old_entries.keys() - {name for name, _ in frame.listing}:
+            self.out.append(("D", f"{rel}/{name}"))
+        return frame
+
+    def _next_dir(self, frame: _Frame) -> _Frame | None:
+        """Record ``frame``'s next entries up to a directory (returned, entered next)."""
+        for name, listed in frame.entries:
+            path = f"{frame.rel}/{name}"
+            node = fdtree.node_at(frame.new_fd, name, path, listed)
+            if node is None:
+                continue  # changed while we looked
+            st, ost = node.st, frame.old_entries.get(name)
+            if stat.S_ISREG(st.st_mode) and (ost is None or not _same(ost, st)):
+                self.sizes.append(st.st_size)
+            if ost is None:
+                self.out.append(("A", path))
+                if node.fd >= 0:
+                    return self._enter(-1, node.fd, path, (node.fd,))
+                continue
+            changed = not _same(ost, st)
+            if not changed and stat.S_ISLNK(st.st_mode):
+                changed = fdtree.readlink_at(frame.old_fd, name) != fdtree.readlink_at(
+                    frame.new_fd, name
+                )
+            if node.fd < 0:
+                if changed:
+                    self.out.append(("C", path))
+                continue
+            self.both[path] = changed
+            old_sub = -1
+            try:
+                if stat.S_ISDIR(ost.st_mode):
+                    old_sub = fdtree.open_subdir(frame.old_fd, name)
+                return self._enter(old_sub, node.fd, path, (node.fd, old_sub))
+            except BaseException:
                 os.close(node.fd)
-    return len(out) > before
+                if old_sub >= 0:
+                    os.close(old_sub)
+                raise
+        return None
 
-
-def _compare_entry(
-    old_fd: int,
-    ost: os.stat_result | None,
-    node: fdtree.Node,
-    out: list[tuple[str, str]],
-    sizes: list[int],
-) -> None:
-    st, path = node.st, node.rel
-    if stat.S_ISREG(st.st_mode) and (ost is None or not _same(ost, st)):
-        sizes.append(st.st_size)
-    if ost is None:
-        out.append(("A", path))
-        if node.fd >= 0:
-            _compare(-1, node.fd, path, out, sizes)
-        return
-    changed = not _same(ost, st)
-    if not changed and stat.S_ISLNK(st.st_mode):
-        changed = fdtree.readlink_at(old_fd, node.name) != fdtree.readlink_at(
-            node.parent, node.name
-        )
-    below = False
-    if node.fd >= 0:
-        old_sub = fdtree.open_subdir(old_fd, node.name) if stat.S_ISDIR(ost.st_mode) else -1
-        try:
-            below = _compare(old_sub, node.fd, path, out, sizes)
-        finally:
-            if old_sub >= 0:
-                os.close(old_sub)
-    if changed or below:
-        out.append(("C", path))
+    def _changed_dirs(self) -> list[tuple[str, str]]:
+        """A directory on both sides is "C" when it changed itself or anything below it did."""
+        below: set[str] = set()
+        for path in [p for _, p in self.out] + [p for p, ch in self.both.items() if ch]:
+            parent = path.rpartition("/")[0]
+            while parent and parent not in below:
+                below.add(parent)
+                parent = parent.rpartition("/")[0]
+        return [("C", path) for path, ch in self.both.items() if ch or path in below]
 
 
 def tree_changes(
@@ -173,12 +215,11 @@ def tree_changes(
 ) -> list[tuple[str, str]]:
     """Docker-style changes of ``new`` against ``old``, sorted by path; ``sizes`` collects the
     sizes of the added and changed regular files."""
-    out: list[tuple[str, str]] = []
     old_fd = fdtree.open_dir(old)
     try:
         new_fd = fdtree.open_dir(new)
         try:
-            _compare(old_fd, new_fd, "", out, [] if sizes is None else sizes)
+            out = _Comparison([] if sizes is None else sizes).run(old_fd, new_fd)
         finally:
             os.close(new_fd)
     finally:
