@@ -317,3 +317,14 @@ def test_create_from_an_image_stored_unchecked_creates_nothing(
     assert not containers.exists() or [p for p in containers.iterdir() if p.is_dir()] == []
     rw = cli.root / "containers-rw"
     assert not rw.exists() or os.listdir(rw) == []
+
+
+@pytest.mark.parametrize("verb", [("inspect",), ("image", "inspect"), ("history",)])
+def test_reading_an_image_stored_unchecked_names_the_field(cli: Cli, verb: tuple[str, ...]) -> None:
+    """A bad config from an old store (``config`` a string) gives an error naming the field,
+    not a Python error, for every reader."""
+    _store_unchecked(cli, {"rootfs": {"type": "layers", "diff_ids": []}, "config": "abc"},
+                     "docker.io/library/old:2")
+    code, _, err = cli(*verb, "old:2")
+    assert code == 125, err
+    assert "invalid image config: config: expected object, got string" in err, err

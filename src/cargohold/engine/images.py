@@ -45,7 +45,18 @@ class ImageService:
         raise NotFound(f"No such image: {name}")
 
     def config(self, record: ImageRecord) -> dict[str, Any]:
-        return self.store.config(record.id)
+        """The image's config.  Configs are checked when they enter the store; one stored
+        before that (or under an older schema) is checked here, so every reader (create,
+        inspect, history, build's FROM) gets an error naming the field instead of failing on
+        it later (a checked one costs nothing)."""
+        config = self.store.config(record.id)
+        if record.schema < oci_image.CONFIG_SCHEMA_VERSION:
+            import msgspec
+
+            from cargohold.oci.schema import check_image_config
+
+            check_image_config(msgspec.json.encode(config))
+        return config
 
     def size(self, record: ImageRecord) -> int:
         if record.size or record.top_layer is None:

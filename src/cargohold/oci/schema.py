@@ -213,17 +213,6 @@ def decode(data: bytes | str, schema: type[T], what: str) -> T:
         raise InvalidArgument(f"invalid {what}: {exc}") from None
 
 
-def check_image_section(section: object, what: str) -> None:
-    """Check an already decoded image ``config`` object (an image stored before configs were
-    checked on entry): the same messages, with the field path under ``config``."""
-    try:
-        msgspec.convert(section, ContainerConfigSchema)
-    except msgspec.ValidationError as exc:
-        problem = _explain(exc)
-        field = "config" + ("." + problem if not problem.startswith("expected") else ": " + problem)
-        raise InvalidArgument(f"invalid {what}: {field}") from None
-
-
 def check_image_config(data: bytes) -> ImageConfigSchema:
     """Validate an image config; as Docker does, refuse a history that claims more layers
     than ``rootfs.diff_ids`` lists."""
