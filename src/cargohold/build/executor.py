@@ -193,6 +193,12 @@ class Executor:
         triggers = state.section.pop("OnBuild", None) or []
         if triggers:
             state.key = step_key(state.key, ["onbuild-reset"])
+        if (insts or triggers) and "PATH" not in state.env():
+            # Docker's builder (classic and BuildKit) gives a stage without PATH the default
+            from cargohold.container.spec import DEFAULT_PATH
+
+            state.section["Env"] = [*(state.section.get("Env") or []), DEFAULT_PATH]
+            state.key = step_key(state.key, ["default-path"])
         for expr in triggers:
             inst = self._parse_trigger(str(expr), ps)
             self.progress.start(f"{self._counter(ps, 1, total)} ONBUILD {display(inst)}")
