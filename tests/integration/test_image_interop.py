@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dockerd_env import private_dockerd
 
 from cargohold.cli.main import main
 
@@ -138,49 +139,10 @@ def test_we_load_skopeo_oci_archive_with_gzip_layers(env: Env,
 
 
 @pytest.fixture
-def dockerd(tmp_path: Path) -> Iterator[dict[str, str]]:
+def dockerd() -> Iterator[dict[str, str]]:
     """A private Docker 20.10 daemon (no networking, vfs) for archive round trips."""
-    if shutil.which("dockerd") is None or shutil.which("docker") is None:
-        pytest.skip("docker.io (dockerd) is not installed")
-    import os
-    import signal
-    import time
-
-    base = Path(tempfile.mkdtemp(prefix="chd-", dir="/tmp"))  # unix socket paths are short
-    sock = base / "docker.sock"
-    log = open(base / "dockerd.log", "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        ["dockerd", "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
-         "--pidfile", str(base / "docker.pid"), "--host", f"unix://{sock}",
-         "--iptables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none",
-         "--storage-driver", "vfs", "--containerd-namespace", "cargohold-test",
-         "--containerd-plugins-namespace", "cargohold-test-plugins"],
-        stdout=log, stderr=log, start_new_session=True,
-    )
-    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
-    try:
-        for _ in range(150):
-            if proc.poll() is not None:
-                break
-            if subprocess.run(["docker", "version"], env=env, capture_output=True).returncode == 0:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.skip("dockerd did not come up within 30 s")
-        if proc.poll() is not None:
-            pytest.skip(f"dockerd could not start: {(base / 'dockerd.log').read_text()[-300:]}")
+    with private_dockerd() as env:
         yield env
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
-        subprocess.run(["umount", "-R", "-l", str(base / "exec")], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_docker_round_trips_with_us(env: Env, dockerd: dict[str, str],

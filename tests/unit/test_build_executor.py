@@ -140,10 +140,17 @@ def test_config_steps_and_history(tmp_path: Path) -> None:
     assert section["Cmd"] == ["/bin/bash", "-c", "echo hi"]
     assert "OnBuild" not in section  # triggers ran and were cleared
     created_by = [h["created_by"] for h in config["history"]]
-    assert created_by[-1] == '/bin/sh -c #(nop)  CMD ["/bin/bash" "-c" "echo hi"]'
-    # WORKDIR makes a layer with its directory (the base has neither /a nor /a/b)
+    # Docker 20.10's classic history: the stage's current SHELL before #(nop), Go's %q / %v
+    assert created_by[-1] == '/bin/bash -c #(nop)  CMD ["/bin/bash" "-c" "echo hi"]'
+    assert created_by[-2] == "/bin/bash -c #(nop)  SHELL [/bin/bash -c]"
+    assert created_by[-3] == ('/bin/sh -c #(nop)  HEALTHCHECK &{["CMD-SHELL" "true"] "5s" "0s" '
+                              "\"0s\" '\\x00'}")
+    assert "/bin/sh -c #(nop)  EXPOSE 80 8000-8001/udp" in created_by
+    assert "/bin/sh -c #(nop)  VOLUME [/data]" in created_by
+    # WORKDIR makes a layer with its directory (the base has neither /a nor /a/b); its nop
+    # comment has one space (Docker's withCmdCommentString)
     layered = [h["created_by"] for h in config["history"] if not h.get("empty_layer")]
-    assert layered == ["/bin/sh -c #(nop)  WORKDIR /a", "/bin/sh -c #(nop)  WORKDIR /a/b"]
+    assert layered == ["/bin/sh -c #(nop) WORKDIR /a", "/bin/sh -c #(nop) WORKDIR /a/b"]
     assert "[1/14] FROM base" in out and "ONBUILD LABEL trig=yes" in out
 
 

@@ -355,7 +355,7 @@ class Executor:
         text = "ARG " + " ".join(
             f"{a.name}={a.default}" if a.default is not None else a.name for a in inst.args
         )
-        return self._cached_or(key, state, lambda new: dispatch_config.NOP + text, empty=True)
+        return self._cached_or(key, state, lambda new: dispatch_config.nop(new, text), empty=True)
 
     # -- RUN -----------------------------------------------------------------------------------
 
@@ -365,8 +365,13 @@ class Executor:
         from cargohold.build.dispatch_run import run_argv
 
         argv = run_argv(inst, dispatch_config.shell_of(state))
-        args = {k: v for k, v in scope.values().items() if k not in PROXY_ARGS}
-        proxies = {k: v for k, v in self.options.build_args.items() if k in PROXY_ARGS}
+        # Docker's FilterAllowed: the stage's ENV hides an ARG of the same name (from the
+        # history line and the key as well as from the process); undeclared proxy args only
+        # reach the process
+        env = state.env()
+        args = {k: v for k, v in scope.values().items() if k not in env}
+        proxies = {k: v for k, v in self.options.build_args.items()
+                   if k in PROXY_ARGS and k not in args}
         self.used_args |= proxies.keys()
         network = inst.network if inst.network != "default" else self.options.network
         if args:
@@ -411,8 +416,9 @@ class Executor:
         with WorkingContainer(self.backend.stores, new.top) as wc:
             work(wc)
             layer = wc.commit(self.options.source_date_epoch)
-        new.top = layer.chain_id
-        new.diff_ids.append(layer.diff_id)
+        if layer is not None:  # else: nothing changed, an empty_layer step as in Docker
+            new.top = layer.chain_id
+            new.diff_ids.append(layer.diff_id)
 
     # -- COPY / ADD ----------------------------------------------------------------------------
 
@@ -461,14 +467,17 @@ class Executor:
                                   getattr(inst, "checksum", "")) for u in urls]
         parts.append(["urls", [d.digest for d in downloads]])
         key = step_key(state.key, parts)
-        kind = "multi" if len(sources) + len(urls) > 1 else (
-            "dir" if sources and sources[0].is_dir else "file")
-        created_by = f"{dispatch_config.NOP[:-1]}{inst.keyword} {kind}:{content or key} in {dest} "
 
         def run(new: ImageState) -> str:
             self._tar_layer(new, lambda view, tar: self._emit_copy(
                 tar, view, inst, ps, sources, downloads, dest, explicit_dir))
-            return created_by
+            # Docker's "COPY [--chown=X ]file|dir|multi:<digest> in <dest as written> "
+            kind = "multi" if len(sources) + len(urls) > 1 else (
+                "dir" if sources and sources[0].is_dir else "file")
+            chown = f"--chown={inst.chown} " if inst.chown else ""
+            return dispatch_config.nop(
+                state, f"{inst.keyword} {chown}{kind}:{content or key} in {inst.dest} ",
+                single=True)
 
         try:
             return self._cached_or(key, state, run, empty=False)
@@ -499,14 +508,15 @@ class Executor:
 
         from_ = inst.from_ if isinstance(inst, CopyInstruction) else ""
         ctx = self.context
-        if from_:
+        if from_:  # ``sources`` (empty) is filled in place: the history line names their kind
             ctx = BuildContext(self._source_root(from_, ps, inst), use_ignore=False)
-            sources = [s for p in inst.sources for s in ctx.sources(p, inst.keyword)]
+            sources[:] = [s for p in inst.sources for s in ctx.sources(p, inst.keyword)]
             if len(sources) > 1 and not explicit_dir:
                 raise ContextError(dc.MULTI_SOURCE.format(kw=inst.keyword))
         uid = gid = None
         if inst.chown:
             uid, gid = resolve_chown(inst.chown, view)
+        chowned_dirs = (0o755, uid or 0, gid or 0)
         rules = Rules(uid, gid, dc.parse_chmod(inst.chmod), keep_owner=bool(from_),
                       epoch=self.options.source_date_epoch)
         excludes = IgnoreMatcher(list(inst.excludes)) if inst.excludes else None
@@ -531,8 +541,12 @@ class Executor:
 
         dest_is_dir = explicit_dir or view.resolve(dest).is_dir
         for source in sources:
+            # a file's missing parents are made owned by --chown, a directory's by root (the
+            # classic builder's MkdirAllAndChownNew vs CopyWithTar)
+            tar.new_dirs = (0o755, 0, 0) if source.is_dir else chowned_dirs
             if isinstance(inst, AddInstruction) and not source.is_dir \
                     and dc.is_archive(source.path):
+                tar.new_dirs = (0o755, 0, 0)  # an archive is unpacked as root, --chown or not
                 target = dir_target(dest)
                 tar.ensure_dir(target)
                 with open(source.path, "rb") as f:
@@ -559,6 +573,7 @@ class Executor:
             else:
                 name = file_target(logical)
             tar.entry(name, source.path, source.st, rules)
+        tar.new_dirs = chowned_dirs
         for inline in inst.contents:
             data = inline.data.encode()
             target = posixpath.join(dest, inline.name) if explicit_dir else dest

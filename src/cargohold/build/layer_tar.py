@@ -169,7 +169,8 @@ class ParentView:
 
 def resolve_chown(spec: str, view: ParentView) -> tuple[int, int]:
     """--chown user[:group] with names looked up in the parent's /etc/passwd and /etc/group;
-    a user without a group uses the same number for the group, as Docker does."""
+    without a group a uid is also the gid and a user name brings its passwd group (BuildKit;
+    the classic builder looks for a group of the user's name and fails without one)."""
     from cargohold.build.dispatch_copy import lookup_id
     from cargohold.container.users import parse_group, parse_passwd
 
@@ -177,7 +178,8 @@ def resolve_chown(spec: str, view: ParentView) -> tuple[int, int]:
     passwd = [] if user.isdigit() else parse_passwd(view.read_file("/etc/passwd"))
     uid = lookup_id(user, passwd, "user")
     if not group:
-        return uid, uid
+        entry = next((p for p in passwd if p.name == user), None)
+        return uid, entry.gid if entry is not None else uid
     groups = [] if group.isdigit() else parse_group(view.read_file("/etc/group"))
     return uid, lookup_id(group, groups, "group")
 
@@ -228,6 +230,9 @@ class LayerTar:
         self.buf = bytearray()
         self.links: dict[tuple[int, int], str] = {}
         self.emitted: set[str] = set()  # directories already in the tar
+        # (mode, uid, gid) of the directories a step creates: COPY --chown's owner (Docker's
+        # MkdirAllAndChownNew), else root
+        self.new_dirs: tuple[int, int, int] = (0o755, 0, 0)
 
     # -- raw output ----------------------------------------------------------------------------
 
@@ -299,11 +304,12 @@ class LayerTar:
         info.mode, info.uid, info.gid, info.mtime = mode, uid, gid, mtime
         return info
 
-    def ensure_dir(self, rel: str, created: tuple[int, int, int] = (0o755, 0, 0)) -> None:
+    def ensure_dir(self, rel: str, created: tuple[int, int, int] | None = None) -> None:
         """``rel`` and its parents in the tar: the parent image's metadata where they exist,
-        else ``created`` (mode, uid, gid) with the step's time."""
+        else ``created`` (mode, uid, gid; default ``new_dirs``) with the step's time."""
         if not rel or rel in self.emitted:
             return
+        created = created or self.new_dirs
         self.ensure_dir(posixpath.dirname(rel), created)
         node = self.view.lookup(rel)
         if node.is_dir:
@@ -395,7 +401,8 @@ class LayerTar:
                 written.add(e.rel)
 
     def archive(self, stream: BinaryIO, target: str, rules: Rules) -> None:
-        """ADD of a local archive: its entries re-emitted below ``target``.
+        """ADD of a local archive: its entries re-emitted below ``target`` with their own owners
+        (Docker applies --chown to copied files, never to an archive's content).
 
         Names are cleaned as apply_layer does (``..`` escapes refused); an entry below a
         symlink (the archive's own, or the image's where the archive has no directory) is
@@ -411,9 +418,8 @@ class LayerTar:
                 self._archive_parents(info.name, name, target, symlinks, own_dirs)
                 out = tarfile.TarInfo(name)
                 out.type = info.type
-                out.mode = info.mode & 0o7777
-                out.uid, out.gid = (rules.uid, rules.gid if rules.gid is not None else rules.uid) \
-                    if rules.uid is not None else (info.uid, info.gid)
+                out.mode = 0o777 if info.issym() else info.mode & 0o7777
+                out.uid, out.gid = info.uid, info.gid  # ADD --chown leaves archives as they are
                 out.mtime = rules.mtime(int(info.mtime))
                 out.devmajor, out.devminor = info.devmajor, info.devminor
                 out.pax_headers = {

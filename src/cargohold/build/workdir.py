@@ -3,6 +3,7 @@ changed, diffed into a registered layer, and always removed (success, failure or
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -57,6 +58,11 @@ class WorkingContainer(msgspec.Struct):
     parent: str | None
     rw_id: str = msgspec.field(default_factory=lambda: "build-" + secrets.token_hex(8))
     rootfs: Path | None = None
+    # image directories the mount points go in (etc): mode, uid, gid, mtime before and after
+    # the points were made, names
+    stub_parents: dict[str, tuple[int, int, int, int, int, frozenset[str]]] = msgspec.field(
+        default_factory=dict)
+    untouched: dict[str, tuple[int, int, int, int]] = msgspec.field(default_factory=dict)
 
     def __enter__(self) -> WorkingContainer:
         layers = self.stores.layers
@@ -76,12 +82,48 @@ class WorkingContainer(msgspec.Struct):
         return os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def missing_stubs(self) -> list[str]:
+        """The mount points runc needs that the image lacks.  Those inside an image directory
+        (/etc/hosts...) are made here, so the directory's mtime afterwards tells whether the
+        step itself changed it (see :meth:`remove_stubs`)."""
         assert self.rootfs is not None
-        return [p for p in MOUNT_STUBS if not os.path.lexists(self.rootfs / p)]
+        stubs = [p for p in MOUNT_STUBS if not os.path.lexists(self.rootfs / p)]
+        for parent in {os.path.dirname(p) for p in stubs} - {""} - set(stubs):
+            with contextlib.suppress(OSError):
+                self._make_stubs(parent, [os.path.basename(p) for p in stubs
+                                          if os.path.dirname(p) == parent])
+        return stubs
+
+    def _make_stubs(self, parent: str, names: list[str]) -> None:
+        root_fd = self.root_fd()
+        try:
+            fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=root_fd)
+        finally:
+            os.close(root_fd)
+        try:
+            before = os.fstat(fd)
+            entries = frozenset(os.listdir(fd))
+            for name in names:
+                os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, 0o644, dir_fd=fd))
+            after = os.fstat(fd).st_mtime_ns
+        finally:
+            os.close(fd)
+        self.stub_parents[parent] = (before.st_mode, before.st_uid, before.st_gid,
+                                     before.st_mtime_ns, after, entries)
 
     def remove_stubs(self, stubs: list[str]) -> None:
-        """Drop mount points runc created (empty dirs and files) so they stay out of the layer."""
+        """Drop the mount points (empty dirs and files) so they stay out of the layer.  An image
+        directory the step did not touch itself (its mtime is the one the mount points left)
+        gets its mtime back and is left out of the diff, as Docker keeps mount points in a
+        layer of their own: a RUN that changes nothing makes no layer."""
         assert self.rootfs is not None
+        untouched = {}
+        for rel, (mode, uid, gid, mtime, stubbed, names) in self.stub_parents.items():
+            with contextlib.suppress(OSError):
+                st = os.lstat(self.rootfs / rel)
+                if (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns) == (mode, uid, gid, stubbed):
+                    untouched[rel] = (mode, uid, gid, mtime, names)
         for rel in stubs:
             path = self.rootfs / rel
             try:
@@ -95,13 +137,24 @@ class WorkingContainer(msgspec.Struct):
                     os.unlink(path)
             except OSError:
                 continue
+        for rel, (mode, uid, gid, mtime, names) in untouched.items():
+            path = self.rootfs / rel
+            with contextlib.suppress(OSError):
+                if frozenset(os.listdir(path)) == names:
+                    os.utime(path, ns=(os.lstat(path).st_atime_ns, mtime), follow_symlinks=False)
+                    self.untouched[rel] = (mode, uid, gid, mtime)
 
-    def commit(self, epoch: int | None) -> Layer:
-        """Diff the rw layer into a registered layer on ``parent`` (mtimes clamped to epoch)."""
+    def commit(self, epoch: int | None) -> Layer | None:
+        """Diff the rw layer into a registered layer on ``parent`` (mtimes clamped to epoch);
+        None when the step changed nothing (Docker's ``empty_layer``: no layer at all)."""
         from cargohold.transport.local import register_layer
 
         layers = self.stores.layers
         layers.unmount_rw(self.rw_id)
+        if self.untouched:
+            layers.rw_prune_dirs(self.rw_id, self.untouched)
+        if layers.rw_unchanged(self.rw_id):
+            return None
         read_fd, write_fd = os.pipe()
         failure: list[BaseException] = []
 
