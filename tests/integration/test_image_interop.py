@@ -10,12 +10,12 @@ import json
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from dockerd_env import private_dockerd
+from podman_env import Podman, private_podman
 
 from cargohold.cli.main import main
 
@@ -44,10 +44,6 @@ class Env:
         self.tmp = tmp
         self.root = tmp / "ch-root"
         self.run = tmp / "ch-run"
-        # podman refuses a runroot longer than 50 characters
-        self.podman_run = Path(tempfile.mkdtemp(prefix="chp-", dir="/tmp"))
-        self.podman = ["podman", "--root", str(tmp / "p-root"), "--runroot", str(self.podman_run),
-                       "--storage-driver", "vfs"]
 
     def ch(self, *args: str) -> int:
         return main(["--root", str(self.root), "--runroot", str(self.run), *args])
@@ -59,16 +55,19 @@ def env(tmp_path: Path) -> Iterator[Env]:
     try:
         yield e
     finally:
-        if shutil.which("podman"):
-            subprocess.run([*e.podman, "system", "reset", "-f"], capture_output=True)
         subprocess.run(["umount", "-R", "-l", str(e.run)], capture_output=True)
         for p in sorted(e.root.rglob("merged"), reverse=True) if e.root.exists() else []:
             subprocess.run(["umount", "-l", str(p)], capture_output=True)
-        shutil.rmtree(e.podman_run, ignore_errors=True)
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-needs_podman = pytest.mark.skipif(shutil.which("podman") is None, reason="podman not installed")
+@pytest.fixture
+def podman() -> Iterator[Podman]:
+    """A private podman that can run containers here (its containers.conf, podman_env.py)."""
+    with private_podman() as p:
+        yield p
+
+
 needs_skopeo = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed")
 
 
@@ -78,36 +77,35 @@ def _image_id(env: Env, name: str, capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out.strip()
 
 
-@needs_podman
-def test_podman_loads_what_we_save(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+def test_podman_loads_and_runs_what_we_save(env: Env, podman: Podman,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     tar = busybox_rootfs_tar(env.tmp / "rootfs.tar")
     assert env.ch("import", "-c", 'CMD ["/bin/sh"]', str(tar), "interop/busybox:1") == 0
     image_id = _image_id(env, "interop/busybox:1", capsys)
     archive = env.tmp / "saved.tar"
     assert env.ch("save", "-o", str(archive), "interop/busybox:1") == 0
-    r = subprocess.run([*env.podman, "load", "-i", str(archive)], capture_output=True, text=True)
+    r = podman("load", "-i", str(archive))
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([*env.podman, "image", "inspect", "docker.io/interop/busybox:1"],
-                       capture_output=True, text=True)
+    r = podman("image", "inspect", "docker.io/interop/busybox:1")
     assert r.returncode == 0, r.stderr
     inspected = json.loads(r.stdout)[0]
     assert "sha256:" + inspected["Id"].removeprefix("sha256:") == image_id
     assert inspected["Config"]["Cmd"] == ["/bin/sh"]
+    r = podman("run", "--rm", "--network", "none", "docker.io/interop/busybox:1",
+               "cat", "/etc/motd")
+    assert (r.returncode, r.stdout) == (0, "hello from cargohold\n"), r.stderr
 
 
-@needs_podman
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
-def test_we_load_what_podman_saves(env: Env, fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_we_load_what_podman_saves(env: Env, podman: Podman, fmt: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
     tar = busybox_rootfs_tar(env.tmp / "rootfs.tar")
-    r = subprocess.run([*env.podman, "import", "--change", "CMD /bin/sh", str(tar),
-                        "localhost/fromp:1"], capture_output=True, text=True)
+    r = podman("import", "--change", "CMD /bin/sh", str(tar), "localhost/fromp:1")
     assert r.returncode == 0, r.stderr
     archive = env.tmp / "p.tar"
-    r = subprocess.run([*env.podman, "save", "--format", fmt, "-o", str(archive),
-                        "localhost/fromp:1"], capture_output=True, text=True)
+    r = podman("save", "--format", fmt, "-o", str(archive), "localhost/fromp:1")
     assert r.returncode == 0, r.stderr
-    pid = subprocess.run([*env.podman, "image", "inspect", "-f", "{{.Id}}", "localhost/fromp:1"],
-                         capture_output=True, text=True).stdout.strip()
+    pid = podman("image", "inspect", "-f", "{{.Id}}", "localhost/fromp:1").stdout.strip()
     capsys.readouterr()
     assert env.ch("load", "-i", str(archive)) == 0
     out = capsys.readouterr().out

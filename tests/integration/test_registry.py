@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from podman_env import private_podman
 
 from cargohold.cli.main import main
 
@@ -320,23 +321,22 @@ def test_we_pull_what_skopeo_pushes(cli: Cli, registry: Registry, image: str,
     assert ids[0] == ids[1]
 
 
-def test_podman_pulls_what_we_push(cli: Cli, registry: Registry, image: str,
-                                   tmp_path: Path) -> None:
-    podman = _tool("podman")
-    assert cli("push", "--tls-verify=false", image)[0] == 0
-    import tempfile
-
-    store = Path(tempfile.mkdtemp(prefix="chpod-"))  # podman wants a runroot under 50 chars
-    base = [podman, "--root", str(store / "root"), "--runroot", str(store / "run"),
-            "--storage-driver", "vfs"]
-    try:
-        env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONFIG"}
-        r = subprocess.run([*base, "pull", "--tls-verify=false", image], capture_output=True,
-                           text=True, timeout=120, env=env)
+def test_podman_pulls_and_runs_what_we_push(cli: Cli, registry: Registry,
+                                            tmp_path: Path) -> None:
+    if not Path("/bin/busybox").exists():
+        pytest.skip("busybox-static is not installed")
+    name = f"{registry.host}/demo/busybox:1"
+    tar = tmp_path / "busybox.tar"
+    with tarfile.open(tar, "w") as tf:
+        tf.add("/bin/busybox", "bin/busybox")
+    assert cli("import", "-c", 'CMD ["/bin/busybox", "echo", "pushed by cargohold"]', str(tar),
+               name)[0] == 0
+    assert cli("push", name)[0] == 0
+    with private_podman() as podman:
+        r = podman("pull", "--tls-verify=false", name)
         assert r.returncode == 0, r.stderr
-    finally:
-        subprocess.run([*base, "rmi", "-af"], capture_output=True, timeout=60)
-        subprocess.run(["rm", "-rf", str(store)], check=False)
+        r = podman("run", "--rm", "--network", "none", name)
+        assert (r.returncode, r.stdout) == (0, "pushed by cargohold\n"), r.stderr
 
 
 def _layer_digests(out: str) -> list[str]:
