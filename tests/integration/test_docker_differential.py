@@ -164,6 +164,63 @@ COPY . /all/
         setup="chmod 700 dir/sub && chmod 640 dir/a && ln -s a dir/lnk && ln -s f1 lnk && "
               "mkdir empty && ln hard1 hard2 && chmod 4755 f2",
         kept={"fs:all/f2": SETUID, "fs:glob/f2": SETUID, "fs:multi/f2": SETUID}),
+    "copy_into_existing_and_new_dirs": Case(one("diff/copyinto", """\
+FROM base
+RUN mkdir -p /d/sub /real && echo old > /d/sub/f && chmod 700 /d && chown 1000:1000 /d/sub && \\
+    ln -s /real /linkdir && ln -s real /rel
+COPY d /d
+COPY d /e/
+COPY --chown=app d /owned/by/app/
+RUN rm -rf /d && echo file > /d
+COPY d /d2
+COPY f /linkdir/
+COPY f /rel/g
+COPY d /linkdir/sub/
+COPY f /newfile
+COPY g /newfile
+RUN chmod 600 /newfile
+COPY f /newfile
+"""), files={"d/sub/f": b"new\n", "d/n": b"n2\n", "f": b"f\n", "g": b"g\n"},
+        setup="chmod 750 d && chmod 755 g"),
+    "dockerignore_exceptions": Case(one("diff/ignore", "FROM base\nCOPY . /ctx/\n"),
+                                    files={"keep/a": b"1\n", "skip/b": b"2\n",
+                                           "skip/sub/c": b"3\n", "x.log": b"4\n",
+                                           "y.log": b"5\n",
+                                           ".dockerignore": b"skip\n!skip/sub\n*.log\n!y.log\n"},
+                                    setup="chmod 700 skip"),
+    "exec_forms_and_quoting": Case(one("diff/exec", """\
+FROM base
+ARG A="a b"
+RUN ["echo", "hi there"]
+RUN ["sh", "-c", "echo $A > /a"]
+ENV X= Y=""
+ENV PATHX $PATH:/extra
+ENV ONE two three
+ENV ESC=a\\ b QUOTED="a \\"q\\" b" DOLLAR=\\$HOME
+RUN echo "$ESC|$QUOTED|$DOLLAR" > /e
+SHELL ["/bin/sh", "-xc"]
+RUN ["echo", "json"]
+CMD ["echo", "é", "tab\\there", "quote\\"q", "back\\\\slash", "<>&"]
+ENTRYPOINT ["/bin/sh", "-c"]
+LABEL "com.example.key"="v" empty= 'single'='s q'
+HEALTHCHECK --start-period=3s CMD ["true"]
+""")),
+    "numeric_users": Case(one("diff/usernum", """\
+FROM base
+USER 4242
+RUN id > /tmp/id && touch /tmp/owned
+USER 4242:4343
+RUN id > /tmp/id2
+USER root
+WORKDIR rel
+""")),
+    "scratch_stage": Case(one("diff/scratchstage", """\
+FROM scratch AS files
+COPY f /in/f
+FROM base
+COPY --from=files /in /out
+COPY --from=files / /all/
+"""), files={"f": b"f\n"}),
     "add_archives": Case(one("diff/add", """\
 FROM base
 ADD arch.tar /x/

@@ -218,6 +218,12 @@ class Rules(msgspec.Struct, frozen=True):
     def mtime(self, seconds: int) -> int:
         return min(seconds, self.epoch) if self.epoch is not None else seconds
 
+    def made_ids(self) -> tuple[int, int]:
+        """The owner of directories a copy creates itself: --chown's, else root."""
+        if self.uid is not None:
+            return self.uid, self.gid if self.gid is not None else 0
+        return 0, 0
+
 
 class LayerTar:
     """Emits a layer tar onto a file descriptor (a pipe); file content goes by sendfile."""
@@ -384,21 +390,41 @@ class LayerTar:
         """A directory source's entries below ``target`` (its own entry ``rel == ""`` names
         the target dir: kept as the image has it, else created with the source's metadata)."""
         written = {""}
+        implicit: set[str] = set()
+        made = (0o755, *rules.made_ids())
         for e in entries:
             if e.rel == "":
                 if target and target not in self.emitted:
                     self.ensure_dir(posixpath.dirname(target))
-                    if self.view.lookup(target).is_dir:
-                        self.ensure_dir(target)
-                    else:
-                        self.entry(target, e.path, e.st, rules)
+                    # a new destination is made 0755 (owned by --chown), not the source's
+                    # mode: Docker's CopyWithTar, BuildKit alike
+                    self.ensure_dir(target, made)
                 continue
             parent = posixpath.dirname(e.rel)
+            if e.implicit:
+                if parent in written or parent in implicit:
+                    implicit.add(e.rel)
+                continue
             if parent not in written:
-                continue  # below an excluded directory
+                if parent not in implicit:
+                    continue  # below an excluded directory
+                self._implicit_parents(target, parent, written, implicit, made)
             name = f"{target}/{e.rel}" if target else e.rel
             if self.entry(name, e.path, e.st, rules) and stat.S_ISDIR(e.st.st_mode):
                 written.add(e.rel)
+
+    def _implicit_parents(self, target: str, rel: str, written: set[str], implicit: set[str],
+                          made: tuple[int, int, int]) -> None:
+        """The ignored directories above an exception, as Docker's daemon recreates them."""
+        chain = []
+        while rel not in written and rel in implicit:
+            chain.append(rel)
+            rel = posixpath.dirname(rel)
+        for rel in reversed(chain):
+            name = f"{target}/{rel}" if target else rel
+            self.header(self._dir_info(name, *made, self.now))
+            self.emitted.add(name)
+            written.add(rel)
 
     def archive(self, stream: BinaryIO, target: str, rules: Rules) -> None:
         """ADD of a local archive: its entries re-emitted below ``target`` with their own owners
