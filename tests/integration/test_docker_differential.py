@@ -5,25 +5,29 @@ The same Dockerfiles and contexts are built by cargohold and by a private docker
 the config fields a Dockerfile sets, every history entry's ``created_by`` and ``empty_layer``,
 and the file system the layers make (paths, types, modes, owners, link targets, contents).
 
-Normalised on purpose: the ``file:``/``dir:``/``multi:`` digests in COPY/ADD history (Docker's
-is a tarsum of the context tar its client wrote; ours a content digest of names, modes and
-contents), and 20.10's ``--chown=appfile:`` (moby later added the missing space; we write
-``--chown=app file:``).  Each case's ``kept`` names the differences we keep on purpose, with
-the reason; everything else must be equal.  Not compared because classic refuses them: BuildKit
-features (``--chmod``, heredocs, RUN --mount) and ``COPY --chown=NAME`` where no group is
-called NAME (classic: "can't find gid for group"; we take the user's passwd group, as BuildKit,
-tests/unit/test_build_layer_tar.py).  Skipped only when docker.io is not installed.
+Normalised on purpose: the ``file:``/``dir:``/``multi:`` digests in COPY/ADD history (bare for
+a downloaded file; Docker's is a tarsum of the context tar its client wrote, ours a content
+digest of names, modes and contents), and 20.10's ``--chown=appfile:`` (moby later added the
+missing space; we write ``--chown=app file:``).  Each case's ``kept`` names the differences we
+keep on purpose, with the reason; everything else must be equal.  Not compared because classic
+refuses them: BuildKit features (``--chmod``, heredocs, RUN --mount) and ``COPY --chown=NAME``
+where no group is called NAME (classic: "can't find gid for group"; we take the user's passwd
+group, as BuildKit does: tests/unit/test_build_layer_tar.py).  Skipped only when docker.io is
+not installed.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import io
 import json
 import os
 import re
 import subprocess
 import tarfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -232,6 +236,12 @@ ADD arch.tar /x/again.tar
 COPY arch.tar /copied/
 """), files={"arch.tar": ARCHIVE, "arch.tar.gz": ARCHIVE_GZ, "arch.tar.xz": ARCHIVE_XZ,
              "plain.txt": b"plain\n"}),
+    "add_url": Case(one("diff/url", """\
+FROM base
+ADD {url}/remote.txt /r1
+ADD {url}/remote.txt /dir/
+ADD --chown=app {url}/remote.txt /r2
+""")),
     "expose": Case(one("diff/expose", """\
 FROM base
 EXPOSE 80
@@ -385,6 +395,22 @@ class Builders:
 
 
 @pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A file server on 127.0.0.1 for ADD <url> (both builders download on this host)."""
+    served = tmp_path_factory.mktemp("served")
+    (served / "remote.txt").write_text("remote content\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
 def builders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builders]:
     with private_dockerd("overlay2", skip_if_down=False) as docker_env:
         b = Builders(tmp_path_factory.mktemp("differential"), docker_env)
@@ -404,12 +430,12 @@ class Image(msgspec.Struct):
     files: dict[str, dict[str, Any]]
 
 
-_CHOWN_20_10 = re.compile(r"(--chown=\S+?)((?:file|dir|multi):[0-9a-f]{64}\b)")
-_HASH = re.compile(r"\b(file|dir|multi):[0-9a-f]{64}\b")
+_CHOWN_20_10 = re.compile(r"(--chown=\S+?)((?:(?:file|dir|multi):)?[0-9a-f]{64}\b)")
+_HASH = re.compile(r"\b((?:file|dir|multi):)?[0-9a-f]{64}\b")
 
 
 def created_by(text: str) -> str:
-    return _HASH.sub(r"\1:<digest>", _CHOWN_20_10.sub(r"\1 \2", text))
+    return _HASH.sub(r"\1<digest>", _CHOWN_20_10.sub(r"\1 \2", text))
 
 
 def load_image(path: Path) -> Image:
@@ -484,7 +510,7 @@ def differences(ours: Image, theirs: Image) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_build_matches_docker_classic_builder(builders: Builders, name: str,
+def test_build_matches_docker_classic_builder(builders: Builders, url: str, name: str,
                                               tmp_path: Path) -> None:
     case = CASES[name]
     ctx = tmp_path / "ctx"
@@ -496,6 +522,7 @@ def test_build_matches_docker_classic_builder(builders: Builders, name: str,
         subprocess.run(["sh", "-ec", case.setup], cwd=ctx, check=True)
     found: dict[str, str] = {}
     for build in case.builds:
+        build = msgspec.structs.replace(build, dockerfile=build.dockerfile.replace("{url}", url))
         ours, theirs = builders.build_both(build, ctx)
         diffs = differences(load_image(ours), load_image(theirs))
         prefix = f"{build.tag} " if len(case.builds) > 1 else ""

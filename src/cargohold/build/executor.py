@@ -471,13 +471,17 @@ class Executor:
         def run(new: ImageState) -> str:
             self._tar_layer(new, lambda view, tar: self._emit_copy(
                 tar, view, inst, ps, sources, downloads, dest, explicit_dir))
-            # Docker's "COPY [--chown=X ]file|dir|multi:<digest> in <dest as written> "
-            kind = "multi" if len(sources) + len(urls) > 1 else (
-                "dir" if sources and sources[0].is_dir else "file")
+            # Docker's "COPY [--chown=X ]file|dir|multi:<digest> in <dest as written> "; a
+            # downloaded file alone has its bare digest
+            if len(sources) + len(urls) > 1:
+                what = f"multi:{content or key}"
+            elif downloads:
+                what = downloads[0].digest.removeprefix("sha256:")
+            else:
+                what = f"{'dir' if sources and sources[0].is_dir else 'file'}:{content or key}"
             chown = f"--chown={inst.chown} " if inst.chown else ""
-            return dispatch_config.nop(
-                state, f"{inst.keyword} {chown}{kind}:{content or key} in {inst.dest} ",
-                single=True)
+            return dispatch_config.nop(state, f"{inst.keyword} {chown}{what} in {inst.dest} ",
+                                       single=True)
 
         try:
             return self._cached_or(key, state, run, empty=False)
