@@ -116,33 +116,32 @@ class WorkingContainer(msgspec.Struct):
         """Drop the mount points (empty dirs and files) so they stay out of the layer.  An image
         directory the step did not touch itself (its mtime is the one the mount points left)
         gets its mtime back and is left out of the diff, as Docker keeps mount points in a
-        layer of their own: a RUN that changes nothing makes no layer."""
-        assert self.rootfs is not None
-        untouched = {}
-        for rel, (mode, uid, gid, mtime, stubbed, names) in self.stub_parents.items():
-            with contextlib.suppress(OSError):
-                st = os.lstat(self.rootfs / rel)
-                if (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns) == (mode, uid, gid, stubbed):
-                    untouched[rel] = (mode, uid, gid, mtime, names)
-        for rel in stubs:
-            path = self.rootfs / rel
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            try:
-                if stat.S_ISDIR(st.st_mode):
-                    os.rmdir(path)
-                elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
-                    os.unlink(path)
-            except OSError:
-                continue
-        for rel, (mode, uid, gid, mtime, names) in untouched.items():
-            path = self.rootfs / rel
-            with contextlib.suppress(OSError):
-                if frozenset(os.listdir(path)) == names:
-                    os.utime(path, ns=(os.lstat(path).st_atime_ns, mtime), follow_symlinks=False)
-                    self.untouched[rel] = (mode, uid, gid, mtime)
+        layer of their own: a RUN that changes nothing makes no layer.  Every path is opened
+        from the root without following symlinks (the step may have replaced /etc by one)."""
+        root_fd = self.root_fd()
+        try:
+            untouched = {}
+            for rel, (mode, uid, gid, mtime, stubbed, names) in self.stub_parents.items():
+                with contextlib.suppress(OSError):
+                    st = os.stat(rel, dir_fd=root_fd, follow_symlinks=False)
+                    if (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns) == (mode, uid, gid,
+                                                                              stubbed):
+                        untouched[rel] = (mode, uid, gid, mtime, names)
+            for rel in stubs:
+                with contextlib.suppress(OSError):
+                    _remove_stub(root_fd, rel)
+            for rel, (mode, uid, gid, mtime, names) in untouched.items():
+                with contextlib.suppress(OSError):
+                    fd = os.open(rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, dir_fd=root_fd)
+                    try:
+                        if frozenset(os.listdir(fd)) == names:
+                            os.utime(fd, ns=(os.fstat(fd).st_atime_ns, mtime))
+                            self.untouched[rel] = (mode, uid, gid, mtime)
+                    finally:
+                        os.close(fd)
+        finally:
+            os.close(root_fd)
 
     def commit(self, epoch: int | None) -> Layer | None:
         """Diff the rw layer into a registered layer on ``parent`` (mtimes clamped to epoch);
@@ -178,6 +177,22 @@ class WorkingContainer(msgspec.Struct):
         if failure:
             raise failure[0]
         return layer
+
+
+def _remove_stub(root_fd: int, rel: str) -> None:
+    """Remove an empty directory or empty regular file ``rel`` (at most one level deep)."""
+    parent, _, name = rel.rpartition("/")
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 dir_fd=root_fd) if parent else root_fd
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            os.rmdir(name, dir_fd=fd)
+        elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            os.unlink(name, dir_fd=fd)
+    finally:
+        if fd != root_fd:
+            os.close(fd)
 
 
 def _clamped_diff(write: Callable[[BinaryIO], None], out: BinaryIO, epoch: int) -> None:
