@@ -29,6 +29,10 @@ CARGOHOLD = [str(REPO / ".venv/bin/cargohold"), "--root", str(WORK / "ch-root"),
 PODMAN = ["podman", "--root", str(WORK / "podman-root"), "--runroot", str(WORK / "podman-run"),
           "--storage-driver", "overlay"]
 DOCKER = ["docker"]
+# podman 4.3 raises nofile/nproc above this host's hard limits and cannot start a container
+# ("error setting rlimit type 7"); crun fails on hybrid cgroups.  Its own containers.conf
+# (through CONTAINERS_CONF, never the host's) fixes both.
+PODMAN_CONF = '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n'
 
 
 def sh(
@@ -53,6 +57,10 @@ def tool_available(tool: str) -> str | None:
         r = subprocess.run(["docker", "info"], capture_output=True, timeout=20)
         if r.returncode != 0:
             return start_private_dockerd()
+    if tool == "podman":
+        conf = WORK / "containers.conf"
+        conf.write_text(PODMAN_CONF)
+        os.environ["CONTAINERS_CONF"] = str(conf)  # only podman reads it
     return None
 
 

@@ -32,7 +32,9 @@ needs_runtime = pytest.mark.skipif(
 )
 
 
-def busybox_tar(path: Path) -> Path:
+def busybox_tar(path: Path, files: dict[str, bytes] | None = None) -> Path:
+    """busybox with every applet, a few directories and files (``files`` replaces or adds
+    some of them)."""
     applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True).stdout
     with tarfile.open(path, "w") as tf:
         tf.add(str(BUSYBOX), "bin/busybox")
@@ -54,14 +56,15 @@ def busybox_tar(path: Path) -> Path:
             info.type = tarfile.DIRTYPE
             info.mode = mode
             tf.addfile(info)
-        files = {
+        content = {
             "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
             "etc/group": b"root:x:0:\nstaff:x:50:app\napp:x:1000:\n",
             "data/seed.txt": b"from image\n",
             "www/index.html": b"hello from web\n",
             "bin/notexec": b"#!/bin/sh\necho never\n",
+            **(files or {}),
         }
-        for name, data in files.items():
+        for name, data in content.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o644

@@ -191,6 +191,32 @@ def test_seed_apache_example_and_cache(env: Env) -> None:
     assert env.rw_layers() == [] and _mounts_under(env.root) == []
 
 
+def test_default_path_groups_and_empty_run_steps(env: Env) -> None:
+    """As Docker: an imported base gets the default PATH (so ``$PATH`` expands and ``sh`` is
+    found by PATH lookup), RUN as a user has its primary and /etc/group groups, and a RUN that
+    changes nothing adds no layer (the /etc mount points leave no trace)."""
+    env.dockerfile(
+        "FROM busybox:test\nENV PATH=/opt/bin:$PATH\nRUN mkdir /out && chmod 777 /out\n"
+        "USER web\nRUN busybox id > /out/id\nRUN true\nCMD sh -c 'echo $PATH'\n"
+    )
+    r = env.build("-t", "pathed:1")
+    assert r.returncode == 0, r.stderr
+    cfg = env.config("pathed:1")
+    default = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    assert cfg["Config"]["Env"] == [f"PATH=/opt/bin:{default}"]
+    assert env.run_in("pathed:1") == f"/opt/bin:{default}\n"
+    assert env.run_in("pathed:1", "cat", "/out/id") == (
+        "uid=33(web) gid=44(webgrp) groups=44(webgrp)\n")
+    hist = json.loads(env.ch("history", "--no-trunc", "--format", "{{json .}}", "pathed:1")
+                      .stdout.splitlines()[0])
+    assert hist["CreatedBy"] == "/bin/sh -c #(nop)  CMD [\"/bin/sh\" \"-c\" \"sh -c 'echo $PATH'\"]"
+    with_layers = env.ch("history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Size}}",
+                         "pathed:1").stdout
+    assert "/bin/sh -c true|0B" in with_layers
+    # the base, mkdir /out and the id file: no layer for RUN true
+    assert len(cfg["RootFS"]["Layers"]) == 3
+
+
 def test_entrypoint_and_cmd(env: Env) -> None:
     env.dockerfile('FROM busybox:test\nENTRYPOINT ["/bin/echo"]\nCMD ["-n", "hi"]\n')
     r = env.build("-q", "-t", "ep:1")

@@ -95,6 +95,30 @@ def test_image_volume_is_prefilled_and_named_volume_survives(env: Env) -> None:
     assert meta.get("Refs") in ([], None)
 
 
+def test_image_volume_with_a_relative_path_as_docker(env: Env) -> None:
+    """The shell form ``VOLUME /data ["/logs"]`` stores the entries ``/data`` and ``[/logs]``;
+    Docker creates the container, shows ``[/logs]`` as the destination and mounts the volume
+    at ``/[/logs]`` (runc puts a relative destination below the root)."""
+    tar = env.base / "bb.tar"
+    env.ch("import", "-c", 'VOLUME /data ["/logs"]', str(tar), "oddvol:1")
+    cfg = json.loads(env.out("image", "inspect", "oddvol:1"))[0]["Config"]
+    assert cfg["Volumes"] == {"/data": {}, "[/logs]": {}}
+    env.ch("create", "--name", "oddvol", "oddvol:1", "sh", "-c",
+           "echo kept > '/[/logs]/f' && grep -c ' /\\[/logs\\] ' /proc/self/mountinfo")
+    try:
+        mounts = env.inspect("oddvol")["Mounts"]
+        by_dest = {m["Destination"]: m for m in mounts}  # type: ignore[index,union-attr]
+        assert set(by_dest) == {"/data", "[/logs]"}
+        assert by_dest["[/logs]"]["Type"] == "volume"
+        assert env.out("start", "-a", "oddvol") == "1"
+        name = by_dest["[/logs]"]["Name"]
+        assert (env.root / "volumes" / name / "_data" / "f").read_text() == "kept\n"
+    finally:
+        env.ch("rm", "-v", "oddvol")
+    assert not (env.root / "volumes" / name).exists()
+    env.ch("rmi", "oddvol:1")
+
+
 def test_rm_without_v_keeps_anonymous_volume(env: Env) -> None:
     env.ch("create", "--name", "keepvol", "-v", "/keep", "bb", "true")
     name = env.inspect("keepvol")["Mounts"][0]["Name"]  # type: ignore[index]

@@ -247,6 +247,40 @@ def test_process_options(env: Env) -> None:
     assert out == "1|two words"
 
 
+def test_supplementary_groups_as_docker(env: Env) -> None:
+    """The user's primary group and the groups /etc/group lists it in, plus --group-add, in
+    run, exec (with the container's --group-add) and healthchecks: dockerd 20.10's ``id``."""
+    net = ("--rm", "--network", "none")
+    for user, expected in (
+        ("", "uid=0(root) gid=0(root) groups=0(root)"),
+        ("app", "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)"),
+        ("1000:50", "uid=1000(app) gid=50(staff) groups=50(staff)"),
+        ("app:app", "uid=1000(app) gid=1000(app) groups=1000(app)"),
+        ("4242", "uid=4242 gid=0(root) groups=0(root)"),
+    ):
+        args = ("-u", user) if user else ()
+        assert env.out("run", *net, *args, "bb", "id") == expected, user
+    out = env.out("run", *net, "-u", "app", "--group-add", "root", "--group-add", "77", "bb", "id")
+    assert out == "uid=1000(app) gid=1000(app) groups=0(root),50(staff),77,1000(app)"
+    env.ch("run", "-d", "--name", "grp", "--network", "none", "-u", "app", "--group-add", "77",
+           "--health-cmd", "id", "--health-interval", "1s", "bb", "sleep", "100")
+    try:
+        assert env.out("exec", "grp", "id") == (
+            "uid=1000(app) gid=1000(app) groups=50(staff),77,1000(app)")
+        assert env.out("exec", "-u", "root", "grp", "id") == (
+            "uid=0(root) gid=0(root) groups=0(root),77")
+
+        def probed() -> bool:
+            health = env.inspect("grp")["State"].get("Health") or {}  # type: ignore[attr-defined]
+            return bool(health.get("Log"))
+
+        env.wait_for(probed)
+        log = env.inspect("grp")["State"]["Health"]["Log"]  # type: ignore[index]
+        assert log[0]["Output"] == "uid=1000(app) gid=1000(app) groups=50(staff),77,1000(app)\n"
+    finally:
+        env.ch("rm", "-f", "grp")
+
+
 def test_inspect_shape(env: Env) -> None:
     cid = env.out(
         "create",

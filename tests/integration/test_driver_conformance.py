@@ -177,6 +177,40 @@ def test_rw_diff_holds_only_changes_and_commits(store: LayerStore) -> None:
     store.remove_rw("ctr")
 
 
+def test_unchanged_rw_and_pruned_copied_up_dirs(store: LayerStore) -> None:
+    """A file made and removed again in a lower directory (a build's mount point) leaves the
+    directory, with its mtime put back, out of the changes: the rw layer is unchanged."""
+    _, child = base_and_child(store)
+    store.create_rw("ctr", child)
+    rootfs = store.mount_rw("ctr")
+    assert store.rw_unchanged("ctr")
+    st = os.lstat(rootfs / "etc")
+    (rootfs / "etc" / "hosts").write_bytes(b"")
+    (rootfs / "etc" / "hosts").unlink()
+    os.utime(rootfs / "etc", ns=(st.st_atime_ns, st.st_mtime_ns))
+    (rootfs / "etc" / "conf.d" / "c").write_bytes(b"c")  # a real change beside it stays
+    store.unmount_rw("ctr")
+    keep = {"etc": (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns)}
+    store.rw_prune_dirs("ctr", {"etc/conf.d": keep["etc"], **keep})
+    assert not store.rw_unchanged("ctr")
+    out = io.BytesIO()
+    store.rw_diff("ctr", out)
+    assert "etc/conf.d/c" in tar_names(out.getvalue())
+    store.remove_rw("ctr")
+    store.create_rw("ctr2", child)
+    rootfs = store.mount_rw("ctr2")
+    (rootfs / "etc" / "hosts").write_bytes(b"")
+    (rootfs / "etc" / "hosts").unlink()
+    os.utime(rootfs / "etc", ns=(st.st_atime_ns, st.st_mtime_ns))
+    store.unmount_rw("ctr2")
+    store.rw_prune_dirs("ctr2", keep)
+    assert store.rw_unchanged("ctr2")
+    out = io.BytesIO()
+    store.rw_diff("ctr2", out)
+    assert tar_names(out.getvalue()) == set()
+    store.remove_rw("ctr2")
+
+
 def test_diff_stream_round_trips_through_register(store: LayerStore, tmp_path: Path) -> None:
     base, child = base_and_child(store)
     base_tar, child_tar = io.BytesIO(), io.BytesIO()

@@ -10,11 +10,12 @@ import json
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dockerd_env import private_dockerd
+from podman_env import Podman, private_podman
 
 from cargohold.cli.main import main
 
@@ -43,10 +44,6 @@ class Env:
         self.tmp = tmp
         self.root = tmp / "ch-root"
         self.run = tmp / "ch-run"
-        # podman refuses a runroot longer than 50 characters
-        self.podman_run = Path(tempfile.mkdtemp(prefix="chp-", dir="/tmp"))
-        self.podman = ["podman", "--root", str(tmp / "p-root"), "--runroot", str(self.podman_run),
-                       "--storage-driver", "vfs"]
 
     def ch(self, *args: str) -> int:
         return main(["--root", str(self.root), "--runroot", str(self.run), *args])
@@ -58,16 +55,19 @@ def env(tmp_path: Path) -> Iterator[Env]:
     try:
         yield e
     finally:
-        if shutil.which("podman"):
-            subprocess.run([*e.podman, "system", "reset", "-f"], capture_output=True)
         subprocess.run(["umount", "-R", "-l", str(e.run)], capture_output=True)
         for p in sorted(e.root.rglob("merged"), reverse=True) if e.root.exists() else []:
             subprocess.run(["umount", "-l", str(p)], capture_output=True)
-        shutil.rmtree(e.podman_run, ignore_errors=True)
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-needs_podman = pytest.mark.skipif(shutil.which("podman") is None, reason="podman not installed")
+@pytest.fixture
+def podman() -> Iterator[Podman]:
+    """A private podman that can run containers here (its containers.conf, podman_env.py)."""
+    with private_podman() as p:
+        yield p
+
+
 needs_skopeo = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed")
 
 
@@ -77,36 +77,35 @@ def _image_id(env: Env, name: str, capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out.strip()
 
 
-@needs_podman
-def test_podman_loads_what_we_save(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+def test_podman_loads_and_runs_what_we_save(env: Env, podman: Podman,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     tar = busybox_rootfs_tar(env.tmp / "rootfs.tar")
     assert env.ch("import", "-c", 'CMD ["/bin/sh"]', str(tar), "interop/busybox:1") == 0
     image_id = _image_id(env, "interop/busybox:1", capsys)
     archive = env.tmp / "saved.tar"
     assert env.ch("save", "-o", str(archive), "interop/busybox:1") == 0
-    r = subprocess.run([*env.podman, "load", "-i", str(archive)], capture_output=True, text=True)
+    r = podman("load", "-i", str(archive))
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([*env.podman, "image", "inspect", "docker.io/interop/busybox:1"],
-                       capture_output=True, text=True)
+    r = podman("image", "inspect", "docker.io/interop/busybox:1")
     assert r.returncode == 0, r.stderr
     inspected = json.loads(r.stdout)[0]
     assert "sha256:" + inspected["Id"].removeprefix("sha256:") == image_id
     assert inspected["Config"]["Cmd"] == ["/bin/sh"]
+    r = podman("run", "--rm", "--network", "none", "docker.io/interop/busybox:1",
+               "cat", "/etc/motd")
+    assert (r.returncode, r.stdout) == (0, "hello from cargohold\n"), r.stderr
 
 
-@needs_podman
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
-def test_we_load_what_podman_saves(env: Env, fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_we_load_what_podman_saves(env: Env, podman: Podman, fmt: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
     tar = busybox_rootfs_tar(env.tmp / "rootfs.tar")
-    r = subprocess.run([*env.podman, "import", "--change", "CMD /bin/sh", str(tar),
-                        "localhost/fromp:1"], capture_output=True, text=True)
+    r = podman("import", "--change", "CMD /bin/sh", str(tar), "localhost/fromp:1")
     assert r.returncode == 0, r.stderr
     archive = env.tmp / "p.tar"
-    r = subprocess.run([*env.podman, "save", "--format", fmt, "-o", str(archive),
-                        "localhost/fromp:1"], capture_output=True, text=True)
+    r = podman("save", "--format", fmt, "-o", str(archive), "localhost/fromp:1")
     assert r.returncode == 0, r.stderr
-    pid = subprocess.run([*env.podman, "image", "inspect", "-f", "{{.Id}}", "localhost/fromp:1"],
-                         capture_output=True, text=True).stdout.strip()
+    pid = podman("image", "inspect", "-f", "{{.Id}}", "localhost/fromp:1").stdout.strip()
     capsys.readouterr()
     assert env.ch("load", "-i", str(archive)) == 0
     out = capsys.readouterr().out
@@ -138,49 +137,10 @@ def test_we_load_skopeo_oci_archive_with_gzip_layers(env: Env,
 
 
 @pytest.fixture
-def dockerd(tmp_path: Path) -> Iterator[dict[str, str]]:
+def dockerd() -> Iterator[dict[str, str]]:
     """A private Docker 20.10 daemon (no networking, vfs) for archive round trips."""
-    if shutil.which("dockerd") is None or shutil.which("docker") is None:
-        pytest.skip("docker.io (dockerd) is not installed")
-    import os
-    import signal
-    import time
-
-    base = Path(tempfile.mkdtemp(prefix="chd-", dir="/tmp"))  # unix socket paths are short
-    sock = base / "docker.sock"
-    log = open(base / "dockerd.log", "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        ["dockerd", "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
-         "--pidfile", str(base / "docker.pid"), "--host", f"unix://{sock}",
-         "--iptables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none",
-         "--storage-driver", "vfs", "--containerd-namespace", "cargohold-test",
-         "--containerd-plugins-namespace", "cargohold-test-plugins"],
-        stdout=log, stderr=log, start_new_session=True,
-    )
-    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
-    try:
-        for _ in range(150):
-            if proc.poll() is not None:
-                break
-            if subprocess.run(["docker", "version"], env=env, capture_output=True).returncode == 0:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.skip("dockerd did not come up within 30 s")
-        if proc.poll() is not None:
-            pytest.skip(f"dockerd could not start: {(base / 'dockerd.log').read_text()[-300:]}")
+    with private_dockerd() as env:
         yield env
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
-        subprocess.run(["umount", "-R", "-l", str(base / "exec")], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_docker_round_trips_with_us(env: Env, dockerd: dict[str, str],

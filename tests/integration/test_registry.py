@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from podman_env import private_podman
 
 from cargohold.cli.main import main
 
@@ -213,13 +214,30 @@ def test_all_tags_and_missing_manifest(cli: Cli, registry: Registry, image: str)
                            ":latest not found: manifest unknown: manifest unknown")
 
 
-def test_tls_is_required_unless_configured(cli: Cli, registry: Registry, image: str,
-                                           tmp_path: Path) -> None:
-    code, _, err = cli("push", image)
+def test_loopback_registry_needs_no_configuration(cli: Cli, registry: Registry, image: str,
+                                                  tmp_path: Path) -> None:
+    """As dockerd: a registry on 127.0.0.0/8 (or a name resolving there, localhost) is tried
+    over HTTPS, then plain HTTP, with no configuration file; ``--tls-verify`` still forces TLS.
+    (A name outside loopback keeps TLS: tests/unit/test_registry_loopback.py.)"""
+    assert not (tmp_path / "registries.toml").exists()
+    code, _, err = cli("push", "--tls-verify=true", image)
     assert code != 0 and "server gave HTTP response to HTTPS client" in err
-    (tmp_path / "registries.toml").write_text(f'insecure-registries = ["{registry.host}"]\n')
-    code, _, err = cli("push", image)
+    code, out, err = cli("push", image)
     assert code == 0, err
+    assert cli("rmi", image)[0] == 0
+    code, out, err = cli("pull", image)
+    assert code == 0, err
+    assert f"Status: Downloaded newer image for {image}" in out
+    by_name = image.replace("127.0.0.1:", "localhost:")
+    assert cli("tag", image, by_name)[0] == 0
+    code, _, err = cli("push", by_name)
+    assert code == 0, err
+    assert cli("rmi", image, by_name)[0] == 0
+    code, out, err = cli("pull", by_name)
+    assert code == 0, err
+    assert out.splitlines()[-1] == by_name
+    code, out, _ = cli("info", "--format", "{{json .RegistryConfig.InsecureRegistryCIDRs}}")
+    assert "127.0.0.0/8" in json.loads(out)
 
 
 def test_zstd_push_is_stable(cli: Cli, registry: Registry, image: str) -> None:
@@ -263,7 +281,11 @@ def test_tls_htpasswd_login_logout(cli: Cli, tls_registry: Registry, tmp_path: P
     code, _, err = cli("push", f"{host}/private/y:1")
     assert code != 0
     (tmp_path / "registries.toml").write_text("")
-    code, _, err = cli("pull", f"{host}/private/y:1")  # no CA: certificate refused
+    # no CA: a loopback registry's certificate is not verified (dockerd's insecure default),
+    # unless TLS verification is asked for
+    code, _, err = cli("pull", f"{host}/private/y:1")
+    assert code != 0 and "pull access denied" in err
+    code, _, err = cli("pull", "--tls-verify=true", f"{host}/private/y:1")
     assert code != 0 and "certificate" in err.lower()
 
 
@@ -299,23 +321,22 @@ def test_we_pull_what_skopeo_pushes(cli: Cli, registry: Registry, image: str,
     assert ids[0] == ids[1]
 
 
-def test_podman_pulls_what_we_push(cli: Cli, registry: Registry, image: str,
-                                   tmp_path: Path) -> None:
-    podman = _tool("podman")
-    assert cli("push", "--tls-verify=false", image)[0] == 0
-    import tempfile
-
-    store = Path(tempfile.mkdtemp(prefix="chpod-"))  # podman wants a runroot under 50 chars
-    base = [podman, "--root", str(store / "root"), "--runroot", str(store / "run"),
-            "--storage-driver", "vfs"]
-    try:
-        env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONFIG"}
-        r = subprocess.run([*base, "pull", "--tls-verify=false", image], capture_output=True,
-                           text=True, timeout=120, env=env)
+def test_podman_pulls_and_runs_what_we_push(cli: Cli, registry: Registry,
+                                            tmp_path: Path) -> None:
+    if not Path("/bin/busybox").exists():
+        pytest.skip("busybox-static is not installed")
+    name = f"{registry.host}/demo/busybox:1"
+    tar = tmp_path / "busybox.tar"
+    with tarfile.open(tar, "w") as tf:
+        tf.add("/bin/busybox", "bin/busybox")
+    assert cli("import", "-c", 'CMD ["/bin/busybox", "echo", "pushed by cargohold"]', str(tar),
+               name)[0] == 0
+    assert cli("push", name)[0] == 0
+    with private_podman() as podman:
+        r = podman("pull", "--tls-verify=false", name)
         assert r.returncode == 0, r.stderr
-    finally:
-        subprocess.run([*base, "rmi", "-af"], capture_output=True, timeout=60)
-        subprocess.run(["rm", "-rf", str(store)], check=False)
+        r = podman("run", "--rm", "--network", "none", name)
+        assert (r.returncode, r.stdout) == (0, "pushed by cargohold\n"), r.stderr
 
 
 def _layer_digests(out: str) -> list[str]:

@@ -93,7 +93,8 @@ BASE_CONFIG = {
 }
 
 
-def _build(tmp: Path, text: str, **opts: Any) -> tuple[dict[str, Any], str]:
+def _build(tmp: Path, text: str, base_config: dict[str, Any] | None = None,
+           **opts: Any) -> tuple[dict[str, Any], str]:
     base = tmp / "base"
     (base / "etc").mkdir(parents=True, exist_ok=True)
     (base / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\nweb:x:33:33::/:/bin/sh\n")
@@ -103,7 +104,8 @@ def _build(tmp: Path, text: str, **opts: Any) -> tuple[dict[str, Any], str]:
         stores=stores,  # type: ignore[arg-type]
         root=tmp / "root",
         runroot=tmp / "run",
-        resolve_image=lambda name: ("sha256:" + "b" * 64, json.loads(json.dumps(BASE_CONFIG)),
+        resolve_image=lambda name: ("sha256:" + "b" * 64,
+                                    json.loads(json.dumps(base_config or BASE_CONFIG)),
                                     "sha256:" + "a" * 64),
         pull_image=lambda name: None,
         tag_image=lambda image_id, name: tags.append(name) or name,  # type: ignore[func-returns-value]
@@ -138,11 +140,35 @@ def test_config_steps_and_history(tmp_path: Path) -> None:
     assert section["Cmd"] == ["/bin/bash", "-c", "echo hi"]
     assert "OnBuild" not in section  # triggers ran and were cleared
     created_by = [h["created_by"] for h in config["history"]]
-    assert created_by[-1] == '/bin/sh -c #(nop)  CMD ["/bin/bash" "-c" "echo hi"]'
-    # WORKDIR makes a layer with its directory (the base has neither /a nor /a/b)
+    # Docker 20.10's classic history: the stage's current SHELL before #(nop), Go's %q / %v
+    assert created_by[-1] == '/bin/bash -c #(nop)  CMD ["/bin/bash" "-c" "echo hi"]'
+    assert created_by[-2] == "/bin/bash -c #(nop)  SHELL [/bin/bash -c]"
+    assert created_by[-3] == ('/bin/sh -c #(nop)  HEALTHCHECK &{["CMD-SHELL" "true"] "5s" "0s" '
+                              "\"0s\" '\\x00'}")
+    assert "/bin/sh -c #(nop)  EXPOSE 80 8000-8001/udp" in created_by
+    assert "/bin/sh -c #(nop)  VOLUME [/data]" in created_by
+    # WORKDIR makes a layer with its directory (the base has neither /a nor /a/b); its nop
+    # comment has one space (Docker's withCmdCommentString)
     layered = [h["created_by"] for h in config["history"] if not h.get("empty_layer")]
-    assert layered == ["/bin/sh -c #(nop)  WORKDIR /a", "/bin/sh -c #(nop)  WORKDIR /a/b"]
+    assert layered == ["/bin/sh -c #(nop) WORKDIR /a", "/bin/sh -c #(nop) WORKDIR /a/b"]
     assert "[1/14] FROM base" in out and "ONBUILD LABEL trig=yes" in out
+
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def test_stage_without_path_gets_dockers_default(tmp_path: Path) -> None:
+    """A base without PATH (an imported image, scratch) gets Docker's default PATH, so
+    ``ENV PATH=/opt/bin:$PATH`` expands against it; a base with PATH keeps its own."""
+    imported = {**BASE_CONFIG, "config": {"Cmd": ["/bin/sh"], "Env": ["A=1"]}}
+    config, _ = _build(tmp_path, "FROM base\nENV PATH=/opt/bin:$PATH\n", base_config=imported)
+    assert config["config"]["Env"] == ["A=1", "PATH=/opt/bin:" + DEFAULT_PATH[5:]]
+    assert config["history"][-1]["created_by"].endswith("ENV PATH=/opt/bin:/usr/local/sbin:"
+                                                       "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    config, _ = _build(tmp_path, "FROM scratch\nLABEL a=b\n")
+    assert config["config"]["Env"] == [DEFAULT_PATH]
+    config, _ = _build(tmp_path, "FROM base\nENV PATH=/opt/bin:$PATH\n")
+    assert config["config"]["Env"] == ["PATH=/opt/bin:/bin"]
 
 
 def test_entrypoint_resets_inherited_cmd(tmp_path: Path) -> None:

@@ -130,6 +130,31 @@ def test_copy_into_existing_dir_and_new_path(h: Harness) -> None:
         else True
 
 
+def test_new_directory_destinations_and_ignored_parents_as_docker(h: Harness) -> None:
+    """A directory copied to a new path makes it 0755 (owned by --chown), not the source's
+    mode; an exception below a directory .dockerignore excludes comes with that directory
+    made 0755 and root-owned, as Docker's daemon recreates it."""
+    (h.ctx / "d" / "sub").mkdir(parents=True)
+    (h.ctx / "d" / "f").write_text("f")
+    os.chmod(h.ctx / "d", 0o750)
+    (h.ctx / "skip" / "sub").mkdir(parents=True)
+    (h.ctx / "skip" / "b").write_text("b")
+    (h.ctx / "skip" / "sub" / "c").write_text("c")
+    os.chmod(h.ctx / "skip", 0o700)
+    (h.ctx / ".dockerignore").write_text("skip\n!skip/sub\n")
+    h.build("COPY d /new/\n")
+    members = h.last_tar()
+    assert stat.S_IMODE(members["new"].mode) == 0o755
+    h.build("COPY --chown=web d /owned\n")
+    members = h.last_tar()
+    assert stat.S_IMODE(members["owned"].mode) == 0o755
+    assert (members["owned"].uid, members["owned"].gid) == (33, 44)
+    h.build("COPY . /ctx/\n")
+    members = h.last_tar()
+    assert "ctx/skip/b" not in members and members["ctx/skip/sub/c"].isreg()
+    assert stat.S_IMODE(members["ctx/skip"].mode) == 0o755 and members["ctx/skip"].uid == 0
+
+
 def test_trailing_slash_rules_and_symlinked_destination(h: Harness) -> None:
     (h.ctx / "a.txt").write_text("a")
     (h.ctx / "b.txt").write_text("b")
@@ -149,8 +174,11 @@ def test_chown_by_name_and_chmod(h: Harness) -> None:
     (h.ctx / "f").write_text("f")
     h.build("COPY --chown=web:webgrp --chmod=640 f /srv/f\nCOPY --chown=web f /srv/g\n")
     members = h.last_tar()
-    assert (members["srv/g"].uid, members["srv/g"].gid) == (33, 33)  # user only: same number
-    assert members["srv"].uid == 0 and stat.S_IMODE(members["srv"].mode) == 0o755
+    # a user name alone brings its passwd group (BuildKit's; classic fails without a "web" group)
+    assert (members["srv/g"].uid, members["srv/g"].gid) == (33, 44)
+    # the first COPY created /srv owned by its --chown, as both of Docker's builders do
+    assert (members["srv"].uid, members["srv"].gid) == (33, 44)
+    assert stat.S_IMODE(members["srv"].mode) == 0o755
     h.build("COPY --chown=web:webgrp --chmod=640 f /srv/f\n")
     members = h.last_tar()
     assert (members["srv/f"].uid, members["srv/f"].gid) == (33, 44)

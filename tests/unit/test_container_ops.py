@@ -253,7 +253,7 @@ def test_exec_process_from_the_bundle(world: World) -> None:
     process = world.engine.container_ops.exec_process(record, opts)
     assert process["args"] == ["id"] and process["terminal"] is True
     assert process["cwd"] == "/etc"
-    assert process["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [2000]}
+    assert process["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [1000, 2000]}
     assert process["env"] == ["PATH=/usr/bin", "HOSTNAME=h", "HOME=/home/app", "TERM=xterm",
                               "FOO=1"]
     assert process["capabilities"] == {"bounding": ["CAP_CHOWN"]}

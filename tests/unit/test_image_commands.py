@@ -76,6 +76,15 @@ def test_import_changes_and_message_show_in_inspect_and_history(cli: Cli, rootfs
     assert "from test" in out.splitlines()[1]
 
 
+def test_import_change_expands_path_without_a_default(cli: Cli, rootfs: Path) -> None:
+    """Unlike a build stage, ``import --change`` (and ``commit --change``) adds no default PATH:
+    dockerd 20.10 gives ``docker import -c 'ENV PATH=/x:$PATH'`` the Env ``["PATH=/x:"]``."""
+    code, _, err = cli("import", "-c", "ENV PATH=/x:$PATH", str(rootfs), "nopath:1")
+    assert code == 0, err
+    _, out, _ = cli("inspect", "-f", "{{json .Config.Env}}", "nopath:1")
+    assert out.strip() == '["PATH=/x:"]'
+
+
 def test_same_tarball_twice_stores_layer_once(cli: Cli, rootfs: Path) -> None:
     cli("import", str(rootfs), "a:1")
     cli("import", str(rootfs), "b:1")

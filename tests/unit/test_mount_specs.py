@@ -170,6 +170,19 @@ def test_combine_precedence_and_order() -> None:
     assert by["/data2"].type == "bind" and by["/data1"].anonymous and by["/var/lib/db"].anonymous
 
 
+def test_relative_image_volumes_as_docker() -> None:
+    """An image's VOLUME entry is taken as Docker takes it: cleaned, relative ones kept
+    relative and mounted below the root; a user mount there wins; / and /proc still refused."""
+    result = m.combine([m.parse_volume("/h:/[/x]")], [], image_volumes=["[/logs]", "a/../b/",
+                                                                       "[/x]", "/data"])
+    assert [(s.target, s.type) for s in result] == [
+        ("b", "volume"), ("/data", "volume"), ("[/logs]", "volume"), ("/[/x]", "bind")]
+    assert m.in_root("[/logs]") == "/[/logs]" and m.in_root("../x") == "/x"
+    for bad, message in ((".", "destination can't be '/'"), ("proc/x", "inside /proc")):
+        with pytest.raises(InvalidArgument, match=message):
+            m.image_volume(bad)
+
+
 def test_inspect_entries() -> None:
     bind = m.inspect_entry(m.parse_volume("/var/www:/data1"))
     assert bind == {

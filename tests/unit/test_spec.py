@@ -426,16 +426,44 @@ staff:x:50:app
 
 def test_resolve_user_forms() -> None:
     pw, gr = parse_passwd(PASSWD), parse_group(GROUP)
-    assert resolve_user("", pw, gr) == S.ExecUser(0, 0, (10,), "/root", "root")
-    assert resolve_user("app", pw, gr) == S.ExecUser(1000, 1000, (10, 50), "/home/app", "app")
+    assert resolve_user("", pw, gr) == S.ExecUser(0, 0, (0, 10), "/root", "root")
+    assert resolve_user("app", pw, gr) == S.ExecUser(1000, 1000, (1000, 10, 50), "/home/app",
+                                                     "app")
     assert resolve_user("1000", pw, gr).name == "app"
-    assert resolve_user("4242", pw, gr) == S.ExecUser(4242, 0, (), "/", "")
+    assert resolve_user("4242", pw, gr) == S.ExecUser(4242, 0, (0,), "/", "")
     explicit = resolve_user("app:staff", pw, gr)
-    assert (explicit.uid, explicit.gid, explicit.additional_gids) == (1000, 50, ())
+    assert (explicit.uid, explicit.gid, explicit.additional_gids) == (1000, 50, (50,))
     assert resolve_user("app:777", pw, gr).gid == 777
     assert resolve_user("4242:4343", pw, gr).gid == 4343
     added = resolve_user("daemon", pw, gr, group_add=["staff", "99", "staff"])
-    assert added.additional_gids == (50, 99)
+    assert added.additional_gids == (1, 50, 99)
+
+
+# dockerd 20.10, ``docker run -u SPEC [--group-add G] IMAGE id`` with this passwd and group
+DOCKER_PASSWD = b"root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234::/home/app:/bin/sh\n" \
+    b"multi:x:2000:2000::/:/bin/sh\n"
+DOCKER_GROUP = b"root:x:0:\napp:x:1234:\nstaff:x:50:multi,app\nwheel:x:10:multi\n" \
+    b"multi:x:2000:\nother:x:3000:\n"
+
+
+@pytest.mark.parametrize(("spec", "group_add", "gid", "groups"), [
+    ("", (), 0, {0}),                      # uid=0(root) gid=0(root) groups=0(root)
+    ("app", (), 1234, {50, 1234}),         # groups=50(staff),1234(app)
+    ("1234", (), 1234, {50, 1234}),
+    ("1234:50", (), 50, {50}),             # an explicit group: no member lists
+    ("app:wheel", (), 10, {10}),
+    ("multi", (), 2000, {10, 50, 2000}),
+    ("root:staff", (), 50, {50}),
+    ("5555", (), 0, {0}),                  # uid=5555 gid=0(root) groups=0(root)
+    ("5555:77", (), 77, {77}),
+    ("multi", ("staff", "99", "other"), 2000, {10, 50, 99, 2000, 3000}),
+    ("", ("1234",), 0, {0, 1234}),
+])
+def test_additional_gids_as_dockerd(spec: str, group_add: tuple[str, ...], gid: int,
+                                    groups: set[int]) -> None:
+    user = resolve_user(spec, parse_passwd(DOCKER_PASSWD), parse_group(DOCKER_GROUP), group_add)
+    assert user.gid == gid and set(user.additional_gids) == groups
+    assert user.additional_gids[0] == gid  # the primary group first, as dockerd's getUser
 
 
 def test_resolve_user_errors() -> None:
@@ -465,20 +493,21 @@ def test_with_user_sets_process_user_and_home(tmp_path: Path) -> None:
     rootfs = make_rootfs(tmp_path / "rootfs")
     spec = S.with_process(S.base_spec(), ["id"])
     S.with_user(spec, rootfs, "app", group_add=["root"])
-    assert spec["process"]["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [10, 50, 0]}
+    assert spec["process"]["user"] == {"uid": 1000, "gid": 1000,
+                                      "additionalGids": [1000, 10, 50, 0]}
     assert "HOME=/home/app" in spec["process"]["env"]
     spec = S.with_process(S.base_spec(), ["id"], env=["HOME=/x"])
     S.with_user(spec, rootfs, "4242")
-    assert spec["process"]["user"] == {"uid": 4242, "gid": 0}
+    assert spec["process"]["user"] == {"uid": 4242, "gid": 0, "additionalGids": [0]}
     assert [e for e in spec["process"]["env"] if e.startswith("HOME=")] == ["HOME=/x"]
 
 
 def test_missing_passwd_file(tmp_path: Path) -> None:
     rootfs = tmp_path / "empty"
     rootfs.mkdir()
-    assert S.resolve_user("", [], []) == S.ExecUser(0, 0, (), "/", "")
+    assert S.resolve_user("", [], []) == S.ExecUser(0, 0, (0,), "/", "")
     spec = S.with_user(S.base_spec(), rootfs, "123:456")
-    assert spec["process"]["user"] == {"uid": 123, "gid": 456}
+    assert spec["process"]["user"] == {"uid": 123, "gid": 456, "additionalGids": [456]}
     with pytest.raises(InvalidArgument, match="unable to find user app"):
         S.with_user(S.base_spec(), rootfs, "app")
 
@@ -505,7 +534,8 @@ def test_symlinks_inside_the_rootfs_are_followed(tmp_path: Path) -> None:
     (rootfs / "etc").symlink_to("/data/../data")  # absolute target, resolved in the rootfs
     (rootfs / "data/group").symlink_to("passwd")
     assert read_root_file(rootfs, "/etc/passwd") == b"u:x:7:8::/h:/bin/sh\n"
-    assert S.with_user(S.base_spec(), rootfs, "u")["process"]["user"] == {"uid": 7, "gid": 8}
+    assert S.with_user(S.base_spec(), rootfs, "u")["process"]["user"] == {
+        "uid": 7, "gid": 8, "additionalGids": [8]}
 
 
 def test_only_regular_files_are_read(tmp_path: Path) -> None:

@@ -260,6 +260,21 @@ def test_info_fields_and_format(cli: Cli, tmp_path: Path) -> None:
     assert cli("info", "--format", "{{.Nope")[0] == 64
 
 
+def test_info_lists_loopback_as_insecure_without_configuration(
+        cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dockerd treats 127.0.0.0/8 (and, since moby 25, ::1) as insecure registries whatever the
+    configuration says, and ``info`` lists them."""
+    monkeypatch.setenv("CARGOHOLD_CONFIG", str(tmp_path / "absent.toml"))
+    code, out, _ = cli("--runtime", fake_runtime(tmp_path), "info")
+    assert code == 0
+    lines = out.splitlines()
+    start = lines.index(" Insecure Registries:")
+    assert lines[start + 1:start + 3] == ["  ::1/128", "  127.0.0.0/8"]
+    code, out, _ = cli("--runtime", fake_runtime(tmp_path), "info", "--format",
+                       "{{json .RegistryConfig.InsecureRegistryCIDRs}}")
+    assert json.loads(out) == ["::1/128", "127.0.0.0/8"]
+
+
 def test_info_text_lists_registries_and_mirrors(cli: Cli, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "registries.toml"
@@ -277,7 +292,8 @@ def test_info_text_lists_registries_and_mirrors(cli: Cli, tmp_path: Path,
     assert " runc version: v9.9.9-0-gabc" in lines and " Runtimes: fakerunc" in lines
     assert f" Docker Root Dir: {cli.root}" in lines
     start = lines.index(" Insecure Registries:")
-    assert lines[start:start + 6] == [" Insecure Registries:", "  reg.local:5000", "  10.0.0.0/8",
-                                      " Registry Mirrors:", "  http://127.0.0.1:5001",
+    assert lines[start:start + 8] == [" Insecure Registries:", "  reg.local:5000", "  10.0.0.0/8",
+                                      "  ::1/128", "  127.0.0.0/8", " Registry Mirrors:",
+                                      "  http://127.0.0.1:5001",
                                       "  https://mirror.example (quay.io)"]
     assert out.endswith(" Live Restore Enabled: true\n\n")

@@ -36,6 +36,9 @@ class Entry(msgspec.Struct, frozen=True):
     rel: str  # "" for the source itself
     path: str  # absolute path on the host
     st: os.stat_result
+    # a directory .dockerignore excludes, walked for the exceptions below it: Docker's client
+    # leaves it out of the context, its daemon makes it (0755, root) for what is sent below
+    implicit: bool = False
 
 
 class Source(msgspec.Struct, frozen=True):
@@ -212,6 +215,7 @@ class BuildContext:
             is_dir = stat.S_ISDIR(st.st_mode)
             if self.ignore.patterns and self.ignore.matches(crel):
                 if is_dir and self.ignore.may_contain_exceptions(crel):
+                    yield Entry(srel, item.path, st, implicit=True)
                     yield from self._walk_dir(item.path, crel, srel)
                 continue
             yield Entry(srel, item.path, st)

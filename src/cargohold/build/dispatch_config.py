@@ -1,5 +1,7 @@
 """Config-only instructions: they change the image config and add an ``empty_layer`` history
-entry in the classic builder's style (``/bin/sh -c #(nop)  CMD ["/run.sh"]``)."""
+entry in the classic builder's style (``/bin/sh -c #(nop)  CMD ["/run.sh"]``): the current
+SHELL, ``#(nop)``, two spaces (one for WORKDIR, COPY and ADD) and Go's ``%q`` or ``%v`` of the
+value, as Docker 20.10 writes them (compared in tests/integration/test_docker_differential.py)."""
 
 from __future__ import annotations
 
@@ -29,13 +31,65 @@ from cargohold.build.instructions import (
 )
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
-NOP = "/bin/sh -c #(nop)  "
 _PORT = re.compile(r"^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
 
 
 def go_list(values: list[str]) -> str:
     """Go's ``%q`` of a []string: ``["/bin/sh" "-c" "echo hi"]``."""
     return "[" + " ".join(json.dumps(v, ensure_ascii=False) for v in values) + "]"
+
+
+def go_values(values: list[str]) -> str:
+    """Go's ``%v`` of a []string: ``[/bin/sh -c]``."""
+    return "[" + " ".join(values) + "]"
+
+
+def go_duration(ns: int) -> str:
+    """Go's ``time.Duration.String()``: ``0s``, ``500ms``, ``1m30s``, ``1h0m0s``."""
+    if ns == 0:
+        return "0s"
+    sign, u = ("-", -ns) if ns < 0 else ("", ns)
+    if u < 1_000_000_000:
+        for unit, prec in (("ns", 0), ("µs", 3), ("ms", 6)):
+            if u < 10 ** (prec + 3):
+                return sign + _fraction(u, prec) + unit
+    text = _fraction(u, 9) + "s"
+    minutes = u // 60_000_000_000
+    if minutes:
+        seconds = _fraction(u % 60_000_000_000, 9)
+        text = f"{minutes % 60}m{seconds}s"
+        if minutes >= 60:
+            text = f"{minutes // 60}h{text}"
+    return sign + text
+
+
+def _fraction(value: int, prec: int) -> str:
+    """``value / 10**prec`` with Go's trimmed fraction (``1.5``, ``30``)."""
+    whole, frac = divmod(value, 10**prec) if prec else (value, 0)
+    digits = f"{frac:0{prec}d}".rstrip("0") if prec else ""
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+def go_quote_rune(value: int) -> str:
+    """Go's ``%q`` of an int (a quoted character literal): 3 is ``'\\x03'``."""
+    escapes = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r",
+               39: "\\'", 92: "\\\\"}
+    if value in escapes:
+        return f"'{escapes[value]}'"
+    if not 0 <= value <= 0x10FFFF or 0xD800 <= value <= 0xDFFF:
+        value = 0xFFFD  # Go's utf8.RuneError, printed as itself
+    char = chr(value)
+    if char.isprintable():
+        return f"'{char}'"
+    if value < 0x80:
+        return f"'\\x{value:02x}'"
+    return f"'\\u{value:04x}'" if value < 0x10000 else f"'\\U{value:08x}'"
+
+
+def nop(state: ImageState, text: str, single: bool = False) -> str:
+    """The classic builder's history of a step that runs nothing: the stage's SHELL,
+    ``#(nop)`` and two spaces (``withCmdComment``; one for WORKDIR/COPY/ADD)."""
+    return " ".join(shell_of(state)) + (" #(nop) " if single else " #(nop)  ") + text
 
 
 def shell_of(state: ImageState) -> list[str]:
@@ -97,11 +151,10 @@ def expand_ports(ports: tuple[str, ...]) -> list[str]:
 
 def _expose(inst: ExposeInstruction, state: ImageState) -> str:
     ports = dict(state.section.get("ExposedPorts") or {})
-    names = expand_ports(inst.ports)
-    for name in names:
+    for name in expand_ports(inst.ports):
         ports[name] = {}
     state.section["ExposedPorts"] = ports
-    return "EXPOSE " + " ".join(sorted(set(names)))
+    return "EXPOSE " + " ".join(inst.ports)  # the words as sorted before expansion
 
 
 def _volume(inst: VolumeInstruction, state: ImageState) -> str:
@@ -109,7 +162,7 @@ def _volume(inst: VolumeInstruction, state: ImageState) -> str:
     for v in inst.volumes:
         volumes[v] = {}
     state.section["Volumes"] = volumes
-    return "VOLUME " + go_list(list(inst.volumes))
+    return "VOLUME " + go_values(list(inst.volumes))
 
 
 def _user(inst: UserInstruction, state: ImageState) -> str:
@@ -133,7 +186,7 @@ def _workdir(inst: WorkdirInstruction, state: ImageState) -> str:
 
 def _shell(inst: ShellInstruction, state: ImageState) -> str:
     state.section["Shell"] = list(inst.shell)
-    return "SHELL " + go_list(list(inst.shell))
+    return "SHELL " + go_values(list(inst.shell))
 
 
 def check_signal(text: str) -> str:
@@ -164,7 +217,13 @@ def _healthcheck(inst: HealthcheckInstruction, state: ImageState) -> str:
         if value:
             hc[key] = value
     state.section["Healthcheck"] = hc
-    return f"HEALTHCHECK &{{{go_list(list(inst.test))} ...}}"
+    # Go's %q of a *HealthConfig; StartInterval (Docker 25) only when it is set
+    durations = [inst.interval, inst.timeout, inst.start_period]
+    if inst.start_interval:
+        durations.append(inst.start_interval)
+    fields = [go_list(list(inst.test)), *(f'"{go_duration(d)}"' for d in durations),
+              go_quote_rune(inst.retries)]
+    return f"HEALTHCHECK &{{{' '.join(fields)}}}"
 
 
 def _onbuild(inst: OnbuildInstruction, state: ImageState) -> str:
@@ -177,7 +236,8 @@ def _onbuild(inst: OnbuildInstruction, state: ImageState) -> str:
 def _cmd(inst: CmdInstruction, state: ImageState) -> str:
     cmd = command_of(inst, state)
     state.section["Cmd"] = cmd
-    state.cmd_set = True
+    if inst.command:  # ``CMD []`` leaves a later ENTRYPOINT free to reset it (Docker's cmdSet)
+        state.cmd_set = True
     return f"CMD {go_list(cmd)}"
 
 
@@ -207,5 +267,7 @@ HANDLERS: dict[type[Instruction], Callable[[Any, ImageState], str]] = {
 
 
 def apply_config(inst: Instruction, state: ImageState) -> str:
-    """Apply a config-only instruction to ``state``; returns the history ``created_by``."""
-    return NOP + HANDLERS[type(inst)](inst, state)
+    """Apply a config-only instruction to ``state``; returns the history ``created_by`` (with
+    the shell as it is after the step, so ``SHELL`` shows its own)."""
+    text = HANDLERS[type(inst)](inst, state)
+    return nop(state, text, single=isinstance(inst, WorkdirInstruction))

@@ -213,12 +213,17 @@ def emit_copy(tar: Any, view: Any, inst: CopyInstruction | AddInstruction, ctx: 
     uid = gid = None
     if inst.chown:
         uid, gid = resolve_chown(inst.chown, view)
+    chowned_dirs = (0o755, uid or 0, gid or 0)
     rules = Rules(uid, gid, parse_chmod(inst.chmod), keep_owner=bool(from_), epoch=epoch)
     excludes = IgnoreMatcher(list(inst.excludes)) if inst.excludes else None
     parents = isinstance(inst, CopyInstruction) and inst.parents
     dest_is_dir = explicit_dir or view.resolve(dest).is_dir
     for source in sources:
+        # a file's missing parents are made owned by --chown, a directory's by root (the
+        # classic builder's MkdirAllAndChownNew vs CopyWithTar)
+        tar.new_dirs = (0o755, 0, 0) if source.is_dir else chowned_dirs
         if isinstance(inst, AddInstruction) and not source.is_dir and is_archive(source.path):
+            tar.new_dirs = (0o755, 0, 0)  # an archive is unpacked as root, --chown or not
             target = _dir_target(view, dest)
             tar.ensure_dir(target)
             with open(source.path, "rb") as f:
@@ -245,6 +250,7 @@ def emit_copy(tar: Any, view: Any, inst: CopyInstruction | AddInstruction, ctx: 
         else:
             name = _file_target(tar, view, logical)
         tar.entry(name, source.path, source.st, rules)
+    tar.new_dirs = chowned_dirs
     for inline in inst.contents:
         data = inline.data.encode()
         target = posixpath.join(dest, inline.name) if explicit_dir else dest

@@ -204,6 +204,12 @@ class Executor:
         triggers = state.section.pop("OnBuild", None) or []
         if triggers:
             state.key = step_key(state.key, ["onbuild-reset"])
+        if (insts or triggers) and "PATH" not in state.env():
+            # Docker's builder (classic and BuildKit) gives a stage without PATH the default
+            from cargohold.container.spec import DEFAULT_PATH
+
+            state.section["Env"] = [*(state.section.get("Env") or []), DEFAULT_PATH]
+            state.key = step_key(state.key, ["default-path"])
         for expr in triggers:
             inst = self._parse_trigger(str(expr), ps)
             self.progress.start(f"{self._counter(ps, 1, total)} ONBUILD {display(inst)}")
@@ -360,7 +366,7 @@ class Executor:
         text = "ARG " + " ".join(
             f"{a.name}={a.default}" if a.default is not None else a.name for a in inst.args
         )
-        return self._cached_or(key, state, lambda new: dispatch_config.NOP + text, empty=True)
+        return self._cached_or(key, state, lambda new: dispatch_config.nop(new, text), empty=True)
 
     # -- RUN -----------------------------------------------------------------------------------
 
@@ -374,8 +380,13 @@ class Executor:
         if why is not None:  # an ONBUILD trigger: the Dockerfile's own RUNs were checked
             raise self._error(inst, why)
         argv = run_argv(inst, dispatch_config.shell_of(state))
-        args = {k: v for k, v in scope.values().items() if k not in PROXY_ARGS}
-        proxies = {k: v for k, v in self.options.build_args.items() if k in PROXY_ARGS}
+        # Docker's FilterAllowed: the stage's ENV hides an ARG of the same name (from the
+        # history line and the key as well as from the process); undeclared proxy args only
+        # reach the process
+        env = state.env()
+        args = {k: v for k, v in scope.values().items() if k not in env}
+        proxies = {k: v for k, v in self.options.build_args.items()
+                   if k in PROXY_ARGS and k not in args}
         self.used_args |= proxies.keys()
         network = inst.network if inst.network != "default" else self.options.network
         if args:
@@ -425,8 +436,9 @@ class Executor:
         with WorkingContainer(self.backend.stores, new.top) as wc:
             work(wc)
             layer = wc.commit(self.options.source_date_epoch)
-        new.top = layer.chain_id
-        new.diff_ids.append(layer.diff_id)
+        if layer is not None:  # else: nothing changed, an empty_layer step as in Docker
+            new.top = layer.chain_id
+            new.diff_ids.append(layer.diff_id)
 
     # -- COPY / ADD ----------------------------------------------------------------------------
 
@@ -479,14 +491,21 @@ class Executor:
             raise self._error(inst, exc.message) from None
         parts.append(["urls", [d.digest for d in downloads]])
         key = step_key(state.key, parts)
-        kind = "multi" if len(sources) + len(urls) > 1 else (
-            "dir" if sources and sources[0].is_dir else "file")
-        created_by = f"{dispatch_config.NOP[:-1]}{inst.keyword} {kind}:{content or key} in {dest} "
 
         def run(new: ImageState) -> str:
             self._tar_layer(new, lambda view, tar: self._emit_copy(
                 tar, view, inst, ps, sources, downloads, dest, explicit_dir))
-            return created_by
+            # Docker's "COPY [--chown=X ]file|dir|multi:<digest> in <dest as written> "; a
+            # downloaded file alone has its bare digest
+            if len(sources) + len(urls) > 1:
+                what = f"multi:{content or key}"
+            elif downloads:
+                what = downloads[0].digest.removeprefix("sha256:")
+            else:
+                what = f"{'dir' if sources and sources[0].is_dir else 'file'}:{content or key}"
+            chown = f"--chown={inst.chown} " if inst.chown else ""
+            return dispatch_config.nop(state, f"{inst.keyword} {chown}{what} in {inst.dest} ",
+                                       single=True)
 
         try:
             return self._cached_or(key, state, run, empty=False)
@@ -514,9 +533,9 @@ class Executor:
 
         from_ = inst.from_ if isinstance(inst, CopyInstruction) else ""
         ctx = self.context
-        if from_:
+        if from_:  # ``sources`` (empty) is filled in place: the history line names their kind
             ctx = BuildContext(self._source_root(from_, ps, inst), use_ignore=False)
-            sources = [s for p in inst.sources for s in ctx.sources(p, inst.keyword)]
+            sources[:] = [s for p in inst.sources for s in ctx.sources(p, inst.keyword)]
             if len(sources) > 1 and not explicit_dir:
                 raise ContextError(dc.MULTI_SOURCE.format(kw=inst.keyword))
         dc.emit_copy(tar, view, inst, ctx, sources, downloads, dest, explicit_dir,

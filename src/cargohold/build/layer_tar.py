@@ -171,7 +171,8 @@ class ParentView:
 
 def resolve_chown(spec: str, view: ParentView) -> tuple[int, int]:
     """--chown user[:group] with names looked up in the parent's /etc/passwd and /etc/group;
-    a user without a group uses the same number for the group, as Docker does."""
+    without a group a uid is also the gid and a user name brings its passwd group (BuildKit;
+    the classic builder looks for a group of the user's name and fails without one)."""
     from cargohold.build.dispatch_copy import is_number, lookup_id
     from cargohold.container.users import parse_group, parse_passwd
 
@@ -179,7 +180,8 @@ def resolve_chown(spec: str, view: ParentView) -> tuple[int, int]:
     passwd = [] if is_number(user) else parse_passwd(view.read_file("/etc/passwd"))
     uid = lookup_id(user, passwd, "user")
     if not group:
-        return uid, uid
+        entry = next((p for p in passwd if p.name == user), None)
+        return uid, entry.gid if entry is not None else uid
     groups = [] if is_number(group) else parse_group(view.read_file("/etc/group"))
     return uid, lookup_id(group, groups, "group")
 
@@ -218,6 +220,12 @@ class Rules(msgspec.Struct, frozen=True):
     def mtime(self, seconds: int) -> int:
         return min(seconds, self.epoch) if self.epoch is not None else seconds
 
+    def made_ids(self) -> tuple[int, int]:
+        """The owner of directories a copy creates itself: --chown's, else root."""
+        if self.uid is not None:
+            return self.uid, self.gid if self.gid is not None else 0
+        return 0, 0
+
 
 class LayerTar:
     """Emits a layer tar onto a file descriptor (a pipe); file content goes by sendfile."""
@@ -230,6 +238,9 @@ class LayerTar:
         self.buf = bytearray()
         self.links: dict[tuple[int, int], str] = {}
         self.emitted: set[str] = set()  # directories already in the tar
+        # (mode, uid, gid) of the directories a step creates: COPY --chown's owner (Docker's
+        # MkdirAllAndChownNew), else root
+        self.new_dirs: tuple[int, int, int] = (0o755, 0, 0)
 
     # -- raw output ----------------------------------------------------------------------------
 
@@ -301,11 +312,12 @@ class LayerTar:
         info.mode, info.uid, info.gid, info.mtime = mode, uid, gid, mtime
         return info
 
-    def ensure_dir(self, rel: str, created: tuple[int, int, int] = (0o755, 0, 0)) -> None:
+    def ensure_dir(self, rel: str, created: tuple[int, int, int] | None = None) -> None:
         """``rel`` and its parents in the tar: the parent image's metadata where they exist,
-        else ``created`` (mode, uid, gid) with the step's time."""
+        else ``created`` (mode, uid, gid; default ``new_dirs``) with the step's time."""
         if not rel or rel in self.emitted:
             return
+        created = created or self.new_dirs
         self.ensure_dir(posixpath.dirname(rel), created)
         node = self.view.lookup(rel)
         if node.is_dir:
@@ -380,24 +392,45 @@ class LayerTar:
         """A directory source's entries below ``target`` (its own entry ``rel == ""`` names
         the target dir: kept as the image has it, else created with the source's metadata)."""
         written = {""}
+        implicit: set[str] = set()
+        made = (0o755, *rules.made_ids())
         for e in entries:
             if e.rel == "":
                 if target and target not in self.emitted:
                     self.ensure_dir(posixpath.dirname(target))
-                    if self.view.lookup(target).is_dir:
-                        self.ensure_dir(target)
-                    else:
-                        self.entry(target, e.path, e.st, rules)
+                    # a new destination is made 0755 (owned by --chown), not the source's
+                    # mode: Docker's CopyWithTar, BuildKit alike
+                    self.ensure_dir(target, made)
                 continue
             parent = posixpath.dirname(e.rel)
+            if e.implicit:
+                if parent in written or parent in implicit:
+                    implicit.add(e.rel)
+                continue
             if parent not in written:
-                continue  # below an excluded directory
+                if parent not in implicit:
+                    continue  # below an excluded directory
+                self._implicit_parents(target, parent, written, implicit, made)
             name = f"{target}/{e.rel}" if target else e.rel
             if self.entry(name, e.path, e.st, rules) and stat.S_ISDIR(e.st.st_mode):
                 written.add(e.rel)
 
+    def _implicit_parents(self, target: str, rel: str, written: set[str], implicit: set[str],
+                          made: tuple[int, int, int]) -> None:
+        """The ignored directories above an exception, as Docker's daemon recreates them."""
+        chain = []
+        while rel not in written and rel in implicit:
+            chain.append(rel)
+            rel = posixpath.dirname(rel)
+        for rel in reversed(chain):
+            name = f"{target}/{rel}" if target else rel
+            self.header(self._dir_info(name, *made, self.now))
+            self.emitted.add(name)
+            written.add(rel)
+
     def archive(self, stream: BinaryIO, target: str, rules: Rules) -> None:
-        """ADD of a local archive: its entries re-emitted below ``target``.
+        """ADD of a local archive: its entries re-emitted below ``target`` with their own owners
+        (Docker applies --chown to copied files, never to an archive's content).
 
         Names are cleaned as apply_layer does (``..`` escapes refused); an entry below a
         symlink (the archive's own, or the image's where the archive has no directory) is
@@ -413,9 +446,8 @@ class LayerTar:
                 self._archive_parents(info.name, name, target, symlinks, own_dirs)
                 out = tarfile.TarInfo(name)
                 out.type = info.type
-                out.mode = info.mode & 0o7777
-                out.uid, out.gid = (rules.uid, rules.gid if rules.gid is not None else rules.uid) \
-                    if rules.uid is not None else (info.uid, info.gid)
+                out.mode = 0o777 if info.issym() else info.mode & 0o7777
+                out.uid, out.gid = info.uid, info.gid  # ADD --chown leaves archives as they are
                 out.mtime = rules.mtime(int(info.mtime))
                 out.devmajor, out.devminor = info.devmajor, info.devminor
                 out.pax_headers = {

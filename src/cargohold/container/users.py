@@ -7,7 +7,8 @@ host's /etc/passwd reads its own rootfs's file instead. Only regular files are r
 Resolution follows Docker (moby/sys/user GetExecUser): ``""`` is root; ``name`` and ``uid`` are
 looked up (a numeric uid need not exist); ``user:group`` sets the primary group (a numeric gid
 need not exist); without an explicit group the user's supplementary groups come from the
-member lists of /etc/group.
+member lists of /etc/group.  As dockerd's getUser, the process's additional gids always start
+with its primary gid (``id`` shows ``groups=1234(app)``), then those groups and --group-add.
 """
 
 from __future__ import annotations
@@ -166,7 +167,33 @@ def _numeric_id(text: str) -> int | None:
 
 
 def _find_group(groups: Sequence[GroupEntry], arg: str) -> GroupEntry | None:
+    """``--group-add``'s match: a group's name or its number."""
     return next((g for g in groups if g.name == arg or str(g.gid) == arg), None)
+
+
+def _find_user(passwd: Sequence[PasswdEntry], user_arg: str) -> PasswdEntry | None:
+    """GetExecUser's match: no name means uid 0, a number a uid, anything else a name."""
+    if not user_arg:
+        return next((p for p in passwd if p.uid == 0), None)
+    if user_arg.isdigit():
+        return next((p for p in passwd if p.uid == int(user_arg)), None)
+    return next((p for p in passwd if p.name == user_arg), None)
+
+
+def _primary_group(groups: Sequence[GroupEntry], group_arg: str) -> int:
+    """The gid of an explicit ``user:group`` (a number need not exist in /etc/group)."""
+    if group_arg.isdigit():
+        match = next((g for g in groups if g.gid == int(group_arg)), None)
+    else:
+        match = next((g for g in groups if g.name == group_arg), None)
+    if match is not None:
+        return match.gid
+    number = _numeric_id(group_arg)
+    if number is None:
+        raise InvalidArgument(
+            f"unable to find group {group_arg}: no matching entries in group file"
+        )
+    return number
 
 
 def resolve_user(
@@ -175,14 +202,14 @@ def resolve_user(
     groups: Sequence[GroupEntry],
     group_add: Sequence[str] = (),
 ) -> ExecUser:
-    """Docker's GetExecUser plus ``--group-add`` (names or numbers, appended)."""
+    """Docker's ``getUser``: GetExecUser, then additionalGids = the primary gid, the groups
+    /etc/group lists the user in (only without an explicit group) and ``--group-add``."""
     user_arg, _, group_arg = user_spec.partition(":")
-    lookup = user_arg or "0"
-    entry = next((p for p in passwd if p.name == lookup or str(p.uid) == lookup), None)
+    entry = _find_user(passwd, user_arg)
     if entry is not None:
         uid, gid, home, name = entry.uid, entry.gid, entry.home or "/", entry.name
     else:
-        number = _numeric_id(lookup)
+        number = _numeric_id(user_arg or "0")
         if number is None:
             raise InvalidArgument(
                 f"unable to find user {user_arg}: no matching entries in passwd file"
@@ -190,16 +217,7 @@ def resolve_user(
         uid, gid, home, name = number, 0, "/", ""
     sgids: list[int] = []
     if group_arg:
-        match = _find_group(groups, group_arg)
-        if match is not None:
-            gid = match.gid
-        else:
-            number = _numeric_id(group_arg)
-            if number is None:
-                raise InvalidArgument(
-                    f"unable to find group {group_arg}: no matching entries in group file"
-                )
-            gid = number
+        gid = _primary_group(groups, group_arg)
     elif name:
         sgids = [g.gid for g in groups if name in g.members]
     for extra in group_add:
@@ -213,7 +231,7 @@ def resolve_user(
                 f"Unable to find group {extra}: no matching entries in group file"
             )
         sgids.append(number)
-    unique = tuple(dict.fromkeys(sgids))
+    unique = tuple(dict.fromkeys([gid, *sgids]))
     return ExecUser(uid=uid, gid=gid, additional_gids=unique, home=home, name=name)
 
 

@@ -136,7 +136,7 @@ def oci_mounts(mounts: Sequence[MountRecord]) -> list[Mount]:
                 )
             )
         elif m.type == "volume":
-            out.append(Mount("volume", m.destination, m.source, readonly=not m.rw))
+            out.append(Mount("volume", _in_root(m.destination), m.source, readonly=not m.rw))
         else:
             out.append(
                 Mount("bind", m.destination, m.source, readonly=not m.rw, propagation=m.propagation)
@@ -158,7 +158,16 @@ def populate(engine: Engine, record: ContainerRecord, rootfs: Path) -> None:
             vol = store.create(m.name)  # removed behind our back: recreate, as Docker does
             store.add_ref(vol.name, record.id)
         if not vol.populated:
-            store.populate_from(m.name, m.destination, beneath=rootfs)
+            store.populate_from(m.name, _in_root(m.destination), beneath=rootfs)
+
+
+def _in_root(destination: str) -> str:
+    """An image volume's relative destination (``[/logs]``) as runc mounts it: below /."""
+    if destination.startswith("/"):
+        return destination
+    from cargohold.volume.mounts import in_root
+
+    return in_root(destination)
 
 
 def release(engine: Engine, record: ContainerRecord, remove_anonymous: bool) -> None:

@@ -183,13 +183,11 @@ def _init_fields() -> dict[str, Any]:
 def registry_config(config: RegistryConfig) -> dict[str, Any]:
     """Docker's ``RegistryConfig``: insecure CIDRs, one IndexConfig per registry named in the
     configuration file, and Docker Hub's mirrors."""
-    cidrs = [entry for entry in config.insecure if "/" in entry]
-    if config.is_insecure("127.0.0.1") and "127.0.0.0/8" not in cidrs:
-        cidrs.insert(0, "127.0.0.0/8")  # loopback registries are insecure by default
+    cidrs = config.insecure_cidrs()  # loopback included, as dockerd's
     names = {"docker.io", *config.mirrors, *(e for e in config.insecure if "/" not in e)}
     index = {
         name: {"Name": name, "Mirrors": list(config.mirrors.get(name, ())),
-               "Secure": name == "docker.io" or not config.is_insecure(name),
+               "Secure": name == "docker.io" or not config.is_insecure(name, resolve=False),
                "Official": name == "docker.io"}
         for name in sorted(names)
     }

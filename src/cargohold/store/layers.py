@@ -426,6 +426,14 @@ class LayerStore:
         lowers = self._lowers(self._rw_parent(rw_id))
         return self.driver.rw_changes(self._rw_dir(rw_id), lowers)
 
+    def rw_unchanged(self, rw_id: str) -> bool:
+        lowers = self._lowers(self._rw_parent(rw_id))
+        return self.driver.rw_unchanged(self._rw_dir(rw_id), lowers)
+
+    def rw_prune_dirs(self, rw_id: str, dirs: dict[str, tuple[int, int, int, int]]) -> None:
+        """See :meth:`StorageDriver.rw_prune_dirs` (the rw layer must be unmounted)."""
+        self.driver.rw_prune_dirs(self._rw_dir(rw_id), dirs)
+
     def rw_size(self, rw_id: str) -> int:
         lowers = self._lowers(self._rw_parent(rw_id))
         return self.driver.rw_size(self._rw_dir(rw_id), lowers)

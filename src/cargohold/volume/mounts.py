@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -207,8 +208,22 @@ def parse_volume(raw: str) -> MountSpec:
 
 
 def image_volume(target: str) -> MountSpec:
-    """An anonymous volume for a ``VOLUME`` entry of the image config."""
-    return MountSpec(type="volume", source="", target=validate_target(target, "volume"))
+    """An anonymous volume for a ``VOLUME`` entry of the image config.
+
+    Docker takes an image's entry as it is, only cleaned, and a Dockerfile can make relative
+    ones (the shell form of ``VOLUME /data ["/logs"]`` stores ``[/logs]``): the target stays
+    relative (``inspect`` shows it so) and is mounted below the root, where runc puts a
+    relative destination (``/[/logs]``, see :func:`in_root`)."""
+    if target.startswith("/"):
+        return MountSpec(type="volume", source="", target=validate_target(target, "volume"))
+    clean = posixpath.normpath(target)  # Go's filepath.Clean of a relative path
+    validate_target(in_root(clean), "volume")  # not /, /proc or /sys once below the root
+    return MountSpec(type="volume", source="", target=clean)
+
+
+def in_root(target: str) -> str:
+    """The absolute container path of a mount target (an image volume may be relative)."""
+    return target if target.startswith("/") else clean_path("/" + target)
 
 
 # -- --mount --------------------------------------------------------------------------------------
@@ -470,8 +485,10 @@ def combine(
         by_target[spec.target] = spec
     for target in image_volumes:
         spec = image_volume(target)
-        by_target.setdefault(spec.target, spec)
-    return tuple(sorted(by_target.values(), key=lambda s: (s.target.count("/"), s.target)))
+        if in_root(spec.target) not in by_target:
+            by_target[in_root(spec.target)] = spec
+    return tuple(sorted(by_target.values(),
+                        key=lambda s: (in_root(s.target).count("/"), in_root(s.target))))
 
 
 # -- inspect --------------------------------------------------------------------------------------

@@ -102,6 +102,16 @@ class StorageDriver(Protocol):
         """Bytes of regular-file content the container added or changed."""
         ...
 
+    def rw_unchanged(self, rw_dir: Path, lowers: Sequence[str]) -> bool:
+        """Whether the container changed nothing (its diff would be an empty tar)."""
+        ...
+
+    def rw_prune_dirs(self, rw_dir: Path, dirs: dict[str, tuple[int, int, int, int]]) -> None:
+        """Forget directories (rel path -> mode, uid, gid, mtime ns as in the lower layers)
+        that are in the container's changes only because something was made in them and
+        removed again: empty there, not opaque and with the lower's metadata (unmounted)."""
+        ...
+
     def mount_ro(self, lowers: Sequence[str], target: Path) -> Path:
         """A read-only view of the chain's merged content (``target`` is an empty dir)."""
         ...

@@ -177,6 +177,24 @@ class OverlayDriver:
         diffs = [self.layout.diff(h) for h in lowers]
         return sorted(_upper_changes(rw_dir / "upper", diffs), key=lambda c: c[1])
 
+    def rw_unchanged(self, rw_dir: Path, lowers: Sequence[str]) -> bool:
+        with os.scandir(rw_dir / "upper") as it:
+            return next(it, None) is None
+
+    def rw_prune_dirs(self, rw_dir: Path, dirs: dict[str, tuple[int, int, int, int]]) -> None:
+        upper = rw_dir / "upper"
+        for rel in sorted(dirs, key=lambda r: -r.count("/")):  # deepest first
+            path = upper / rel
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            same = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns) == dirs[rel]
+            if not same or not stat.S_ISDIR(st.st_mode) or is_opaque(path):
+                continue
+            with contextlib.suppress(OSError):  # not empty: a real change stays
+                os.rmdir(path)
+
     def rw_size(self, rw_dir: Path, lowers: Sequence[str]) -> int:
         top = fdtree.open_dir(rw_dir / "upper")
         try:

@@ -67,6 +67,12 @@ class VfsDriver:
     def rw_changes(self, rw_dir: Path, lowers: Sequence[str]) -> list[tuple[str, str]]:
         return tree_changes(self._content(lowers), rw_dir / "rootfs")
 
+    def rw_unchanged(self, rw_dir: Path, lowers: Sequence[str]) -> bool:
+        return not self.rw_changes(rw_dir, lowers)
+
+    def rw_prune_dirs(self, rw_dir: Path, dirs: dict[str, tuple[int, int, int, int]]) -> None:
+        return None  # a naive diff already leaves out a directory with the lower's metadata
+
     def rw_size(self, rw_dir: Path, lowers: Sequence[str]) -> int:
         sizes: list[int] = []
         tree_changes(self._content(lowers), rw_dir / "rootfs", sizes)

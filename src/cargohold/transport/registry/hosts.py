@@ -14,6 +14,20 @@ import msgspec
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "https://registry-1.docker.io"
 DEFAULT_CERTS_DIRS = ("/etc/cargohold/certs.d", "/etc/containers/certs.d", "/etc/docker/certs.d")
+# dockerd's stop-gap for registries on this machine: loopback is always insecure (moby's
+# LoadInsecureRegistries appends "::1/128", "127.0.0.0/8" to the configured entries)
+LOOPBACK_INSECURE = ("::1/128", "127.0.0.0/8")
+
+
+def resolve_host(name: str) -> list[str]:
+    """The addresses ``name`` resolves to (none when it does not), as dockerd's lookupIP."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return []
+    return [str(info[4][0]) for info in infos]
 
 
 class Endpoint(msgspec.Struct, frozen=True):
@@ -30,30 +44,51 @@ class Endpoint(msgspec.Struct, frozen=True):
         return self.url.split("://", 1)[1]
 
 
+def _hostname(host: str) -> str:
+    """The host of ``host[:port]`` (``[::1]:5000`` -> ``::1``; a bare IPv6 address as is)."""
+    if host.startswith("[") and "]" in host:
+        return host[1:host.index("]")]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 class RegistryConfig(msgspec.Struct, frozen=True):
     mirrors: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
     insecure: tuple[str, ...] = ()  # host[:port] or CIDR
     certs_dirs: tuple[str, ...] = DEFAULT_CERTS_DIRS
 
-    def is_insecure(self, host: str) -> bool:
+    def insecure_cidrs(self) -> list[str]:
+        """The configured CIDRs, then dockerd's loopback ones (``info`` shows these)."""
+        cidrs = [entry for entry in self.insecure if "/" in entry]
+        return cidrs + [c for c in LOOPBACK_INSECURE if c not in cidrs]
+
+    def is_insecure(self, host: str, resolve: bool = True) -> bool:
+        """dockerd's ``!isSecureIndex``: ``host[:port]`` named in the configuration, or an
+        address of it (a name is resolved, unless ``resolve`` is False) in an insecure CIDR:
+        the configured ones and loopback (127.0.0.0/8, ::1), so a registry on this machine
+        needs no configuration."""
         if host in self.insecure:
             return True
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        name = name.strip("[]")
+        name = _hostname(host)
+        if name in self.insecure:
+            return True
         try:
-            addr = ipaddress.ip_address(name)
+            addrs = [ipaddress.ip_address(name)]
         except ValueError:
-            return name in self.insecure
-        for entry in self.insecure:
-            if "/" in entry:
+            if not resolve:
+                return False
+            addrs = []
+            for text in resolve_host(name):
                 try:
-                    if addr in ipaddress.ip_network(entry, strict=False):
-                        return True
+                    addrs.append(ipaddress.ip_address(text.split("%", 1)[0]))
                 except ValueError:
                     continue
-            elif entry == name:
-                return True
-        return False
+        networks = []
+        for entry in self.insecure_cidrs():
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                continue
+        return any(addr in net for addr in addrs for net in networks)
 
     def ca_files(self, host: str) -> tuple[str, ...]:
         out: list[str] = []
@@ -76,7 +111,10 @@ class RegistryConfig(msgspec.Struct, frozen=True):
         host = target.split("://", 1)[1]
         if target.startswith("http://"):
             return Endpoint(target, tls_verify=False, mirror=mirror)
-        insecure = self.is_insecure(host) if tls_verify is None else not tls_verify
+        if tls_verify is not None:
+            insecure = not tls_verify
+        else:  # Docker Hub is secure whatever its name resolves to (dockerd's IndexConfigs)
+            insecure = self.is_insecure(host, resolve=registry != DOCKER_HUB or mirror)
         if insecure:
             return Endpoint(target, tls_verify=False, mirror=mirror, http_fallback=True)
         return Endpoint(target, True, self.ca_files(host), mirror=mirror)
