@@ -45,8 +45,8 @@ def _spawn(runroot: Path, workers: int, count: int, pause: float = 0.0) -> None:
 
 
 def test_line_is_dockers_message(tmp_path: Path) -> None:
-    obj = event_object("container", "die", "c" * 64, {"name": "web", "image": "bb", "exitCode": "3",
-                                                      "com.x": "y"}, now_ns=1_700_000_000_123_456_789)
+    attrs = {"name": "web", "image": "bb", "exitCode": "3", "com.x": "y"}
+    obj = event_object("container", "die", "c" * 64, attrs, now_ns=1_700_000_000_123_456_789)
     line = encode_line(obj)
     assert line == (
         b'{"status":"die","id":"' + b"c" * 64 + b'","from":"bb","Type":"container",'
@@ -104,9 +104,10 @@ def test_rotation_bounds_the_log_and_a_follower_loses_nothing(
     assert sorted((m.Actor.ID, int(m.Actor.Attributes["seq"])) for m in got) == sorted(
         (f"w{w}", i) for w in range(4) for i in range(200)
     )
-    for w in range(4):  # each writer's events in its order
-        mine = [int(m.Actor.Attributes["seq"]) for m in got if m.Actor.ID == f"w{w}"]
-        assert mine == sorted(mine)
+    by_writer: dict[str, list[int]] = {}
+    for m in got:
+        by_writer.setdefault(m.Actor.ID, []).append(int(m.Actor.Attributes["seq"]))
+    assert all(seqs == sorted(seqs) for seqs in by_writer.values())  # each writer in order
     kept = _lines(run)
     total = sum(len(x) for x in kept)
     assert total <= 2 * 40_000 + 1024
@@ -170,7 +171,8 @@ def test_a_rotator_that_died_is_finished_by_the_next_writer(
 
 def test_oversized_labels_are_dropped_not_the_event(tmp_path: Path) -> None:
     attrs = {"big": "x" * (eventlog.LINE_MAX + 10), "name": "web", "exitCode": "1"}
-    line = encode_line(event_object("container", "die", "a", attrs), frozenset({"name", "exitCode"}))
+    keep = frozenset({"name", "exitCode"})
+    line = encode_line(event_object("container", "die", "a", attrs), keep)
     msg = decode_line(line)
     assert msg is not None and msg.Actor.Attributes == {"exitCode": "1", "name": "web"}
 
