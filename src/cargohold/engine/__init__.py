@@ -112,7 +112,7 @@ class Engine:
     def volume_store(self) -> VolumeStore:
         from cargohold.volume.store import VolumeStore
 
-        return VolumeStore(self.settings.root)
+        return VolumeStore(self.settings.root, self.settings.runroot)
 
     @cached_property
     def network_store(self) -> NetworkStore:
