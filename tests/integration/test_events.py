@@ -5,6 +5,7 @@ and a follower that sees a ``run`` as it happens."""
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import time
@@ -159,6 +160,8 @@ def test_a_follower_sees_a_run_within_a_second(env: Env) -> None:
         seen: list[str] = []
         assert follower.stdout is not None
         while not seen or seen[-1] != "destroy":
+            ready, _, _ = select.select([follower.stdout], [], [], 5)
+            assert ready, f"no event within 5 s after {seen}"
             line = follower.stdout.readline()
             assert line, "the follower ended"
             action, actor = line.split()
