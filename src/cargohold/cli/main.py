@@ -61,6 +61,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("version", "Show the cargohold version information"),
     "info": ("info", "Display system-wide information"),
     "update": ("update", "Update configuration of one or more containers"),
+    "events": ("events", "Get real time events from the server"),
 }
 
 # group -> {subverb -> module}
@@ -147,7 +148,7 @@ GROUPS: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "system": (
         "Manage cargohold",
-        {"df": "system_df", "info": "info", "prune": "system_prune"},
+        {"df": "system_df", "events": "events", "info": "info", "prune": "system_prune"},
     ),
     "builder": ("Manage builds", {"prune": "builder_prune"}),
     "manifest": ("Manage image manifests and manifest lists",

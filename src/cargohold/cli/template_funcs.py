@@ -341,6 +341,10 @@ def _json_ready(v: Any) -> Any:
         return [_json_ready(x) for x in v]
     if v is None or isinstance(v, str | int | float | bool):
         return v
+    import msgspec
+
+    if isinstance(v, msgspec.Struct):  # a record with Docker's JSON names (events.Message)
+        return _json_ready(msgspec.to_builtins(v))
     return str(v)
 
 

@@ -39,6 +39,7 @@ import msgspec
 
 from cargohold import errors
 from cargohold.container import attach as proto
+from cargohold.container import events
 from cargohold.container.logs import JsonLogWriter
 from cargohold.container.model import (
     ContainerRecord,
@@ -54,6 +55,7 @@ from cargohold.container.monitor_spawn import MonitorSpec
 from cargohold.container.reconcile import preload_cleanup, run_cleanup
 from cargohold.container.records import ContainerStore
 from cargohold.runtime.base import OCIRuntime, Stdio
+from cargohold.util import eventlog  # noqa: F401 - loaded ahead (prefork), used by events
 from cargohold.util.lockfile import FileLock
 
 if TYPE_CHECKING:
@@ -367,6 +369,7 @@ class Monitor:
     def _on_connect(self) -> None:
         if self.awaiting_attach:
             self.awaiting_attach = False
+            self._event("attach")  # the run/start -a client this start waited for
             self._launch_held()
 
     def _attach_wait_over(self) -> None:
@@ -399,6 +402,8 @@ class Monitor:
                 health=hc,
             ),
         )
+        self._volume_event("mount")
+        self._event("start")  # before the report: the spawner returns once it has it
         self._report({"monitor_pid": os.getpid(), "pid": self.pid})
         self._schedule_probe()
         self._reap()  # the process may have ended already
@@ -521,6 +526,13 @@ class Monitor:
             with contextlib.suppress(OSError):
                 fcntl.ioctl(self.master, _TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
+    def _event(self, action: str, **extra: str) -> None:
+        """``container <action>`` into the shared event log (container/events.py)."""
+        events.container_event(self.store.runbase.parent, self.record, action, extra)
+
+    def _volume_event(self, action: str) -> None:
+        events.volume_mounts(self.store.runbase.parent, self.record, action)
+
     # -- exit, restart, finish --------------------------------------------------------
     _last_code = 0
 
@@ -533,6 +545,10 @@ class Monitor:
         self.probe_epoch += 1
         self.log.flush()
         oom = self._oom_killed()
+        if oom:
+            self._event("oom")
+        self._event("die", exitCode=str(code))
+        self._volume_event("unmount")
         self._close_stdio()
         self._delete_in_background()  # joined before a restart or the EXIT frame
         delay = None if self.record.host_config.auto_remove else self._restart_delay(code, oom)
@@ -690,13 +706,21 @@ class Monitor:
                 continue
             sched = health.Schedule.of(self.hc)
 
+            statuses: list[HealthStatus] = []
+
             def change(
-                s: State, result: HealthLogEntry = result, sched: health.Schedule = sched
+                s: State,
+                result: HealthLogEntry = result,
+                sched: health.Schedule = sched,
+                statuses: list[HealthStatus] = statuses,
             ) -> State:
                 h = health.apply_result(s.health or Health(), result, sched, self.started_ns)
+                statuses[:] = [(s.health or Health()).status, h.status]
                 return msgspec.structs.replace(s, health=h)
 
             self.store.update_state(self.cid, change)
+            if statuses and statuses[0] != statuses[1]:  # moby: only a change is an event
+                self._event(f"health_status: {statuses[1].value}")
             self._schedule_probe()
 
 

@@ -171,9 +171,12 @@ def reconcile(
         killed = _kill_leftover(runtime() if callable(runtime) else runtime, cid)
         message = "container monitor exited unexpectedly"
 
+        marked: list[bool] = []
+
         def mark(s: State) -> State:
             if s.status not in _ACTIVE:
                 return s
+            marked.append(True)  # this process marked it: it writes the die event
             return msgspec.structs.replace(
                 s,
                 status=Status.EXITED,
@@ -185,11 +188,21 @@ def reconcile(
             )
 
         state = store.update_state(cid, mark)
+        if marked:
+            _lost(store, cid, state.exit_code)
     if state.status in (Status.EXITED, Status.DEAD, Status.CREATED):
         with contextlib.suppress(CargoholdError):
             if any(not a.done for a in read_cleanup(store, cid)) and state.status != Status.CREATED:
                 run_cleanup(store, cid)
     return state
+
+
+def _lost(store: ContainerStore, cid: str, code: int) -> None:
+    """The ``die`` event the dead monitor could not write (written by whoever marked it)."""
+    from cargohold.container.events import container_event
+
+    with contextlib.suppress(NotFound, OSError, ValueError):
+        container_event(store.runbase.parent, store.load(cid), "die", {"exitCode": str(code)})
 
 
 def _kill_leftover(runtime: OCIRuntime, cid: str) -> bool:

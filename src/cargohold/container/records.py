@@ -120,7 +120,14 @@ class ContainerStore:
             names[name] = record.id
             write_json(self._names_path, names)
             os.rename(tmp, self.dir(record.id))
+        self._event(record, "create")
         return record
+
+    def _event(self, record: ContainerRecord, action: str, **extra: str) -> None:
+        """``container <action>`` into the run root's event log (container/events.py)."""
+        from cargohold.container.events import container_event
+
+        container_event(self.runbase.parent, record, action, extra)
 
     @staticmethod
     def _write_record(directory: Path, record: ContainerRecord) -> None:
@@ -140,6 +147,7 @@ class ContainerStore:
         new = validate_name(new_name)
         with self._lock:
             record = self.get(ref)
+            old_name = record.name
             if record.name == new:
                 raise InvalidArgument("Renaming a container with the same name as its current name")
             names = self._read_names()
@@ -151,6 +159,7 @@ class ContainerStore:
             names = {n: i for n, i in names.items() if i != record.id and self.dir(i).is_dir()}
             names[new] = record.id
             write_json(self._names_path, names)
+        self._event(record, "rename", oldName="/" + old_name)  # moby keeps the slash
         return record
 
     def remove(self, ref: str) -> ContainerRecord:
@@ -163,6 +172,7 @@ class ContainerStore:
             write_json(self._names_path, names)
         shutil.rmtree(trash, ignore_errors=True)
         shutil.rmtree(self.run_dir(record.id), ignore_errors=True)
+        self._event(record, "destroy")
         return record
 
     # ------------------------------------------------------------------ lookup

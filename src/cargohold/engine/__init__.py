@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from cargohold.engine.registry import RegistryService
     from cargohold.engine.reports import DiskUsage
     from cargohold.engine.system import SystemService
+    from cargohold.engine.system_events import EventsRequest, EventStream
     from cargohold.engine.volumes import VolumeService
     from cargohold.network.store import NetworkStore
     from cargohold.runtime.base import OCIRuntime
@@ -111,7 +112,7 @@ class Engine:
     def volume_store(self) -> VolumeStore:
         from cargohold.volume.store import VolumeStore
 
-        return VolumeStore(self.settings.root)
+        return VolumeStore(self.settings.root, self.settings.runroot)
 
     @cached_property
     def network_store(self) -> NetworkStore:
@@ -167,6 +168,13 @@ class Engine:
         from cargohold.engine.system import SystemService
 
         return SystemService(self)
+
+    def events(self, request: EventsRequest, follow: bool = True) -> EventStream:
+        """``events`` / ``GET /events``: the shared event log, filtered, replayed for
+        ``since``/``until`` and followed (engine/system_events.py)."""
+        from cargohold.engine.system_events import open_events
+
+        return open_events(self.settings.runroot, request, follow)
 
     def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
         """(container id, running) for every container created from ``image_id``."""

@@ -42,6 +42,7 @@ class BuildService:
         store = self.engine.image_store
         if ref not in store.get(image_id).repo_tags:
             store.tag(image_id, ref)
+        self.engine.images.emit(image_id, parse_reference(ref).familiar(), "tag", image_id)
         return ref
 
     def backend(self) -> Backend:

@@ -21,6 +21,7 @@ from cargohold.errors import InvalidArgument, NotFound
 from cargohold.oci import image as oci_image
 
 if TYPE_CHECKING:
+    from cargohold.container.model import ContainerRecord
     from cargohold.engine import Engine
     from cargohold.engine.container_ops import ContainerOps
     from cargohold.store.layers import Layer
@@ -84,7 +85,24 @@ def commit_container(
     image = engine.image_store.add(oci_image.encode_json(image_config), layer.chain_id, size=size)
     if target:
         engine.image_store.tag(image.id, target)
+    _commit_events(engine, record, image.id, target, message, config.get("Labels") or {})
     return image.id
+
+
+def _commit_events(
+    engine: Engine, record: ContainerRecord, image_id: str, target: str | None, comment: str,
+    labels: dict[str, str],
+) -> None:  # fmt: skip
+    """moby's order: ``image tag`` (when tagged), then ``container commit``."""
+    from cargohold.container import events
+    from cargohold.oci.reference import familiar
+
+    runroot = engine.settings.runroot
+    ref = familiar(target) if target else ""
+    if ref:
+        events.image_event(runroot, image_id, ref, "tag", labels)
+    extra = {"comment": comment, "imageID": image_id, "imageRef": ref}
+    events.container_event(runroot, record, "commit", extra)
 
 
 def _register_diff(

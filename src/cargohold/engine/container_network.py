@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from cargohold.container.events import network_event
 from cargohold.container.model import ContainerRecord, HostConfig, Status
 from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.network.base import Attachment
@@ -231,6 +232,7 @@ def _attach_all(engine: Engine, record: ContainerRecord, undo: Undo) -> Endpoint
         undo.add(functools.partial(backend.detach, cid, path, net, delete_link=False))
         attached[net.name] = att
         save_endpoints(store, cid, Endpoints(path, dict(attached)))
+        network_event(engine.settings.runroot, net, "connect", cid)
     return Endpoints(path, attached)
 
 
@@ -352,6 +354,7 @@ def teardown(root: str, runroot: str, cid: str) -> None:
             backend.detach(
                 cid, eps.sandbox_key or None, net, delete_link=False, rules=bool(att.ports)
             )
+            network_event(Path(runroot), net, "disconnect", cid)
         except Exception as exc:
             errors.append(exc)
     try:

@@ -19,7 +19,9 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
+from cargohold.container import events
 from cargohold.container.model import ContainerRecord, State, Status, to_json
+from cargohold.engine.event_hooks import exec_events
 from cargohold.errors import (
     CannotExecute,
     CargoholdError,
@@ -143,6 +145,9 @@ class ContainerOps:
             state = reconcile(self.store, self.engine.runtime_for(record), record.id)
         return record, state
 
+    def _event(self, record: ContainerRecord, action: str) -> None:
+        events.container_event(self.engine.settings.runroot, record, action)
+
     def _running(self, ref: str) -> tuple[ContainerRecord, State]:
         record, state = self._get(ref)
         if state.status is Status.RESTARTING:
@@ -225,6 +230,7 @@ class ContainerOps:
             process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
         return process
 
+    @exec_events
     def exec(
         self,
         ref: str,
@@ -329,6 +335,7 @@ class ContainerOps:
             sock = proto.connect(self.store.run_dir(record.id))
         except OSError:
             raise Conflict("You cannot attach to a stopped container, start it first") from None
+        self._event(record, "attach")
         use_stdin = stdin if record.config.open_stdin and not no_stdin else None
         with sock:
             result = proto.attach(
@@ -372,6 +379,7 @@ class ContainerOps:
         if proc.returncode != 0:
             text = proc.stderr.decode(errors="replace").strip()
             raise Internal(f"ps: {text}" if text else f"ps: exit status {proc.returncode}")
+        self._event(record, "top")
         return parse_ps_output(proc.stdout.decode(errors="replace"), pids)
 
     def stats(
@@ -443,6 +451,7 @@ class ContainerOps:
         with self._mounted(record) as merged:
             copy_out(merged, src_path, dest, mounts=self._mount_points(record),
                      container=record.name, follow_link=follow_link, stream=stream)  # fmt: skip
+        self._event(record, "archive-path")  # moby's name for a copy out of a container
 
     def copy_to(
         self,
@@ -462,6 +471,7 @@ class ContainerOps:
             copy_in(merged, src, dest_path, mounts=self._mount_points(record),
                     container=record.name, follow_link=follow_link, archive=archive,
                     stream=stream, readonly_rootfs=record.host_config.readonly_rootfs)  # fmt: skip
+        self._event(record, "extract-to-dir")  # and for a copy into one
 
     def changes(self, ref: str) -> list[tuple[str, str]]:
         """``diff``: ("A"|"C"|"D", path), sorted by path."""
@@ -481,6 +491,7 @@ class ContainerOps:
         record, _ = self._get(ref)
         with self._mounted(record) as merged:
             write_layer_from_dir(merged, out)
+        self._event(record, "export")
 
     # ---- commit ------------------------------------------------------------------------------
     def commit(
@@ -510,6 +521,7 @@ class ContainerOps:
             runtime.pause(record.id)
         except CargoholdError:
             return lambda: None
+        self._event(record, "pause")  # moby's commit pauses through its pause verb
 
         paused = [True]
 
@@ -517,6 +529,7 @@ class ContainerOps:
             if paused and paused.pop():
                 with contextlib.suppress(CargoholdError):
                     runtime.resume(record.id)
+                self._event(record, "unpause")
 
         return resume
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from cargohold.container import events
 from cargohold.container.model import ContainerRecord, State, Status
 from cargohold.container.signals import parse_signal, stop_signal
 from cargohold.errors import CargoholdError, Conflict, InvalidArgument, NotFound
@@ -118,10 +119,14 @@ class ContainerService:
         except NotFound:  # --rm container already gone
             return State(status=Status.EXITED, pid=result.pid)
 
+    def _event(self, record: ContainerRecord, action: str, **extra: str) -> None:
+        events.container_event(self.engine.settings.runroot, record, action, extra)
+
     # ------------------------------------------------------------------ signals / stop
     def _signal(self, view: ContainerView, signum: int) -> None:
         state = view.state
         if state.pid > 0:
+            self._event(view.record, "kill", signal=str(signum))  # before: die comes after
             try:
                 os.kill(state.pid, signum)
                 return
@@ -177,14 +182,17 @@ class ContainerService:
         if timeout != 0:
             self._signal(view, stop_signal(view.record.config.stop_signal))
             if timeout < 0 or self.wait_exit(cid, float(timeout)):
+                self._event(view.record, "stop")
                 return
         self._signal(view, _signal.SIGKILL)
         self.wait_exit(cid, KILL_WAIT)
+        self._event(view.record, "stop")
 
     def restart(self, ref: str, timeout: int | None = None) -> ContainerRecord:
         view = self.get(ref)
         self._stop(view, timeout)
         self.start(view.record.id)
+        self._event(view.record, "restart")
         return view.record
 
     def wait_exit(self, cid: str, timeout: float | None) -> bool:
@@ -244,6 +252,7 @@ class ContainerService:
             raise Conflict(f"Container {cid} is restarting, wait until the container is running")
         self.engine.runtime_for(view.record).pause(cid)
         self.store.update_state(cid, lambda s: msgspec.structs.replace(s, status=Status.PAUSED))
+        self._event(view.record, "pause")
         return view.record
 
     def unpause(self, ref: str) -> ContainerRecord:
@@ -260,6 +269,7 @@ class ContainerService:
                 else s
             ),
         )
+        self._event(view.record, "unpause")
         return view.record
 
     # ------------------------------------------------------------------ removal
@@ -349,13 +359,16 @@ class ContainerService:
             except CargoholdError:
                 continue
             deleted.append(cid)
+        events.prune_event(self.engine.settings.runroot, "container", reclaimed)
         return deleted, reclaimed
 
     def update(self, ref: str, request: UpdateRequest) -> list[str]:
         """``update``: new restart policy / limits (engine/container_update.py); warnings."""
         from cargohold.engine.container_update import update_container
 
-        return update_container(self.engine, ref, request)
+        warnings = update_container(self.engine, ref, request)
+        self._event(self.store.get(ref), "update")
+        return warnings
 
     def rename(self, ref: str, new_name: str) -> ContainerRecord:
         from cargohold.engine import container_network as cnet

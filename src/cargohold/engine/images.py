@@ -58,6 +58,19 @@ class ImageService:
             check_image_config(msgspec.json.encode(config))
         return config
 
+    def emit(self, actor: str, name: str, action: str, image_id: str = "") -> None:
+        """``image <action>`` into the shared event log, with the labels of ``image_id``
+        (container/events.py; moby: ``name`` is the tag for tag, the id for most)."""
+        from cargohold.container.events import image_event
+
+        labels: dict[str, str] = {}
+        if image_id:
+            import contextlib
+
+            with contextlib.suppress(NotFound, OSError, ValueError):
+                labels = (self.store.config(image_id).get("config") or {}).get("Labels") or {}
+        image_event(self.engine.settings.runroot, actor, name, action, labels)
+
     def size(self, record: ImageRecord) -> int:
         if record.size or record.top_layer is None:
             return record.size
@@ -88,6 +101,7 @@ class ImageService:
         if ref.digest:
             raise InvalidArgument("refusing to create a tag with a digest reference")
         self.store.tag(record.id, str(ref.with_default_tag()))
+        self.emit(record.id, ref.with_default_tag().familiar(), "tag", record.id)
 
     def inspect(self, name: str) -> dict[str, Any]:
         record = self.resolve(name)
@@ -150,6 +164,7 @@ class ImageService:
                 ref = next(t for t in record.repo_tags if parse_reference(t).familiar() == name)
             if len(record.repo_tags) + len(record.repo_digests) > 1 or (users and force):
                 self.store.untag(ref)
+                self.emit(record.id, record.id, "untag", record.id)
                 return [Removal("Untagged", parse_reference(ref).familiar())]
             if users:
                 raise Conflict(
@@ -177,6 +192,7 @@ class ImageService:
         report += [Removal("Untagged", parse_reference(d).familiar()) for d in record.repo_digests]
         for ref in [*record.repo_tags, *record.repo_digests]:
             self.store.untag(ref)
+            self.emit(record.id, record.id, "untag", record.id)
         if users:
             return report  # forced: the image stays for its containers, now untagged
         return report + self._delete(record)
@@ -185,6 +201,7 @@ class ImageService:
         from cargohold.engine.reports import Removal
 
         self.store.delete(record.id)
+        self.emit(record.id, record.id, "delete")  # no labels: the image is gone (moby)
         report = [Removal("Deleted", record.id)]
         return report + self._release_layers(record.top_layer)
 
@@ -235,10 +252,14 @@ class ImageService:
             size = self.size(record)
             for ref in [*record.repo_tags, *record.repo_digests]:
                 self.store.untag(ref)
+                self.emit(record.id, record.id, "untag", record.id)
                 report.append(Removal("untagged", parse_reference(ref).familiar()))
             deleted = self._delete(record)
             reclaimed += size if len(deleted) > 1 else 0
             report += [Removal(r.action.lower(), r.subject) for r in deleted]
+        from cargohold.container.events import prune_event
+
+        prune_event(self.engine.settings.runroot, "image", reclaimed)
         return report, reclaimed
 
     def disk_usage(self) -> DiskUsage:
@@ -285,6 +306,8 @@ class ImageService:
         record = self.store.add(oci_image.encode_json(config), layer.chain_id, size=layer.size)
         if target:
             self.store.tag(record.id, target)
+            self.emit(record.id, parse_reference(target).familiar(), "tag", record.id)
+        self.emit(record.id, record.id, "import", record.id)
         return record.id
 
     def save(self, names: list[str], fd: int) -> None:
@@ -303,6 +326,8 @@ class ImageService:
             self.engine.stores, [(rec, tuple(tags)) for rec, tags in selected.values()]
         )
         write_archive(fd, source.images(), source)
+        for image_id in selected:
+            self.emit(image_id, image_id, "save", image_id)
 
     def load(self, path: str | None) -> list[str]:
         """Load an archive; return Docker's report lines ("Loaded image: centos:7")."""
@@ -315,6 +340,7 @@ class ImageService:
             copied = copy_images(source, LocalDestination(self.engine.stores))
         lines = []
         for item in copied:
+            self.emit(item.image_id, item.image_id, "load", item.image_id)
             if item.names:
                 lines += [f"Loaded image: {parse_reference(n).familiar()}" for n in item.names]
             else:

@@ -252,7 +252,7 @@ class NetworkService:
             raise InvalidArgument("every ip-range or gateway must have a corresponding subnet")
         if driver == "null":
             raise Forbidden('only one instance of "null" network is allowed')
-        return self.store.create(
+        net = self.store.create(
             name,
             driver=driver,
             subnet=subnets[0] if subnets else None,
@@ -261,6 +261,13 @@ class NetworkService:
             labels=labels,
             options=options,
         )
+        self._event(net, "create")
+        return net
+
+    def _event(self, net: Network, action: str, container: str = "") -> None:
+        from cargohold.container.events import network_event
+
+        network_event(self.engine.settings.runroot, net, action, container)
 
     def remove(self, name: str) -> Network:
         """Remove one network: predefined ones and networks in use are refused."""
@@ -276,6 +283,7 @@ class NetworkService:
                 )
             self.store.remove(net.id)
         self._teardown(net)
+        self._event(net, "destroy")
         return net
 
     def _teardown(self, net: Network) -> None:
@@ -307,6 +315,9 @@ class NetworkService:
             except (Forbidden, NotFound):
                 continue
             deleted.append(net.name)
+        from cargohold.container.events import prune_event
+
+        prune_event(self.engine.settings.runroot, "network", 0)  # moby reports 0 reclaimed
         return deleted
 
     # ---- connect / disconnect ------------------------------------------------------------
@@ -351,6 +362,8 @@ class NetworkService:
             if attachment is not None:
                 self._detach_running(record.id, net)
             raise
+        if attachment is not None:  # moby: an event when a running container joins
+            self._event(net, "connect", record.id)
 
     def disconnect(self, network: str, container: str, *, force: bool = False) -> None:
         """``network disconnect``: detach a running container and drop the network from its
@@ -379,6 +392,7 @@ class NetworkService:
         if leased:
             self._detach_running(record.id, net)
         forget_endpoint(containers, record.id, net)
+        self._event(net, "disconnect", record.id)
 
     # ---- helpers -------------------------------------------------------------------------
     def _running(self, cid: str) -> bool:

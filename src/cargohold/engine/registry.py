@@ -171,6 +171,7 @@ class RegistryService:
             progress(Event("", f"Digest: {digest}"))
         self._remember_blobs(ref, image_id, source)
         updated = before is None or before.id != image_id
+        self.engine.images.emit(ref.familiar(), ref.name_familiar, "pull", image_id)
         return PullResult(str(ref), ref.familiar(), image_id, digest, updated)
 
     def _remember_blobs(self, ref: Reference, image_id: str, source: RegistrySource) -> None:
@@ -240,6 +241,7 @@ class RegistryService:
                 tag, digest, size = dest.pushed[-1]
                 progress(Event("", f"{tag}: digest: {digest} size: {size}"))
                 store.add_repo_digest(record.id, f"{ref.repository}@{digest}")
+                self.engine.images.emit(target.familiar(), target.name_familiar, "push", record.id)
                 results.append(PushResult(str(target), tag, digest, size))
         finally:
             client.close()

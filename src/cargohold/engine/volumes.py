@@ -66,7 +66,11 @@ class VolumeService:
         from cargohold.volume.store import VolumeFilters
 
         parsed = VolumeFilters.parse(filters) if filters else None
-        return self.store.prune(parsed, anonymous_only=not all_volumes)
+        report = self.store.prune(parsed, anonymous_only=not all_volumes)
+        from cargohold.container.events import prune_event
+
+        prune_event(self.engine.settings.runroot, "volume", report.space_reclaimed)
+        return report
 
     def disk_usage(self) -> DiskUsage:
         volumes = self.store.list()

@@ -191,9 +191,16 @@ def validate_name(name: str) -> None:
 class VolumeStore:
     """The volumes below ``<root>/volumes``; ``root`` is cargohold's state root."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, runroot: Path | None = None) -> None:
         self.dir = Path(root) / "volumes"
         self._lock = FileLock(self.dir / ".lock")
+        self.runroot = runroot  # where create/destroy are logged (util/eventlog.py)
+
+    def _event(self, name: str, action: str, driver: str = DRIVER) -> None:
+        if self.runroot is not None:
+            from cargohold.util.eventlog import emit
+
+            emit(self.runroot, "volume", action, name, {"driver": driver})
 
     # -- lookups -----------------------------------------------------------------------------------
 
@@ -261,6 +268,7 @@ class VolumeStore:
         validate_name(vol_name)
         with self._lock:
             if self.exists(vol_name):
+                self._event(vol_name, "create")  # as moby, also when it exists already
                 return self._load(vol_name)
             spread_subdirectories(self.dir)
             path = self._path(vol_name)
@@ -276,6 +284,7 @@ class VolumeStore:
                 anonymous=anonymous,
             )
             self._save(vol)  # the volume exists from here on
+            self._event(vol_name, "create")
             return vol
 
     def remove(self, name: str, force: bool = False) -> None:
@@ -291,6 +300,7 @@ class VolumeStore:
             if vol.refs:
                 raise Conflict(f"remove {name}: volume is in use - [{', '.join(vol.refs)}]")
             self._delete(vol)
+        self._event(name, "destroy", vol.driver)
 
     def _delete(self, vol: Volume) -> None:
         path = self._path(vol.name)
