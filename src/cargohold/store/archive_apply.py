@@ -39,6 +39,7 @@ from cargohold.store.archive_reader import (
     malformed,
     next_entry,
     open_tar,
+    read_header,
 )
 from cargohold.store.tarsplit import SplitRecorder
 from cargohold.util.rmtree import DirPath, remove_tree_at
@@ -497,13 +498,7 @@ def checked_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     malformed headers and values no system call takes are InvalidArgument naming the entry
     and the field (names are not cleaned here, only checked)."""
     while True:
-        start = tar.offset  # type: ignore[attr-defined]
-        try:
-            info = tar.next()
-        except tarfile.TarError as exc:
-            raise InvalidArgument(f"invalid tar archive: {exc}") from None
-        except PARSE_ERRORS as exc:
-            raise malformed(exc, start) from None
+        info = read_header(tar, tar.offset)  # type: ignore[attr-defined]
         if info is None:
             return
         check_path(info, "name", clean_name(info.name))

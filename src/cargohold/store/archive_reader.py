@@ -119,13 +119,7 @@ class TarSource:
 
 def next_entry(tar: tarfile.TarFile, src: TarSource) -> tarfile.TarInfo | None:
     src.header_left = _MAX_METADATA
-    start = src.pos
-    try:
-        info = tar.next()
-    except tarfile.TarError as exc:
-        raise InvalidArgument(f"invalid tar archive: {exc}") from None
-    except PARSE_ERRORS as exc:
-        raise malformed(exc, start) from None
+    info = read_header(tar, src.pos)
     tar.members.clear()  # type: ignore[attr-defined]  # keep memory flat on huge archives
     if info is None:
         last = src.last_block
@@ -145,6 +139,17 @@ def open_tar(src: TarSource) -> tarfile.TarFile | None:
         raise InvalidArgument(f"invalid tar archive: {exc}") from None
     except PARSE_ERRORS as exc:
         raise malformed(exc, 0) from None
+
+
+def read_header(tar: tarfile.TarFile, start: int) -> tarfile.TarInfo | None:
+    """``tar``'s next member (None at the end); a header tarfile cannot parse is
+    InvalidArgument naming its offset ``start``, never another Python error."""
+    try:
+        return tar.next()
+    except tarfile.TarError as exc:
+        raise InvalidArgument(f"invalid tar archive: {exc}") from None
+    except PARSE_ERRORS as exc:
+        raise malformed(exc, start) from None
 
 
 def malformed(exc: BaseException, start: int) -> InvalidArgument:
