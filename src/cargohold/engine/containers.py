@@ -23,16 +23,29 @@ from cargohold.container.signals import parse_signal, stop_signal
 from cargohold.errors import CargoholdError, Conflict, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
-    from cargohold.container.monitor_spawn import Prefork, SpawnResult
+    from cargohold.container.attach import AttachSession
+    from cargohold.container.monitor_spawn import SpawnResult
     from cargohold.engine import Engine
-    from cargohold.engine.container_create import CreateOptions
     from cargohold.engine.container_update import UpdateRequest
     from cargohold.engine.reports import DiskUsage
+    from cargohold.engine.requests import ContainerCreateRequest
     from cargohold.network.ports import PortBinding
     from cargohold.runtime.base import OCIRuntime
 
+__all__ = [
+    "AttachSession",
+    "ContainerRecord",
+    "ContainerService",
+    "ContainerView",
+    "RunResult",
+    "State",
+    "Status",
+    "view_filter",
+]
+
 DEFAULT_STOP_TIMEOUT = 10
 KILL_WAIT = 30.0
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 
 class ContainerView(msgspec.Struct, frozen=True):
@@ -40,6 +53,14 @@ class ContainerView(msgspec.Struct, frozen=True):
 
     record: ContainerRecord
     state: State
+
+
+class RunResult(msgspec.Struct, frozen=True):
+    """What :meth:`ContainerService.run` made: the container, and the session attached to
+    it (None with ``detach``)."""
+
+    record: ContainerRecord
+    session: AttachSession | None = None
 
 
 class ContainerService:
@@ -73,10 +94,78 @@ class ContainerService:
         return out
 
     # ------------------------------------------------------------------ create / start
-    def create(self, opts: CreateOptions) -> ContainerRecord:
+    def create(
+        self,
+        request: ContainerCreateRequest,
+        *,
+        name: str = "",
+        platform: str = "",
+        pull: str = "missing",
+    ) -> ContainerRecord:
+        """``POST /containers/create?name=&platform=``: the request checked as Docker's
+        daemon checks it, then the container (Docker's create ``Warnings``:
+        :meth:`create_warnings`).  ``pull``: the CLI's ``--pull`` policy (the API passes
+        "never": a missing image is NotFound "No such image: x")."""
         from cargohold.engine.container_create import create_container
 
-        return create_container(self.engine, opts)
+        return create_container(self.engine, request, name=name, platform=platform, pull=pull)
+
+    def run(
+        self,
+        request: ContainerCreateRequest,
+        *,
+        name: str = "",
+        platform: str = "",
+        pull: str = "missing",
+        detach: bool = False,
+        detach_keys: str = "",
+        created: Callable[[ContainerRecord], object] | None = None,
+    ) -> RunResult:
+        """``docker run``: create and start in one call.  The container's monitor is forked
+        first and gets ready on another core while the container is made and wired.  Unless
+        ``detach``, the monitor holds the container until the returned session (the streams
+        the request's AttachStdin/Stdout/Stderr name) is connected, so no output is lost.
+        ``created`` is called with the record between create and start (the CLI prints the
+        create warnings there).  A container with AutoRemove that fails to start is
+        removed."""
+        from cargohold.container.monitor_spawn import Prefork
+        from cargohold.engine.container_create import check_request, create_container
+        from cargohold.engine.container_ops import detach_key_bytes as parse_keys
+        from cargohold.engine.container_start import start_container
+
+        checked = check_request(request, name)  # a bad request costs no fork
+        keys = parse_keys(detach_keys)
+        prefork = Prefork(runtime_of=self.engine.runtime_for)
+        try:
+            record = create_container(self.engine, request, name=name, platform=platform,
+                                      pull=pull, checked=checked)  # fmt: skip
+            if created is not None:
+                created(record)
+            try:
+                start_container(self.engine, record, not detach, prefork)
+                session = None if detach else self._run_session(record, keys)
+            except BaseException:
+                if record.host_config.auto_remove:
+                    with contextlib.suppress(Exception):
+                        self.remove([record.id], force=True, volumes=True)
+                raise
+        finally:
+            prefork.cancel()
+        return RunResult(record, session)
+
+    def _run_session(self, record: ContainerRecord, keys: bytes) -> AttachSession:
+        cfg = record.config
+        return self._held_session(record, keys, stdin=cfg.attach_stdin,
+                                  stdout=cfg.attach_stdout, stderr=cfg.attach_stderr)
+
+    def _held_session(self, record: ContainerRecord, keys: bytes, *, stdin: bool,
+                      stdout: bool, stderr: bool) -> AttachSession:
+        """The session whose connection releases a container its monitor holds."""
+        from cargohold.container import attach as proto
+
+        sock = proto.connect(self.store.run_dir(record.id))
+        return self.engine.container_ops.session(record, sock, stdin=stdin, stdout=stdout,
+                                                 stderr=stderr, detach_keys=keys)
 
     def create_warnings(self, record: ContainerRecord) -> list[str]:
         """Docker's create ``Warnings`` (an AppArmor profile asked for where it is off)."""
@@ -84,21 +173,12 @@ class ContainerService:
 
         return create_warnings(record.host_config)
 
-    def start(
-        self,
-        ref: str,
-        wait_for_attach: bool = False,
-        created: ContainerRecord | None = None,
-        prefork: Prefork | None = None,
-    ) -> ContainerView:
-        """Start a created or stopped container (a running one is left alone, as Docker).
-        ``created``: the record ``create`` just returned (``run``), so it is not read again;
-        ``prefork``: a monitor forked ahead (the caller cancels it if it stays unused)."""
+    def start(self, ref: str, wait_for_attach: bool = False) -> ContainerView:
+        """``POST /containers/{id}/start``: start a created or stopped container (a running
+        one is left alone, as Docker).  ``wait_for_attach``: the monitor holds the container
+        until a client attaches (:meth:`start_attached` does both)."""
         from cargohold.engine.container_start import start_container
 
-        if created is not None:
-            result = start_container(self.engine, created, wait_for_attach, prefork)
-            return ContainerView(created, self._state_after(created.id, result))
         view = self.get(ref)
         status = view.state.status
         if status in (Status.RUNNING, Status.RESTARTING):
@@ -109,8 +189,23 @@ class ContainerService:
             raise Conflict(
                 f"container {view.record.id} is marked for removal and cannot be started"
             )
-        result = start_container(self.engine, view.record, wait_for_attach, prefork)
+        result = start_container(self.engine, view.record, wait_for_attach)
         return ContainerView(view.record, self._state_after(view.record.id, result))
+
+    def start_attached(
+        self, ref: str, *, stdin: bool = False, detach_keys: str = ""
+    ) -> AttachSession | None:
+        """``start -a [-i]``: start the container held for the returned session (stdout,
+        stderr and, with ``stdin``, the container's open stdin); None when it was running
+        already."""
+        from cargohold.engine.container_ops import detach_key_bytes as parse_keys
+
+        keys = parse_keys(detach_keys)
+        view = self.get(ref)
+        if view.state.running:
+            return None
+        self.start(view.record.id, wait_for_attach=True)
+        return self._held_session(view.record, keys, stdin=stdin, stdout=True, stderr=True)
 
     def _state_after(self, cid: str, result: SpawnResult) -> State:
         try:
@@ -157,12 +252,17 @@ class ContainerService:
                 self.engine.runtime_for(view.record).resume(view.record.id)
         return view.record
 
-    def stop(self, ref: str, timeout: int | None = None) -> ContainerRecord:
+    def stop(
+        self, ref: str, timeout: int | None = None, signal: str | None = None
+    ) -> ContainerRecord:
+        """``POST /containers/{id}/stop?t=&signal=``: the stop signal (the container's, or
+        ``signal``), then SIGKILL after ``timeout`` seconds (-1: wait for ever)."""
+        signum = parse_signal(signal) if signal else None
         view = self.get(ref)
-        self._stop(view, timeout)
+        self._stop(view, timeout, signum)
         return view.record
 
-    def _stop(self, view: ContainerView, timeout: int | None) -> None:
+    def _stop(self, view: ContainerView, timeout: int | None, signum: int | None = None) -> None:
         if not view.state.running:
             return
         cid = view.record.id
@@ -175,17 +275,36 @@ class ContainerService:
         if timeout is None:
             timeout = DEFAULT_STOP_TIMEOUT
         if timeout != 0:
-            self._signal(view, stop_signal(view.record.config.stop_signal))
+            self._signal(view, signum or stop_signal(view.record.config.stop_signal))
             if timeout < 0 or self.wait_exit(cid, float(timeout)):
                 return
         self._signal(view, _signal.SIGKILL)
         self.wait_exit(cid, KILL_WAIT)
 
-    def restart(self, ref: str, timeout: int | None = None) -> ContainerRecord:
+    def restart(
+        self, ref: str, timeout: int | None = None, signal: str | None = None
+    ) -> ContainerRecord:
+        """``POST /containers/{id}/restart?t=&signal=``."""
+        signum = parse_signal(signal) if signal else None
         view = self.get(ref)
-        self._stop(view, timeout)
+        self._stop(view, timeout, signum)
         self.start(view.record.id)
         return view.record
+
+    def resize(self, ref: str, height: int, width: int) -> None:
+        """``POST /containers/{id}/resize?h=&w=``: the size of a running container's TTY."""
+        from cargohold.container import attach as proto
+
+        view = self.get(ref)
+        if not view.state.running:
+            raise Conflict(f"Container {view.record.id} is not running")
+        if height < 0 or width < 0 or height > 0xFFFF or width > 0xFFFF:
+            raise InvalidArgument(f"invalid size: {height}x{width}")
+        try:
+            with proto.connect(self.store.run_dir(view.record.id)) as sock:
+                sock.sendall(proto.resize_frame(height, width))
+        except OSError:
+            raise Conflict(f"Container {view.record.id} is not running") from None
 
     def wait_exit(self, cid: str, timeout: float | None) -> bool:
         """Wait until the container's process has ended (True) or ``timeout`` passed."""
@@ -222,15 +341,41 @@ class ContainerService:
                 return False
             time.sleep(0.02)
 
-    def wait(self, ref: str) -> int:
+    def wait(self, ref: str, condition: str = "not-running") -> int:
+        """``POST /containers/{id}/wait?condition=``: block until the container is not
+        running (``not-running``, at once if it is not), until its next exit
+        (``next-exit``: a created or stopped container is waited for until it has run), or
+        until it is removed (``removed``); its exit code."""
+        if condition not in WAIT_CONDITIONS:
+            raise InvalidArgument(f'invalid condition: "{condition}"')
         view = self.get(ref)
-        cid = view.record.id
-        if view.state.running:
+        cid, state = view.record.id, view.state
+        if condition == "next-exit" and not state.running:
+            state = self._wait_started(cid, state)
+        if state.running:
             self.wait_exit(cid, None)
         try:
-            return self.store.read_state(cid).exit_code
+            state = self.store.read_state(cid)
         except NotFound:
-            return view.state.exit_code
+            return state.exit_code
+        if condition == "removed":
+            while self.store.dir(cid).is_dir():
+                time.sleep(0.05)
+                with contextlib.suppress(NotFound, FileNotFoundError):
+                    state = self.store.read_state(cid)
+        return state.exit_code
+
+    def _wait_started(self, cid: str, state: State) -> State:
+        """Poll until the container has started again (or is gone)."""
+        started = state.started_at
+        while True:
+            try:
+                now = self.store.read_state(cid)
+            except NotFound:
+                return state
+            if now.running or now.started_at != started:
+                return now
+            time.sleep(0.05)
 
     # ------------------------------------------------------------------ pause
     def pause(self, ref: str) -> ContainerRecord:

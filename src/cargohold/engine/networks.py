@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from cargohold.container.model import EndpointSettings, parse_time
 from cargohold.errors import Conflict, Forbidden, InvalidArgument, NotFound
 from cargohold.util.lockfile import FileLock
 
@@ -29,9 +30,12 @@ if TYPE_CHECKING:
     from cargohold.container.model import ContainerRecord
     from cargohold.container.records import ContainerStore
     from cargohold.engine import Engine
+    from cargohold.engine.requests import NetworkCreateRequest
     from cargohold.network.base import Attachment
     from cargohold.network.bridge import BridgeBackend
     from cargohold.network.store import Network
+
+__all__ = ["NetworkService", "parse_time"]
 
 PREDEFINED = ("bridge", "host", "none")
 _FILTER_KEYS = ("driver", "id", "label", "name", "scope", "type", "dangling")
@@ -65,13 +69,15 @@ def record_endpoint(
     mac: str = "",
 ) -> ContainerRecord:
     """Add ``network`` to the networks of container ``cid`` (its record's ``networks``)."""
-    from cargohold.container.model import EndpointSettings
+    from cargohold.container.model import EndpointIPAMConfig
 
     with _networks_lock(containers, cid):
         record = containers.load(cid)
         networks = dict(record.networks)
         networks[network.name] = EndpointSettings(
-            aliases=tuple(aliases), ipv4_address=ip, mac_address=mac
+            aliases=tuple(aliases),
+            ipam_config=EndpointIPAMConfig(ip) if ip else None,
+            mac_address=mac,
         )
         record = msgspec.structs.replace(record, networks=networks)
         containers.update_record(record)
@@ -231,35 +237,29 @@ class NetworkService:
         return dict(sorted(out.items()))
 
     # ---- create / remove -----------------------------------------------------------------
-    def create(
-        self,
-        name: str,
-        *,
-        driver: str = "bridge",
-        subnets: Sequence[str] = (),
-        gateways: Sequence[str] = (),
-        internal: bool = False,
-        labels: Mapping[str, str] | None = None,
-        options: Mapping[str, str] | None = None,
-        ipv6: bool = False,
-    ) -> Network:
-        """Create a bridge network record (the bridge itself is made on first attach)."""
-        if ipv6:
+    def create(self, request: NetworkCreateRequest) -> Network:
+        """``POST /networks/create``: a bridge network record (the bridge itself is made on
+        first attach).  One IPv4 pool at most; no IPv6, no ip-range."""
+        if request.enable_ipv6:
             raise InvalidArgument("IPv6 networks are not supported")
-        if len(subnets) > 1:
+        pools = request.ipam.config if request.ipam is not None else ()
+        if any(p.ip_range for p in pools):
+            raise InvalidArgument("--ip-range is not supported")
+        if len(pools) > 1:
             raise InvalidArgument("only one --subnet per network is supported")
-        if len(gateways) > len(subnets) or len(gateways) > 1:
+        if any(p.gateway and not p.subnet for p in pools):
             raise InvalidArgument("every ip-range or gateway must have a corresponding subnet")
-        if driver == "null":
+        if request.driver == "null":
             raise Forbidden('only one instance of "null" network is allowed')
+        pool = pools[0] if pools else None
         return self.store.create(
-            name,
-            driver=driver,
-            subnet=subnets[0] if subnets else None,
-            gateway=gateways[0] if gateways else None,
-            internal=internal,
-            labels=labels,
-            options=options,
+            request.name,
+            driver=request.driver,
+            subnet=(pool.subnet or None) if pool else None,
+            gateway=(pool.gateway or None) if pool else None,
+            internal=request.internal,
+            labels=request.labels,
+            options=request.options,
         )
 
     def remove(self, name: str) -> Network:
@@ -311,20 +311,24 @@ class NetworkService:
 
     # ---- connect / disconnect ------------------------------------------------------------
     def connect(
-        self,
-        network: str,
-        container: str,
-        *,
-        aliases: Sequence[str] = (),
-        ip: str = "",
+        self, network: str, container: str, endpoint: EndpointSettings | None = None
     ) -> None:
-        """``network connect``: record the network for the container, and attach it now
-        when the container is running (otherwise ``start`` attaches it)."""
+        """``POST /networks/{id}/connect``: record the network for the container, and
+        attach it now when the container is running (otherwise ``start`` attaches it)."""
+        ep = endpoint or EndpointSettings()
+        aliases, ip = ep.aliases, ep.ipv4_address
         if aliases:
             from cargohold.network.hosts import validate_alias
 
             for alias in aliases:  # each one is written into the members' hosts files
                 validate_alias(alias)
+        if ip:
+            import ipaddress
+
+            try:
+                ipaddress.IPv4Address(ip)
+            except ValueError:
+                raise InvalidArgument(f"invalid IPv4 address: {ip}") from None
         containers = self.engine.container_store
         record = containers.get(container)
         net = self.store.get(network)  # "network x not found", as the daemon says

@@ -6,7 +6,7 @@ one per container that mounts it and drops it when the container is removed).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cargohold.engine.reports import DiskUsage
@@ -14,6 +14,7 @@ from cargohold.errors import NotFound
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine
+    from cargohold.engine.requests import VolumeCreateRequest
     from cargohold.volume.store import PruneReport, Volume
 
 
@@ -27,16 +28,12 @@ class VolumeService:
         self.engine = engine
         self.store = engine.volume_store
 
-    def create(
-        self,
-        name: str | None = None,
-        *,
-        driver: str = "local",
-        labels: Mapping[str, str] | None = None,
-        options: Mapping[str, str] | None = None,
-    ) -> Volume:
-        """Create (or, as Docker, return the existing) volume; None makes an anonymous one."""
-        return self.store.create(name or None, labels=labels, options=options, driver=driver)
+    def create(self, request: VolumeCreateRequest) -> Volume:
+        """``POST /volumes/create``: create (or, as Docker, return the existing) volume; no
+        name makes an anonymous one."""
+        return self.store.create(request.name or None, labels=request.labels or None,
+                                 options=request.driver_opts or None,
+                                 driver=request.driver)  # fmt: skip
 
     def ls(self, filters: Sequence[str] = ()) -> list[Volume]:
         from cargohold.volume.store import VolumeFilters

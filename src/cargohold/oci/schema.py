@@ -213,6 +213,14 @@ def decode(data: bytes | str, schema: type[T], what: str) -> T:
         raise InvalidArgument(f"invalid {what}: {exc}") from None
 
 
+def convert(data: object, schema: type[T], what: str) -> T:
+    """Already decoded JSON data converted to ``schema``; errors as :func:`decode`."""
+    try:
+        return msgspec.convert(data, schema)
+    except msgspec.ValidationError as exc:
+        raise InvalidArgument(f"invalid {what}: {_explain(exc)}") from None
+
+
 def check_image_section(section: object, what: str) -> None:
     """Check an already decoded image ``config`` object (an image stored before configs were
     checked on entry): the same messages, with the field path under ``config``."""
