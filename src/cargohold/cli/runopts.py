@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cargohold.cli.context import Context
-    from cargohold.engine.containers import AttachSession, ContainerRecord
+    from cargohold.engine.containers import ContainerRecord
     from cargohold.engine.requests import (
         ContainerCreateRequest,
         HealthcheckConfig,
         MountPoint,
         PortBinding,
     )
+    from cargohold.engine.sessions import AttachSession
 
 
 def configure(parser: argparse.ArgumentParser, *, run: bool = False) -> None:

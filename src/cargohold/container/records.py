@@ -154,9 +154,11 @@ class ContainerStore:
         return record
 
     def remove(self, ref: str) -> ContainerRecord:
-        """Delete the record, its logs and its run directory; the name becomes free."""
+        """Delete the record, its logs and its run directory; the name becomes free.  The
+        last exit code stays readable for a while (:meth:`removed_exit_code`)."""
         with self._lock:
             record = self.get(ref)
+            self._keep_exit_code(record.id)
             trash = self.base / f".rm-{record.id}"
             os.rename(self.dir(record.id), trash)
             names = {n: i for n, i in self._read_names().items() if self.dir(i).is_dir()}
@@ -164,6 +166,37 @@ class ContainerStore:
         shutil.rmtree(trash, ignore_errors=True)
         shutil.rmtree(self.run_dir(record.id), ignore_errors=True)
         return record
+
+    _EXITS = ".exits"
+    _EXIT_KEEP_SECONDS = 600
+
+    def _keep_exit_code(self, cid: str) -> None:
+        """A small tombstone with the container's exit code, so that a ``wait`` that began
+        before an AutoRemove container went away still learns how it ended (Docker's
+        ``wait?condition=removed``); tombstones older than ten minutes are dropped here."""
+        import time
+
+        try:
+            code = self.read_state(cid).exit_code
+        except (NotFound, ValueError, OSError):
+            return
+        exits = self.runbase / self._EXITS
+        try:
+            exits.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (exits / cid).write_text(str(code))
+            old = time.time() - self._EXIT_KEEP_SECONDS
+            for entry in os.scandir(exits):
+                if entry.stat().st_mtime < old:
+                    os.unlink(entry.path)
+        except OSError:
+            pass
+
+    def removed_exit_code(self, cid: str) -> int | None:
+        """The exit code of container ``cid`` when it was removed (recently), else None."""
+        try:
+            return int((self.runbase / self._EXITS / cid).read_text())
+        except (OSError, ValueError):
+            return None
 
     # ------------------------------------------------------------------ lookup
     def ids(self) -> list[str]:

@@ -10,6 +10,7 @@ socket for the EXIT frame (sent after the monitor's cleanup), falling back to po
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal as _signal
 import time
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from cargohold.runtime.base import OCIRuntime
 
 __all__ = [
-    "AttachSession",
     "ContainerRecord",
     "ContainerService",
     "ContainerView",
@@ -308,6 +308,10 @@ class ContainerService:
 
     def wait_exit(self, cid: str, timeout: float | None) -> bool:
         """Wait until the container's process has ended (True) or ``timeout`` passed."""
+        return self._await_exit(cid, timeout)[0]
+
+    def _await_exit(self, cid: str, timeout: float | None) -> tuple[bool, int | None]:
+        """(ended, its exit code when the monitor's EXIT frame told it)."""
         from cargohold.container import attach as proto
         from cargohold.container.reconcile import monitor_alive
 
@@ -319,26 +323,29 @@ class ContainerService:
                 while True:
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
-                        return False
+                        return False, None
                     sock.settimeout(left)
                     try:
                         data = sock.recv(65536)
                     except TimeoutError:
-                        return False
+                        return False, None
                     if not data:
                         break
-                    if any(kind == proto.EXIT for kind, _ in reader.feed(data)):
-                        return True
+                    for kind, payload in reader.feed(data):
+                        if kind == proto.EXIT:
+                            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                                return True, int(json.loads(payload)["ExitCode"])
+                            return True, None
         while True:  # no socket (yet, or any more): poll
             try:
                 state = self.store.read_state(cid)
             except NotFound:
-                return True
+                return True, None
             if not state.running or not monitor_alive(self.store, cid):
                 self.reconcile(cid)
-                return True
+                return True, None
             if deadline is not None and time.monotonic() >= deadline:
-                return False
+                return False, None
             time.sleep(0.02)
 
     def wait(self, ref: str, condition: str = "not-running") -> int:
@@ -352,18 +359,17 @@ class ContainerService:
         cid, state = view.record.id, view.state
         if condition == "next-exit" and not state.running:
             state = self._wait_started(cid, state)
+        code = None
         if state.running:
-            self.wait_exit(cid, None)
-        try:
-            state = self.store.read_state(cid)
-        except NotFound:
-            return state.exit_code
+            code = self._await_exit(cid, None)[1]
         if condition == "removed":
             while self.store.dir(cid).is_dir():
                 time.sleep(0.05)
-                with contextlib.suppress(NotFound, FileNotFoundError):
-                    state = self.store.read_state(cid)
-        return state.exit_code
+        try:
+            return self.store.read_state(cid).exit_code if code is None else code
+        except NotFound:  # removed (AutoRemove, or rm): its tombstone has the code
+            found = self.store.removed_exit_code(cid)
+            return found if found is not None else state.exit_code
 
     def _wait_started(self, cid: str, state: State) -> State:
         """Poll until the container has started again (or is gone)."""

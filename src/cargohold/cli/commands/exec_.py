@@ -14,7 +14,7 @@ from cargohold.cli.context import Context
 from cargohold.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from cargohold.engine.container_exec import ExecSession
+    from cargohold.engine.sessions import ExecSession
 
 HELP = "Execute a command in a running container"
 USAGE = "[OPTIONS] CONTAINER COMMAND [ARG...]"
@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     start = ExecStartRequest(detach=args.detach, tty=args.tty, console_size=size)
     if args.tty and not args.detach:
         return _tty(ctx, ops.exec_start(exec_id, start), interactive=args.interactive)
-    from cargohold.engine.container_exec import Stdio
+    from cargohold.engine.sessions import Stdio
 
     # no TTY: the process writes to our own stdout/stderr directly (and reads our stdin)
     stdio = Stdio(0 if args.interactive else None, 1, 2)
