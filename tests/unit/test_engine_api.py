@@ -18,7 +18,7 @@ import pytest
 
 from cargohold.config import Settings
 from cargohold.engine import Engine
-from cargohold.engine.containers import RunResult
+from cargohold.engine.container_run import RunResult
 from cargohold.engine.requests import (
     ContainerCreateRequest,
     EndpointSettings,

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from cargohold.engine.requests import (
         ContainerCreateRequest,
         HealthcheckConfig,
+        HostConfig,
         MountPoint,
+        NetworkingConfig,
         PortBinding,
     )
     from cargohold.engine.sessions import AttachSession
@@ -296,25 +298,18 @@ def _console_size(args: argparse.Namespace) -> tuple[int, int]:
     return window_size(0 if args.interactive else 1) or (0, 0)
 
 
-def to_request(args: argparse.Namespace) -> ContainerCreateRequest:
-    """The engine's create request for these flags (nothing is created yet)."""
+def _host_config(
+    args: argparse.Namespace, bindings: dict[str, tuple[PortBinding, ...]]
+) -> HostConfig:
     from cargohold.engine import requests as R
-    from cargohold.errors import InvalidArgument
 
-    if args.rm and args.restart not in ("", "no"):
-        raise InvalidArgument("Conflicting options: --restart and --rm")
-    exposed, bindings = _ports(args)
     dns, dns_search, add_host = _resolver_flags(args)
-    attach_stdin, attach_stdout, attach_stderr = _attach_streams(args)
-    entrypoint = None
-    if args.entrypoint is not None:
-        entrypoint = tuple(args.entrypoint.split()) if args.entrypoint.strip() else ("",)
     memory, swap, nano_cpus = _memory(args)
     tmpfs = {}
     for t in args.tmpfs:
         target, _, opts = t.partition(":")
         tmpfs[target] = opts
-    host = R.HostConfig(
+    return R.HostConfig(
         binds=tuple(args.volume),
         mounts=_mounts(args),
         network_mode=args.network,
@@ -343,17 +338,36 @@ def to_request(args: argparse.Namespace) -> ContainerCreateRequest:
         publish_all_ports=bool(args.publish_all),
         console_size=_console_size(args),
     )
+
+
+def _networking(args: argparse.Namespace) -> NetworkingConfig:
+    from cargohold.engine import requests as R
+
     endpoint = R.EndpointSettings(
         aliases=tuple(args.network_alias),
         links=tuple(args.link),
         ipam_config=R.EndpointIPAMConfig(args.ip) if args.ip else None,
         mac_address=args.mac_address,
     )
-    endpoints = {}
-    if endpoint != R.EndpointSettings():
-        endpoints[args.network or "default"] = endpoint
+    if endpoint == R.EndpointSettings():
+        return R.NetworkingConfig()
+    return R.NetworkingConfig({args.network or "default": endpoint})
+
+
+def to_request(args: argparse.Namespace) -> ContainerCreateRequest:
+    """The engine's create request for these flags (nothing is created yet)."""
+    from cargohold.engine.requests import ContainerCreateRequest
+    from cargohold.errors import InvalidArgument
+
+    if args.rm and args.restart not in ("", "no"):
+        raise InvalidArgument("Conflicting options: --restart and --rm")
+    exposed, bindings = _ports(args)
+    attach_stdin, attach_stdout, attach_stderr = _attach_streams(args)
+    entrypoint = None
+    if args.entrypoint is not None:
+        entrypoint = tuple(args.entrypoint.split()) if args.entrypoint.strip() else ("",)
     open_stdin = bool(args.interactive)
-    return R.ContainerCreateRequest(
+    return ContainerCreateRequest(
         hostname=args.hostname,
         domainname=args.domainname,
         user=args.user,
@@ -373,8 +387,8 @@ def to_request(args: argparse.Namespace) -> ContainerCreateRequest:
         stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout,
         healthcheck=_healthcheck(args),
-        host_config=host,
-        networking_config=R.NetworkingConfig(endpoints),
+        host_config=_host_config(args, bindings),
+        networking_config=_networking(args),
     )
 
 

@@ -365,15 +365,14 @@ def create_container(
     checked: Checked | None = None,
 ) -> ContainerRecord:
     """Check, then store the record, rw layer and volumes (all undone on failure).
-    ``checked``: what :func:`check_request` already returned for this request."""
+    ``checked``: what :func:`check_request` already returned for this request.
+    ``platform`` is accepted and not used: a store holds one platform's images."""
     from cargohold.engine import container_volumes as vols
-    from cargohold.util.ids import random_id
 
     if pull not in PULL_POLICIES:
         raise InvalidArgument(f"invalid pull option: '{pull}': must be one of "
                               '"always", "missing" or "never"')
     ok = checked or check_request(request, name)
-    mode = ok.mode
     runtime = check_host_options(engine, request.host_config)
     store = engine.container_store
     if name:  # fail early (nothing created yet); add() re-checks under its lock
@@ -383,13 +382,37 @@ def create_container(
         if owner is not None:
             raise Conflict(conflict_message(name.lstrip("/"), owner))
     image = _find_image(engine, request.image, pull)
-    image_cfg = _image_section(engine, image)
-    config = merge_config(request, image_cfg, frozenset(s.key for s in ok.publish))
-    argv = [*(config.entrypoint or ()), *(config.cmd or ())]
-    if not argv:
+    config = merge_config(request, _image_section(engine, image),
+                          frozenset(s.key for s in ok.publish))  # fmt: skip
+    if not (config.entrypoint or config.cmd):
         raise InvalidArgument("No command specified")
-    _check_references(engine, mode, ok.extra_networks, request.host_config)
-    cid = random_id()
+    _check_references(engine, ok.mode, ok.extra_networks, request.host_config)
+    record = _new_record(engine, request, name, ok, config, image.id, runtime)
+    cid, undo = record.id, Undo()
+    try:
+        engine.layers.create_rw(cid, image.top_layer)
+        undo.add(lambda: engine.layers.remove_rw(cid))
+        mounts = vols.resolve_mounts(engine, cid, ok.mounts, record.host_config.volumes_from,
+                                     record.config, undo)  # fmt: skip
+        anon = frozenset(m.destination for m in mounts if m.anonymous)
+        cfg = record.config
+        record = msgspec.structs.replace(
+            record, mount_points=mounts,
+            config=msgspec.structs.replace(cfg, volumes=cfg.volumes | anon))  # fmt: skip
+        record = store.add(record)  # Conflict when another create took the name meanwhile
+    except BaseException:
+        undo.run()
+        raise
+    return record
+
+
+def _new_record(engine: Engine, request: ContainerCreateRequest, name: str, ok: Checked,
+                config: ContainerConfig, image_id: str, runtime: str) -> ContainerRecord:
+    """The record of a new container: the request's HostConfig as stored (normalised port
+    bindings, the runtime's name, json-file logs), its networks and a hostname."""
+    from cargohold.util.ids import random_id
+
+    cid, mode = random_id(), ok.mode
     host = msgspec.structs.replace(
         request.host_config,
         network_mode=mode if mode != "bridge" or request.host_config.network_mode else "default",
@@ -409,11 +432,12 @@ def create_container(
 
         hostname = os.uname().nodename if mode == "host" else cid[:12]
         config = msgspec.structs.replace(config, hostname=hostname)
-    record = ContainerRecord(
+    argv = [*(config.entrypoint or ()), *(config.cmd or ())]
+    return ContainerRecord(
         id=cid,
         name=name.lstrip("/"),
         created=now_ns(),
-        image_id=image.id,
+        image_id=image_id,
         path=argv[0],
         args=tuple(argv[1:]),
         config=config,
@@ -422,23 +446,6 @@ def create_container(
         layer_id=cid,
         networks=networks,
     )
-    del platform  # one platform per store: the image found is the one used
-    undo = Undo()
-    try:
-        engine.layers.create_rw(cid, image.top_layer)
-        undo.add(lambda: engine.layers.remove_rw(cid))
-        mounts = vols.resolve_mounts(engine, cid, ok.mounts, host.volumes_from, config, undo)
-        anon = frozenset(m.destination for m in mounts if m.anonymous)
-        record = msgspec.structs.replace(
-            record,
-            mount_points=mounts,
-            config=msgspec.structs.replace(config, volumes=config.volumes | anon),
-        )
-        record = store.add(record)  # Conflict when another create took the name meanwhile
-    except BaseException:
-        undo.run()
-        raise
-    return record
 
 
 def _check_references(engine: Engine, mode: str, extra: Mapping[str, EndpointSettings],

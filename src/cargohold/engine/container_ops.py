@@ -289,9 +289,13 @@ class ContainerOps:
 
     # ---- logs / attach ---------------------------------------------------------------------
     def log_entries(self, ref: str, opts: LogOptions) -> Iterator[LogEntry]:
-        """The container's log entries per ``opts`` (following while it runs)."""
+        """``GET /containers/{id}/logs``: the container's log entries per ``opts`` (the
+        query's follow, stdout, stderr, since, until, timestamps and tail), following while
+        it runs."""
         from cargohold.container.logs import read_logs
 
+        if not (opts.stdout or opts.stderr):
+            raise InvalidArgument("Bad parameters: you must choose at least one stream")
         record, _ = self._get(ref)
         kind = record.host_config.log_config.type or "json-file"
         if kind not in ("json-file", "local", "journald"):

@@ -10,10 +10,8 @@ socket for the EXIT frame (sent after the monitor's cleanup), falling back to po
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal as _signal
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +25,7 @@ if TYPE_CHECKING:
     from cargohold.container.attach import AttachSession
     from cargohold.container.monitor_spawn import SpawnResult
     from cargohold.engine import Engine
+    from cargohold.engine.container_run import RunResult
     from cargohold.engine.container_update import UpdateRequest
     from cargohold.engine.reports import DiskUsage
     from cargohold.engine.requests import ContainerCreateRequest
@@ -37,7 +36,6 @@ __all__ = [
     "ContainerRecord",
     "ContainerService",
     "ContainerView",
-    "RunResult",
     "State",
     "Status",
     "view_filter",
@@ -45,7 +43,6 @@ __all__ = [
 
 DEFAULT_STOP_TIMEOUT = 10
 KILL_WAIT = 30.0
-WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 
 class ContainerView(msgspec.Struct, frozen=True):
@@ -53,14 +50,6 @@ class ContainerView(msgspec.Struct, frozen=True):
 
     record: ContainerRecord
     state: State
-
-
-class RunResult(msgspec.Struct, frozen=True):
-    """What :meth:`ContainerService.run` made: the container, and the session attached to
-    it (None with ``detach``)."""
-
-    record: ContainerRecord
-    session: AttachSession | None = None
 
 
 class ContainerService:
@@ -121,51 +110,11 @@ class ContainerService:
         detach_keys: str = "",
         created: Callable[[ContainerRecord], object] | None = None,
     ) -> RunResult:
-        """``docker run``: create and start in one call.  The container's monitor is forked
-        first and gets ready on another core while the container is made and wired.  Unless
-        ``detach``, the monitor holds the container until the returned session (the streams
-        the request's AttachStdin/Stdout/Stderr name) is connected, so no output is lost.
-        ``created`` is called with the record between create and start (the CLI prints the
-        create warnings there).  A container with AutoRemove that fails to start is
-        removed."""
-        from cargohold.container.monitor_spawn import Prefork
-        from cargohold.engine.container_create import check_request, create_container
-        from cargohold.engine.container_ops import detach_key_bytes as parse_keys
-        from cargohold.engine.container_start import start_container
+        """``docker run`` in one call (engine/container_run.py)."""
+        from cargohold.engine.container_run import run
 
-        checked = check_request(request, name)  # a bad request costs no fork
-        keys = parse_keys(detach_keys)
-        prefork = Prefork(runtime_of=self.engine.runtime_for)
-        try:
-            record = create_container(self.engine, request, name=name, platform=platform,
-                                      pull=pull, checked=checked)  # fmt: skip
-            if created is not None:
-                created(record)
-            try:
-                start_container(self.engine, record, not detach, prefork)
-                session = None if detach else self._run_session(record, keys)
-            except BaseException:
-                if record.host_config.auto_remove:
-                    with contextlib.suppress(Exception):
-                        self.remove([record.id], force=True, volumes=True)
-                raise
-        finally:
-            prefork.cancel()
-        return RunResult(record, session)
-
-    def _run_session(self, record: ContainerRecord, keys: bytes) -> AttachSession:
-        cfg = record.config
-        return self._held_session(record, keys, stdin=cfg.attach_stdin,
-                                  stdout=cfg.attach_stdout, stderr=cfg.attach_stderr)
-
-    def _held_session(self, record: ContainerRecord, keys: bytes, *, stdin: bool,
-                      stdout: bool, stderr: bool) -> AttachSession:
-        """The session whose connection releases a container its monitor holds."""
-        from cargohold.container import attach as proto
-
-        sock = proto.connect(self.store.run_dir(record.id))
-        return self.engine.container_ops.session(record, sock, stdin=stdin, stdout=stdout,
-                                                 stderr=stderr, detach_keys=keys)
+        return run(self, request, name=name, platform=platform, pull=pull, detach=detach,
+                   detach_keys=detach_keys, created=created)  # fmt: skip
 
     def create_warnings(self, record: ContainerRecord) -> list[str]:
         """Docker's create ``Warnings`` (an AppArmor profile asked for where it is off)."""
@@ -195,17 +144,10 @@ class ContainerService:
     def start_attached(
         self, ref: str, *, stdin: bool = False, detach_keys: str = ""
     ) -> AttachSession | None:
-        """``start -a [-i]``: start the container held for the returned session (stdout,
-        stderr and, with ``stdin``, the container's open stdin); None when it was running
-        already."""
-        from cargohold.engine.container_ops import detach_key_bytes as parse_keys
+        """``start -a [-i]`` (engine/container_run.py)."""
+        from cargohold.engine.container_run import start_attached
 
-        keys = parse_keys(detach_keys)
-        view = self.get(ref)
-        if view.state.running:
-            return None
-        self.start(view.record.id, wait_for_attach=True)
-        return self._held_session(view.record, keys, stdin=stdin, stdout=True, stderr=True)
+        return start_attached(self, ref, stdin=stdin, detach_keys=detach_keys)
 
     def _state_after(self, cid: str, result: SpawnResult) -> State:
         try:
@@ -308,80 +250,15 @@ class ContainerService:
 
     def wait_exit(self, cid: str, timeout: float | None) -> bool:
         """Wait until the container's process has ended (True) or ``timeout`` passed."""
-        return self._await_exit(cid, timeout)[0]
+        from cargohold.engine.container_wait import await_exit
 
-    def _await_exit(self, cid: str, timeout: float | None) -> tuple[bool, int | None]:
-        """(ended, its exit code when the monitor's EXIT frame told it)."""
-        from cargohold.container import attach as proto
-        from cargohold.container.reconcile import monitor_alive
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with contextlib.suppress(OSError):
-            sock = proto.connect(self.store.run_dir(cid))
-            with sock:
-                reader = proto.FrameReader()
-                while True:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        return False, None
-                    sock.settimeout(left)
-                    try:
-                        data = sock.recv(65536)
-                    except TimeoutError:
-                        return False, None
-                    if not data:
-                        break
-                    for kind, payload in reader.feed(data):
-                        if kind == proto.EXIT:
-                            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                                return True, int(json.loads(payload)["ExitCode"])
-                            return True, None
-        while True:  # no socket (yet, or any more): poll
-            try:
-                state = self.store.read_state(cid)
-            except NotFound:
-                return True, None
-            if not state.running or not monitor_alive(self.store, cid):
-                self.reconcile(cid)
-                return True, None
-            if deadline is not None and time.monotonic() >= deadline:
-                return False, None
-            time.sleep(0.02)
+        return await_exit(self, cid, timeout)[0]
 
     def wait(self, ref: str, condition: str = "not-running") -> int:
-        """``POST /containers/{id}/wait?condition=``: block until the container is not
-        running (``not-running``, at once if it is not), until its next exit
-        (``next-exit``: a created or stopped container is waited for until it has run), or
-        until it is removed (``removed``); its exit code."""
-        if condition not in WAIT_CONDITIONS:
-            raise InvalidArgument(f'invalid condition: "{condition}"')
-        view = self.get(ref)
-        cid, state = view.record.id, view.state
-        if condition == "next-exit" and not state.running:
-            state = self._wait_started(cid, state)
-        code = None
-        if state.running:
-            code = self._await_exit(cid, None)[1]
-        if condition == "removed":
-            while self.store.dir(cid).is_dir():
-                time.sleep(0.05)
-        try:
-            return self.store.read_state(cid).exit_code if code is None else code
-        except NotFound:  # removed (AutoRemove, or rm): its tombstone has the code
-            found = self.store.removed_exit_code(cid)
-            return found if found is not None else state.exit_code
+        """``POST /containers/{id}/wait?condition=`` (engine/container_wait.py)."""
+        from cargohold.engine.container_wait import wait
 
-    def _wait_started(self, cid: str, state: State) -> State:
-        """Poll until the container has started again (or is gone)."""
-        started = state.started_at
-        while True:
-            try:
-                now = self.store.read_state(cid)
-            except NotFound:
-                return state
-            if now.running or now.started_at != started:
-                return now
-            time.sleep(0.05)
+        return wait(self, ref, condition)
 
     # ------------------------------------------------------------------ pause
     def pause(self, ref: str) -> ContainerRecord:

@@ -22,23 +22,53 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from cargohold.container.model import EndpointSettings, parse_time
 from cargohold.errors import Conflict, Forbidden, InvalidArgument, NotFound
 from cargohold.util.lockfile import FileLock
 
 if TYPE_CHECKING:
-    from cargohold.container.model import ContainerRecord
+    from cargohold.container.model import ContainerRecord, EndpointSettings
     from cargohold.container.records import ContainerStore
     from cargohold.engine import Engine
-    from cargohold.engine.requests import NetworkCreateRequest
     from cargohold.network.base import Attachment
     from cargohold.network.bridge import BridgeBackend
     from cargohold.network.store import Network
 
-__all__ = ["NetworkService", "parse_time"]
-
 PREDEFINED = ("bridge", "host", "none")
 _FILTER_KEYS = ("driver", "id", "label", "name", "scope", "type", "dangling")
+
+
+class IPAMPool(msgspec.Struct, frozen=True):
+    subnet: str = msgspec.field(default="", name="Subnet")
+    ip_range: str = msgspec.field(default="", name="IPRange")
+    gateway: str = msgspec.field(default="", name="Gateway")
+    aux_addresses: dict[str, str] = msgspec.field(default_factory=dict, name="AuxiliaryAddresses")
+
+
+class IPAMConfig(msgspec.Struct, frozen=True):
+    driver: str = msgspec.field(default="default", name="Driver")
+    config: tuple[IPAMPool, ...] = msgspec.field(default=(), name="Config")
+    options: dict[str, str] = msgspec.field(default_factory=dict, name="Options")
+
+
+class NetworkCreateRequest(msgspec.Struct, frozen=True):
+    """``POST /networks/create``."""
+
+    name: str = msgspec.field(default="", name="Name")
+    driver: str = msgspec.field(default="bridge", name="Driver")
+    internal: bool = msgspec.field(default=False, name="Internal")
+    ipam: IPAMConfig | None = msgspec.field(default=None, name="IPAM")
+    options: dict[str, str] = msgspec.field(default_factory=dict, name="Options")
+    labels: dict[str, str] = msgspec.field(default_factory=dict, name="Labels")
+    enable_ipv6: bool = msgspec.field(default=False, name="EnableIPv6")
+    attachable: bool = msgspec.field(default=False, name="Attachable")
+    check_duplicate: bool = msgspec.field(default=True, name="CheckDuplicate")
+
+
+def parse_time(text: str) -> int:
+    """An RFC 3339 time (a network's ``Created``) as ns since the epoch."""
+    from cargohold.container.model import parse_time as parse
+
+    return parse(text)
 
 
 def no_such_network(name: str) -> NotFound:
@@ -69,7 +99,7 @@ def record_endpoint(
     mac: str = "",
 ) -> ContainerRecord:
     """Add ``network`` to the networks of container ``cid`` (its record's ``networks``)."""
-    from cargohold.container.model import EndpointIPAMConfig
+    from cargohold.container.model import EndpointIPAMConfig, EndpointSettings
 
     with _networks_lock(containers, cid):
         record = containers.load(cid)
@@ -315,8 +345,8 @@ class NetworkService:
     ) -> None:
         """``POST /networks/{id}/connect``: record the network for the container, and
         attach it now when the container is running (otherwise ``start`` attaches it)."""
-        ep = endpoint or EndpointSettings()
-        aliases, ip = ep.aliases, ep.ipv4_address
+        aliases = endpoint.aliases if endpoint else ()
+        ip = endpoint.ipv4_address if endpoint else ""
         if aliases:
             from cargohold.network.hosts import validate_alias
 

@@ -6,7 +6,9 @@ from JSON with :func:`decode_request`.  Either way the engine checks them itself
 receives them (Docker's daemon rules and wording), so both clients get the same errors.
 
 Container records share these types (``ContainerConfig``, ``HostConfig``,
-``EndpointSettings`` are what a container stores): they are re-exported here for the CLI.
+``EndpointSettings`` are what a container stores): they are re-exported here for the CLI, as
+the network and volume requests (engine/networks.py, engine/volumes.py) are.  ``update``'s
+body is :class:`cargohold.engine.container_update.UpdateRequest`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from cargohold.container.model import (
     TmpfsOptions,
     VolumeOptions,
 )
-from cargohold.engine.container_update import UpdateRequest
+from cargohold.engine.networks import IPAMConfig, IPAMPool, NetworkCreateRequest
+from cargohold.engine.volumes import VolumeCreateRequest
 
 T = TypeVar("T")
 
@@ -58,7 +61,6 @@ __all__ = [
     "PortBinding",
     "RestartPolicy",
     "TmpfsOptions",
-    "UpdateRequest",
     "VolumeCreateRequest",
     "VolumeOptions",
     "decode_request",
@@ -109,33 +111,6 @@ class ExecStartRequest(msgspec.Struct, frozen=True):
     console_size: tuple[int, int] | None = msgspec.field(default=None, name="ConsoleSize")
 
 
-class IPAMPool(msgspec.Struct, frozen=True):
-    subnet: str = msgspec.field(default="", name="Subnet")
-    ip_range: str = msgspec.field(default="", name="IPRange")
-    gateway: str = msgspec.field(default="", name="Gateway")
-    aux_addresses: dict[str, str] = msgspec.field(default_factory=dict, name="AuxiliaryAddresses")
-
-
-class IPAMConfig(msgspec.Struct, frozen=True):
-    driver: str = msgspec.field(default="default", name="Driver")
-    config: tuple[IPAMPool, ...] = msgspec.field(default=(), name="Config")
-    options: dict[str, str] = msgspec.field(default_factory=dict, name="Options")
-
-
-class NetworkCreateRequest(msgspec.Struct, frozen=True):
-    """``POST /networks/create``."""
-
-    name: str = msgspec.field(default="", name="Name")
-    driver: str = msgspec.field(default="bridge", name="Driver")
-    internal: bool = msgspec.field(default=False, name="Internal")
-    ipam: IPAMConfig | None = msgspec.field(default=None, name="IPAM")
-    options: dict[str, str] = msgspec.field(default_factory=dict, name="Options")
-    labels: dict[str, str] = msgspec.field(default_factory=dict, name="Labels")
-    enable_ipv6: bool = msgspec.field(default=False, name="EnableIPv6")
-    attachable: bool = msgspec.field(default=False, name="Attachable")
-    check_duplicate: bool = msgspec.field(default=True, name="CheckDuplicate")
-
-
 class NetworkConnectRequest(msgspec.Struct, frozen=True):
     """``POST /networks/{id}/connect``."""
 
@@ -150,15 +125,6 @@ class NetworkDisconnectRequest(msgspec.Struct, frozen=True):
 
     container: str = msgspec.field(default="", name="Container")
     force: bool = msgspec.field(default=False, name="Force")
-
-
-class VolumeCreateRequest(msgspec.Struct, frozen=True):
-    """``POST /volumes/create`` (Name "" makes an anonymous volume)."""
-
-    name: str = msgspec.field(default="", name="Name")
-    driver: str = msgspec.field(default="local", name="Driver")
-    driver_opts: dict[str, str] = msgspec.field(default_factory=dict, name="DriverOpts")
-    labels: dict[str, str] = msgspec.field(default_factory=dict, name="Labels")
 
 
 # ------------------------------------------------------------------------ decoding

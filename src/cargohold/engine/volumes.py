@@ -9,13 +9,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from cargohold.engine.reports import DiskUsage
 from cargohold.errors import NotFound
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine
-    from cargohold.engine.requests import VolumeCreateRequest
     from cargohold.volume.store import PruneReport, Volume
+
+
+class VolumeCreateRequest(msgspec.Struct, frozen=True):
+    """``POST /volumes/create`` (Name "" makes an anonymous volume)."""
+
+    name: str = msgspec.field(default="", name="Name")
+    driver: str = msgspec.field(default="local", name="Driver")
+    driver_opts: dict[str, str] = msgspec.field(default_factory=dict, name="DriverOpts")
+    labels: dict[str, str] = msgspec.field(default_factory=dict, name="Labels")
 
 
 def no_such_volume(name: str) -> NotFound:

@@ -11,7 +11,7 @@ from cargohold.cli.output import print_error
 from cargohold.errors import CargoholdError, InvalidArgument
 
 if TYPE_CHECKING:
-    from cargohold.engine.requests import IPAMConfig
+    from cargohold.engine.networks import IPAMConfig
 
 HELP = "Create a network"
 
@@ -49,7 +49,7 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 
 def _ipam(args: argparse.Namespace) -> IPAMConfig | None:
     """--subnet, --gateway and --ip-range as IPAM pools (docker/cli's createIPAMConfig)."""
-    from cargohold.engine.requests import IPAMConfig, IPAMPool
+    from cargohold.engine.networks import IPAMConfig, IPAMPool
 
     if len(args.gateway) > len(args.subnet):
         raise InvalidArgument("every ip-range or gateway must have a corresponding subnet")
@@ -67,7 +67,7 @@ def _ipam(args: argparse.Namespace) -> IPAMConfig | None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from cargohold.engine.requests import NetworkCreateRequest
+    from cargohold.engine.networks import NetworkCreateRequest
 
     try:
         request = NetworkCreateRequest(

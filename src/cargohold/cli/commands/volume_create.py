@@ -33,7 +33,7 @@ def parse_pairs(values: list[str], what: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from cargohold.engine.requests import VolumeCreateRequest
+    from cargohold.engine.volumes import VolumeCreateRequest
 
     try:
         if args.name and args.name_flag and args.name != args.name_flag:
