@@ -115,7 +115,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
 
     # no TTY: the process writes to our own stdout/stderr directly (and reads our stdin)
     stdio = Stdio(0 if args.interactive else None, 1, 2)
-    with ops.exec_start(exec_id, start, stdio=stdio) as session, terminal.ignoring_interrupts():
+    with terminal.ignoring_interrupts(), ops.exec_start(exec_id, start, stdio=stdio) as session:
         return session.wait() or 0
 
 
