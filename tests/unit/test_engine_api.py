@@ -19,16 +19,16 @@ import pytest
 from cargohold.config import Settings
 from cargohold.engine import Engine
 from cargohold.engine.container_run import RunResult
+from cargohold.engine.networks import NetworkCreateRequest
 from cargohold.engine.requests import (
     ContainerCreateRequest,
     EndpointSettings,
     ExecCreateRequest,
     ExecStartRequest,
-    NetworkCreateRequest,
-    VolumeCreateRequest,
     decode_request,
 )
 from cargohold.engine.sessions import AttachSession
+from cargohold.engine.volumes import VolumeCreateRequest
 from cargohold.errors import CargoholdError, CommandNotFound, Conflict, InvalidArgument
 from cargohold.runtime.fake import ProcessRuntime
 

@@ -58,7 +58,10 @@ class FrameReader:
 
 
 def parse_detach_keys(spec: str) -> bytes:
-    """Docker's --detach-keys: comma-separated ``ctrl-<x>`` or single characters."""
+    """Docker's --detach-keys: comma-separated ``ctrl-<x>`` or single characters ("":
+    ctrl-p ctrl-q)."""
+    if not spec:
+        return DEFAULT_DETACH_KEYS
     out = bytearray()
     for part in spec.split(","):
         part = part.strip()

@@ -190,15 +190,16 @@ def _check_healthcheck(hc: HealthcheckConfig) -> None:
 
 
 def _check_host(host: HostConfig) -> None:
-    import os
-
-    from cargohold.engine.container_update import check_memory, check_nano_cpus
-
     host.restart_policy.validate()
     if host.auto_remove and not host.restart_policy.is_none:
         raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
-    check_memory(host)
-    check_nano_cpus(host, os.cpu_count() or 1)
+    if host.memory or host.memory_swap or host.memory_reservation or host.nano_cpus:
+        import os
+
+        from cargohold.engine.container_update import check_memory, check_nano_cpus
+
+        check_memory(host)
+        check_nano_cpus(host, os.cpu_count() or 1)
     if host.cap_add or host.cap_drop:
         from cargohold.container.spec_security import normalize_capability
 

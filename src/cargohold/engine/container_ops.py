@@ -231,7 +231,7 @@ class ContainerOps:
                 raise InvalidArgument(f"invalid environment variable: {item}")
         if request.working_dir:
             _check_workdir(request.working_dir)
-        detach_key_bytes(request.detach_keys)
+        _keys(request.detach_keys)
         inst = X.new_instance(record.id, request)
         X.forget_exited(self.store, record.id, inst.created)
         X.save(self.store, inst)
@@ -266,7 +266,7 @@ class ContainerOps:
         spec_path.write_text(json.dumps(process))
         session = X.ExecSession(self.store, inst, self.engine.runtime_for(record), spec_path,
                                 tty=req.tty, stdin=req.attach_stdin and not start.detach,
-                                detach_keys=detach_key_bytes(req.detach_keys))  # fmt: skip
+                                detach_keys=_keys(req.detach_keys))  # fmt: skip
         try:
             if start.detach and req.tty:
                 session.start_tty_detached()
@@ -336,36 +336,15 @@ class ContainerOps:
             raise Conflict("You cannot attach to a restarting container, wait until it is running")
         if state.status not in _ACTIVE:
             raise Conflict("You cannot attach to a stopped container, start it first")
-        keys = detach_key_bytes(detach_keys)
+        from cargohold.engine.container_run import session_for
+
+        keys = proto.parse_detach_keys(detach_keys)
         try:
             sock = proto.connect(self.store.run_dir(record.id))
         except OSError:
             raise Conflict("You cannot attach to a stopped container, start it first") from None
-        return self.session(record, sock, stdin=stdin, stdout=stdout, stderr=stderr,
-                            detach_keys=keys)  # fmt: skip
-
-    def session(self, record: ContainerRecord, sock: Any, *, stdin: bool, stdout: bool,
-                stderr: bool, detach_keys: bytes) -> AttachSession:
-        """A session on a connected attach socket; a connection lost without the exit frame
-        falls back to the recorded state."""
-        from cargohold.container.attach import AttachSession
-
-        return AttachSession(sock, tty=record.config.tty,
-                             stdin=stdin and record.config.open_stdin, stdout=stdout,
-                             stderr=stderr, detach_keys=detach_keys, container_id=record.id,
-                             lost=lambda: self._wait_exit(record.id))  # fmt: skip
-
-    def _wait_exit(self, cid: str, limit: float = 10.0) -> int | None:
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            try:
-                state = self.store.read_state(cid)
-            except NotFound:
-                return None
-            if state.status not in _ACTIVE:
-                return state.exit_code
-            time.sleep(0.05)
-        return None
+        return session_for(self.store, record, sock, stdin=stdin, stdout=stdout,
+                           stderr=stderr, keys=keys)
 
     # ---- top / stats ---------------------------------------------------------------------
     def top(self, ref: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
@@ -551,8 +530,7 @@ def _check_workdir(path: str) -> None:
         )
 
 
-def detach_key_bytes(spec: str) -> bytes:
-    """``--detach-keys`` / ``detachKeys`` as bytes (ctrl-p ctrl-q when empty)."""
-    from cargohold.container import attach as proto
+def _keys(spec: str) -> bytes:
+    from cargohold.container.attach import parse_detach_keys
 
-    return proto.parse_detach_keys(spec) if spec else proto.DEFAULT_DETACH_KEYS
+    return parse_detach_keys(spec)

@@ -18,7 +18,10 @@ import msgspec
 from cargohold.container.model import ContainerRecord
 
 if TYPE_CHECKING:
+    import socket
+
     from cargohold.container.attach import AttachSession
+    from cargohold.container.records import ContainerStore
     from cargohold.engine.containers import ContainerService
     from cargohold.engine.requests import ContainerCreateRequest
 
@@ -49,13 +52,13 @@ def run(
     ``created`` is called with the record between create and start (the CLI prints the
     create warnings there).  A container with AutoRemove that fails to start is
     removed."""
+    from cargohold.container.attach import parse_detach_keys
     from cargohold.container.monitor_spawn import Prefork
     from cargohold.engine.container_create import check_request, create_container
-    from cargohold.engine.container_ops import detach_key_bytes as parse_keys
     from cargohold.engine.container_start import start_container
 
     checked = check_request(request, name)  # a bad request costs no fork
-    keys = parse_keys(detach_keys)
+    keys = parse_detach_keys(detach_keys)
     prefork = Prefork(runtime_of=service.engine.runtime_for)
     try:
         record = create_container(service.engine, request, name=name, platform=platform,
@@ -88,8 +91,24 @@ def held_session(service: ContainerService, record: ContainerRecord, keys: bytes
     from cargohold.container import attach as proto
 
     sock = proto.connect(service.store.run_dir(record.id))
-    return service.engine.container_ops.session(record, sock, stdin=stdin, stdout=stdout,
-                                                stderr=stderr, detach_keys=keys)
+    return session_for(service.store, record, sock, stdin=stdin, stdout=stdout,
+                       stderr=stderr, keys=keys)
+
+
+def session_for(store: ContainerStore, record: ContainerRecord, sock: socket.socket, *,
+                stdin: bool, stdout: bool, stderr: bool, keys: bytes) -> AttachSession:
+    """A session on a connected attach socket (stdin only if the container keeps it open);
+    a connection lost without the exit frame falls back to the recorded state."""
+    from cargohold.container.attach import AttachSession
+
+    def lost() -> int | None:
+        from cargohold.engine.container_wait import exit_code_after
+
+        return exit_code_after(store, record.id)
+
+    return AttachSession(sock, tty=record.config.tty, stdin=stdin and record.config.open_stdin,
+                         stdout=stdout, stderr=stderr, detach_keys=keys,
+                         container_id=record.id, lost=lost)  # fmt: skip
 
 
 def start_attached(
@@ -98,9 +117,9 @@ def start_attached(
     """``start -a [-i]``: start the container held for the returned session (stdout,
     stderr and, with ``stdin``, the container's open stdin); None when it was running
     already."""
-    from cargohold.engine.container_ops import detach_key_bytes as parse_keys
+    from cargohold.container.attach import parse_detach_keys
 
-    keys = parse_keys(detach_keys)
+    keys = parse_detach_keys(detach_keys)
     view = service.get(ref)
     if view.state.running:
         return None

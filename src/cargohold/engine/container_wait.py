@@ -14,6 +14,7 @@ from cargohold.container.model import State
 from cargohold.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
+    from cargohold.container.records import ContainerStore
     from cargohold.engine.containers import ContainerService
 
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
@@ -94,3 +95,18 @@ def _wait_started(service: ContainerService, cid: str, state: State) -> State:
             return now
         time.sleep(0.05)
 
+
+
+def exit_code_after(store: ContainerStore, cid: str, limit: float = 10.0) -> int | None:
+    """The exit code once the container is recorded as stopped (None: gone, or still
+    running after ``limit`` seconds): what a session whose connection was lost reports."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            state = store.read_state(cid)
+        except NotFound:
+            return store.removed_exit_code(cid)
+        if not state.running:
+            return state.exit_code
+        time.sleep(0.05)
+    return None

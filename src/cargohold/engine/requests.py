@@ -6,9 +6,10 @@ from JSON with :func:`decode_request`.  Either way the engine checks them itself
 receives them (Docker's daemon rules and wording), so both clients get the same errors.
 
 Container records share these types (``ContainerConfig``, ``HostConfig``,
-``EndpointSettings`` are what a container stores): they are re-exported here for the CLI, as
-the network and volume requests (engine/networks.py, engine/volumes.py) are.  ``update``'s
-body is :class:`cargohold.engine.container_update.UpdateRequest`.
+``EndpointSettings`` are what a container stores): they are re-exported here for the CLI.
+The other bodies live with their services (imported only by the verbs that need them):
+``NetworkCreateRequest`` (engine/networks.py), ``VolumeCreateRequest`` (engine/volumes.py),
+``UpdateRequest`` (engine/container_update.py).
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from cargohold.container.model import (
     TmpfsOptions,
     VolumeOptions,
 )
-from cargohold.engine.networks import IPAMConfig, IPAMPool, NetworkCreateRequest
-from cargohold.engine.volumes import VolumeCreateRequest
 
 T = TypeVar("T")
 
@@ -50,18 +49,14 @@ __all__ = [
     "ExecStartRequest",
     "HealthcheckConfig",
     "HostConfig",
-    "IPAMConfig",
-    "IPAMPool",
     "LogConfig",
     "MountPoint",
     "NetworkConnectRequest",
-    "NetworkCreateRequest",
     "NetworkDisconnectRequest",
     "NetworkingConfig",
     "PortBinding",
     "RestartPolicy",
     "TmpfsOptions",
-    "VolumeCreateRequest",
     "VolumeOptions",
     "decode_request",
 ]
