@@ -168,12 +168,13 @@ class ContainerStore:
         return record
 
     _EXITS = ".exits"
-    _EXIT_KEEP_SECONDS = 600
+    _EXIT_MINUTES = 3  # how long a tombstone is kept, in whole minutes
 
     def _keep_exit_code(self, cid: str) -> None:
         """A small tombstone with the container's exit code, so that a ``wait`` that began
         before an AutoRemove container went away still learns how it ended (Docker's
-        ``wait?condition=removed``); tombstones older than ten minutes are dropped here."""
+        ``wait?condition=removed``).  Tombstones go in one directory per minute; the
+        directories of minutes long past are dropped here (a listing of a few entries)."""
         import time
 
         try:
@@ -181,22 +182,27 @@ class ContainerStore:
         except (NotFound, ValueError, OSError):
             return
         exits = self.runbase / self._EXITS
+        minute = int(time.time() // 60)
         try:
-            exits.mkdir(mode=0o700, parents=True, exist_ok=True)
-            (exits / cid).write_text(str(code))
-            old = time.time() - self._EXIT_KEEP_SECONDS
-            for entry in os.scandir(exits):
-                if entry.stat().st_mtime < old:
-                    os.unlink(entry.path)
+            (exits / str(minute)).mkdir(mode=0o700, parents=True, exist_ok=True)
+            (exits / str(minute) / cid).write_text(str(code))
+            for name in os.listdir(exits):
+                if not name.isdigit() or int(name) < minute - self._EXIT_MINUTES:
+                    shutil.rmtree(exits / name, ignore_errors=True)
         except OSError:
             pass
 
     def removed_exit_code(self, cid: str) -> int | None:
         """The exit code of container ``cid`` when it was removed (recently), else None."""
-        try:
-            return int((self.runbase / self._EXITS / cid).read_text())
-        except (OSError, ValueError):
-            return None
+        import time
+
+        minute = int(time.time() // 60)
+        for m in range(minute, minute - self._EXIT_MINUTES - 1, -1):
+            try:
+                return int((self.runbase / self._EXITS / str(m) / cid).read_text())
+            except (OSError, ValueError):
+                continue
+        return None
 
     # ------------------------------------------------------------------ lookup
     def ids(self) -> list[str]:
