@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -254,31 +253,24 @@ def test_cleanup_actions_and_auto_remove_run_on_exit(env: Env, tmp_path: Path) -
 def test_pty_through_attach_socket(env: Env) -> None:
     cid = env.create(["sh"], tty=True, stdin=True)
     env.spawn(cid, wait_for_attach=True)
-    sock = proto.connect(env.store.run_dir(cid))
-    sock.sendall(proto.resize_frame(40, 100))
-    r, w = os.pipe()
-    os.write(w, b"tty; stty size; exit 5\n")
-    out = io.BytesIO()
-    with os.fdopen(r, "rb") as stdin:
-        result = proto.attach(
-            sock, stdin=stdin, stdout=out, stderr=out, tty_mode=True, sig_proxy=False
-        )
-    os.close(w)
-    sock.close()
-    assert result.exit_code == 5
-    assert b"/dev/pts/0" in out.getvalue()
-    assert b"40 100" in out.getvalue()
+    with proto.AttachSession(proto.connect(env.store.run_dir(cid)), tty=True,
+                             stdin=True) as session:  # fmt: skip
+        session.resize(40, 100)
+        session.write(b"tty; stty size; exit 5\n")
+        out = b"".join(data for _, data in session)
+        code = session.wait()
+    assert code == 5
+    assert b"/dev/pts/0" in out
+    assert b"40 100" in out
 
 
 def test_stdin_pipe_through_attach_socket(env: Env) -> None:
     cid = env.create(["cat"], stdin=True)
     env.spawn(cid, wait_for_attach=True)
-    sock = proto.connect(env.store.run_dir(cid))
-    r, w = os.pipe()
-    os.write(w, b"hello\n")
-    os.close(w)
-    out = io.BytesIO()
-    with os.fdopen(r, "rb") as stdin:
-        result = proto.attach(sock, stdin=stdin, stdout=out, stderr=out, sig_proxy=False)
-    sock.close()
-    assert (result.exit_code, out.getvalue()) == (0, b"hello\n")
+    with proto.AttachSession(proto.connect(env.store.run_dir(cid)), tty=False,
+                             stdin=True) as session:  # fmt: skip
+        assert not session.write(b"hello\n")
+        session.close_stdin()  # the half-close reaches cat (StdinOnce)
+        frames = list(session)
+        code = session.wait()
+    assert (code, frames) == (0, [(proto.STDOUT, b"hello\n")])

@@ -113,4 +113,4 @@ def test_restart_policy_parse(text: str, name: str, count: int) -> None:
 @pytest.mark.parametrize("text", ["sometimes", "always:3", "on-failure:x", "on-failure:-1"])
 def test_restart_policy_rejects(text: str) -> None:
     with pytest.raises(InvalidArgument):
-        RestartPolicy.parse(text)
+        RestartPolicy.parse(text).validate()

@@ -26,7 +26,6 @@ from cargohold.container.model import (
 )
 from cargohold.engine import Engine
 from cargohold.engine.container_ops import (
-    ExecOptions,
     bind_mounts,
     filter_mountpoint_changes,
     merge_env,
@@ -40,6 +39,7 @@ from cargohold.engine.container_stats import (
     parse_ps_output,
     sample,
 )
+from cargohold.engine.requests import ExecCreateRequest
 from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.runtime.fake import FakeRuntime
 from cargohold.util.ids import random_id
@@ -248,8 +248,8 @@ def test_cli_argument_helpers() -> None:
 
 def test_exec_process_from_the_bundle(world: World) -> None:
     record = world.container(running=True)
-    opts = ExecOptions(command=("id",), tty=True, env=("FOO=1", "PATH=/usr/bin"),
-                       user="app", workdir="/etc")  # fmt: skip
+    opts = ExecCreateRequest(cmd=("id",), tty=True, env=("FOO=1", "PATH=/usr/bin"),
+                             user="app", working_dir="/etc")  # fmt: skip
     process = world.engine.container_ops.exec_process(record, opts)
     assert process["args"] == ["id"] and process["terminal"] is True
     assert process["cwd"] == "/etc"
@@ -258,9 +258,10 @@ def test_exec_process_from_the_bundle(world: World) -> None:
                               "FOO=1"]
     assert process["capabilities"] == {"bounding": ["CAP_CHOWN"]}
     with pytest.raises(InvalidArgument, match="needs to be an absolute path"):
-        world.engine.container_ops.exec_process(record, ExecOptions(("id",), workdir="etc"))
+        world.engine.container_ops.exec_process(record,
+                                                ExecCreateRequest(("id",), working_dir="etc"))
     with pytest.raises(InvalidArgument, match="unable to find user nobody"):
-        world.engine.container_ops.exec_process(record, ExecOptions(("id",), user="nobody"))
+        world.engine.container_ops.exec_process(record, ExecCreateRequest(("id",), user="nobody"))
 
 
 def test_privileged_exec_sets_no_inheritable_or_ambient_capabilities(world: World) -> None:
@@ -273,7 +274,7 @@ def test_privileged_exec_sets_no_inheritable_or_ambient_capabilities(world: Worl
     bundle.write_text(json.dumps(spec))
     ops = world.engine.container_ops
     for user in ("app", ""):
-        process = ops.exec_process(record, ExecOptions(("id",), privileged=True, user=user))
+        process = ops.exec_process(record, ExecCreateRequest(("id",), privileged=True, user=user))
         caps = process["capabilities"]
         assert sorted(caps) == ["bounding", "effective", "permitted"], user
         assert "CAP_SYS_ADMIN" in caps["bounding"] and caps["effective"] == caps["bounding"]
@@ -283,21 +284,31 @@ def test_privileged_exec_sets_no_inheritable_or_ambient_capabilities(world: Worl
 def test_exec_runs_through_the_runtime_and_refuses_stopped(world: World) -> None:
     running = world.container(running=True)
     world.runtime.exec_exit_code = 3
-    assert world.engine.container_ops.exec(running.id, ExecOptions(("false",))) == 3
+    ops = world.engine.container_ops
+    exec_id = ops.exec_create(running.id, ExecCreateRequest(("false",)))
+    with ops.exec_start(exec_id) as session:
+        assert session.wait() == 3
     assert ("exec", running.id) in world.runtime.calls
     assert list(world.store.run_dir(running.id).glob("exec-*.json")) == []
+    inspect = ops.exec_inspect(exec_id).to_docker()
+    assert (inspect["Running"], inspect["ExitCode"], inspect["ContainerID"]) == (
+        False, 3, running.id)
+    with pytest.raises(Conflict, match="has already run"):
+        ops.exec_start(exec_id)
     stopped = world.container()
     with pytest.raises(Conflict, match=f"Container {stopped.id} is not running"):
-        world.engine.container_ops.exec(stopped.id, ExecOptions(("true",)))
+        ops.exec_create(stopped.id, ExecCreateRequest(("true",)))
     with pytest.raises(NotFound, match="No such container: nosuch"):
-        world.engine.container_ops.exec("nosuch", ExecOptions(("true",)))
+        ops.exec_create("nosuch", ExecCreateRequest(("true",)))
+    with pytest.raises(NotFound, match="No such exec instance: nosuch"):
+        ops.exec_start("nosuch")
 
 
 def test_exec_of_a_container_whose_monitor_died_is_refused(world: World) -> None:
     record = world.container(running=True)
     world.locks.pop().release()  # the monitor is gone: reconciliation marks it exited
     with pytest.raises(Conflict, match="is not running"):
-        world.engine.container_ops.exec(record.id, ExecOptions(("true",)))
+        world.engine.container_ops.exec_create(record.id, ExecCreateRequest(("true",)))
     assert world.store.read_state(record.id).status is Status.EXITED
 
 
@@ -332,7 +343,7 @@ def test_top_and_stats_of_stopped_containers(world: World) -> None:
 def test_attach_refuses_stopped_containers(world: World) -> None:
     record = world.container()
     with pytest.raises(Conflict, match="You cannot attach to a stopped container, start it first"):
-        world.engine.container_ops.attach(record.id, stdin=None)
+        world.engine.container_ops.attach(record.id)
 
 
 # --------------------------------------------------------------------------- cp, diff, export

@@ -19,10 +19,11 @@ from cargohold.container.model import (
     Status,
 )
 from cargohold.engine import Engine
-from cargohold.engine.container_create import CreateOptions, merge_config
+from cargohold.engine.container_create import merge_config
 from cargohold.engine.container_network import mode_of, port_specs
 from cargohold.engine.container_start import security_options
 from cargohold.engine.containers import ContainerView, parse_signal, view_filter
+from cargohold.engine.requests import ContainerCreateRequest, HealthcheckConfig
 from cargohold.errors import InvalidArgument
 from cargohold.runtime.fake import FakeRuntime
 from cargohold.util.ids import random_id
@@ -38,21 +39,19 @@ def test_options_stop_at_the_image() -> None:
     ns = parse("-itd", "-P", "--name", "web1", "-h", "box", "centos:7", "bash", "-c", "ls -l")
     assert (ns.interactive, ns.tty, ns.detach, ns.publish_all) == (True, True, True, True)
     assert (ns.image, ns.command, ns.hostname) == ("centos:7", ["bash", "-c", "ls -l"], "box")
-    opts = runopts.to_options(ns)
-    assert opts.name == "web1" and opts.config.tty and opts.config.open_stdin
+    opts = runopts.to_request(ns)
+    assert ns.name == "web1" and opts.tty and opts.open_stdin
     assert opts.host_config.publish_all_ports
 
 
 def test_options_validation() -> None:
     with pytest.raises(InvalidArgument, match="Conflicting options: --restart and --rm"):
-        runopts.to_options(parse("--rm", "--restart", "always", "img"))
+        runopts.to_request(parse("--rm", "--restart", "always", "img"))
     with pytest.raises(InvalidArgument, match="invalid containerPort"):
-        runopts.to_options(parse("-p", "80:x", "img"))
-    with pytest.raises(InvalidArgument, match="not a valid mac address"):
-        runopts.to_options(parse("--mac-address", "zz", "img"))
+        runopts.to_request(parse("-p", "80:x", "img"))
     with pytest.raises(InvalidArgument, match="time: invalid duration"):
-        runopts.to_options(parse("--health-interval", "5x", "img"))
-    opts = runopts.to_options(
+        runopts.to_request(parse("--health-interval", "5x", "img"))
+    opts = runopts.to_request(
         parse(
             "-m",
             "64m",
@@ -70,9 +69,10 @@ def test_options_validation() -> None:
         )
     )
     assert opts.host_config.memory == 64 << 20 and opts.host_config.nano_cpus == 500_000_000
-    assert opts.config.healthcheck is not None and opts.config.healthcheck.interval == 10**9
-    assert opts.publish[0].key == "80/udp" and opts.publish[0].host_ip == "127.0.0.1"
-    assert opts.config.entrypoint == ()
+    assert opts.healthcheck is not None and opts.healthcheck.interval == 10**9
+    binding = opts.host_config.port_bindings["80/udp"][0]
+    assert (binding.host_ip, binding.host_port) == ("127.0.0.1", "8080")
+    assert opts.entrypoint == ("",)
 
 
 def test_env_file_and_passthrough(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,19 +96,20 @@ IMAGE = {
 
 
 def test_merge_config_cmd_entrypoint_env() -> None:
-    run = ContainerConfig(env=("A=run", "B=2"))
-    cfg = merge_config(CreateOptions("img", command=("echo", "x"), config=run), IMAGE, frozenset())
+    run = ContainerCreateRequest(image="img", cmd=("echo", "x"), env=("A=run", "B=2"))
+    cfg = merge_config(run, IMAGE, frozenset())
     assert cfg.cmd == ("echo", "x") and cfg.entrypoint is None
     assert cfg.env == ("PATH=/bin", "A=run", "B=2")
     assert (cfg.working_dir, cfg.stop_signal, cfg.image) == ("/srv", "SIGQUIT", "img")
     assert cfg.exposed_ports == {"80/tcp"} and cfg.volumes == {"/data"}
     assert cfg.healthcheck is not None and cfg.healthcheck.interval == 5_000_000_000
+    assert type(cfg) is ContainerConfig  # the record keeps the Config part alone
     # --entrypoint resets CMD unless arguments are given
-    cfg = merge_config(
-        CreateOptions("img", config=ContainerConfig(entrypoint=("ls",))), IMAGE, frozenset()
-    )
+    cfg = merge_config(ContainerCreateRequest(image="img", entrypoint=("ls",)), IMAGE,
+                       frozenset())
     assert (cfg.entrypoint, cfg.cmd) == (("ls",), None)
-    cfg = merge_config(CreateOptions("img", no_healthcheck=True), IMAGE, frozenset({"53/udp"}))
+    none = ContainerCreateRequest(image="img", healthcheck=HealthcheckConfig(test=("NONE",)))
+    cfg = merge_config(none, IMAGE, frozenset({"53/udp"}))
     assert cfg.healthcheck is not None and cfg.healthcheck.test == ("NONE",)
     assert cfg.exposed_ports == {"80/tcp", "53/udp"}
 

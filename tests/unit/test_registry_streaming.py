@@ -194,16 +194,16 @@ def test_ensure_never_and_bad_policy(vfs_engine: Engine, fake: FakeRegistry) -> 
 
 
 def test_create_pulls_through_ensure(vfs_engine: Engine, fake: FakeRegistry) -> None:
-    from cargohold.engine.container_create import CreateOptions, _find_image
+    from cargohold.engine.container_create import _find_image
 
     insecure(vfs_engine, fake)
     fake.add_image("x", "1", THREE)
     name = f"127.0.0.1:{fake.port}/x:1"
     with pytest.raises(NotFound, match=f"No such image: {name}"):
-        _find_image(vfs_engine, CreateOptions(image=name, pull="never"))
+        _find_image(vfs_engine, name, "never")
     events: list[Event] = []
     vfs_engine.pull_progress = events.append  # what the CLI renders on stderr
-    record = _find_image(vfs_engine, CreateOptions(image=name))
+    record = _find_image(vfs_engine, name, "missing")
     assert record.id == digest_of(THREE.config)
     assert events[0].status == f"Unable to find image '{name}' locally"
 

@@ -13,9 +13,9 @@ import pytest
 
 from cargohold.cli.main import main
 from cargohold.config import Settings
-from cargohold.container.model import ContainerConfig, HostConfig
+from cargohold.container.model import HostConfig
 from cargohold.engine import Engine
-from cargohold.engine.container_create import CreateOptions
+from cargohold.engine.requests import ContainerCreateRequest
 from cargohold.errors import InvalidArgument
 from cargohold.network.hosts import ResolvConf, build_resolv_conf, parse_add_host
 
@@ -118,17 +118,17 @@ def test_the_engine_checks_requests_itself(tmp_path: Path) -> None:
     engine = Engine(Settings(root=tmp_path / "root", runroot=tmp_path / "run",
                              storage_driver="vfs"))
     for host, config in [
-        (HostConfig(dns_search=("a" + INJECT,)), ContainerConfig()),
-        (HostConfig(dns=("1.1.1.1" + INJECT,)), ContainerConfig()),
-        (HostConfig(extra_hosts=("x\n6.6.6.6 y:1.2.3.4",)), ContainerConfig()),
-        (HostConfig(), ContainerConfig(hostname="h\nx")),
-        (HostConfig(), ContainerConfig(stop_signal="SIGFOO")),
-        (HostConfig(), ContainerConfig(env=("=x",))),
+        (HostConfig(dns_search=("a" + INJECT,)), {}),
+        (HostConfig(dns=("1.1.1.1" + INJECT,)), {}),
+        (HostConfig(extra_hosts=("x\n6.6.6.6 y:1.2.3.4",)), {}),
+        (HostConfig(), {"hostname": "h\nx"}),
+        (HostConfig(), {"stop_signal": "SIGFOO"}),
+        (HostConfig(), {"env": ("=x",)}),
     ]:
-        opts = CreateOptions("img:1", ("/bin/hello",), config=config, host_config=host,
-                             pull="never")  # refused before the image is looked up
-        with pytest.raises(InvalidArgument):
-            engine.containers.create(opts)
+        opts = ContainerCreateRequest(image="img:1", cmd=("/bin/hello",), host_config=host,
+                                      **config)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgument):  # refused before the image is looked up
+            engine.containers.create(opts, pull="never")
     assert engine.container_store.list() == []  # (a fresh store: no image needed to fail)
 
 

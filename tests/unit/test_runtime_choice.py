@@ -17,7 +17,7 @@ from cargohold.config import Settings
 from cargohold.container import apparmor
 from cargohold.container.model import ContainerRecord, HostConfig
 from cargohold.engine import Engine
-from cargohold.engine.container_create import CreateOptions
+from cargohold.engine.requests import ContainerCreateRequest
 from cargohold.errors import InvalidArgument
 from cargohold.runtime.choice import describe, record_name, resolve, runtime_binary
 from cargohold.runtime.fake import FakeRuntime
@@ -155,11 +155,12 @@ def test_create_records_the_runtime_and_later_commands_use_it(tmp_path: Path) ->
     binary = fake_runtime(tmp_path / "opt/runc-new")
     engine = engine_with_image(tmp_path, runtimes={"new": str(binary)})
     none = HostConfig(network_mode="none")
-    default = engine.containers.create(CreateOptions("base:1", host_config=none))
+    default = engine.containers.create(ContainerCreateRequest(image="base:1", host_config=none))
     named = engine.containers.create(
-        CreateOptions("base:1", host_config=HostConfig(network_mode="none", runtime="new")))
+        ContainerCreateRequest(image="base:1",
+                               host_config=HostConfig(network_mode="none", runtime="new")))
     path = engine.containers.create(
-        CreateOptions("base:1", host_config=HostConfig(network_mode="none",
+        ContainerCreateRequest(image="base:1", host_config=HostConfig(network_mode="none",
                                                        runtime=str(binary))))
     assert default.host_config.runtime == "runc" and named.host_config.runtime == "new"
     assert path.host_config.runtime == str(binary)
@@ -186,14 +187,14 @@ def test_create_refuses_bad_host_options_and_leaves_nothing(
 ) -> None:
     engine = engine_with_image(tmp_path)
     with pytest.raises(InvalidArgument, match=message):
-        engine.containers.create(CreateOptions("base:1", host_config=host))
+        engine.containers.create(ContainerCreateRequest(image="base:1", host_config=host))
     assert nothing_made(engine)
 
 
 def test_global_runtime_that_is_missing_refuses_create(tmp_path: Path) -> None:
     engine = engine_with_image(tmp_path, runtime=str(tmp_path / "missing-runc"))
     with pytest.raises(InvalidArgument, match="missing-runc: no such file"):
-        engine.containers.create(CreateOptions("base:1", host_config=HostConfig(
+        engine.containers.create(ContainerCreateRequest(image="base:1", host_config=HostConfig(
             network_mode="none")))
     assert nothing_made(engine)
 
@@ -215,20 +216,20 @@ def test_apparmor_request_warns_where_disabled_and_must_be_loaded_where_enabled(
     engine = engine_with_image(tmp_path)
     asks = HostConfig(network_mode="none", security_opt=("apparmor=my-prof",))
     monkeypatch.setattr(apparmor, "HOST", _host(tmp_path / "off", enabled=False))
-    rec = engine.containers.create(CreateOptions("base:1", host_config=asks))
+    rec = engine.containers.create(ContainerCreateRequest(image="base:1", host_config=asks))
     assert engine.containers.create_warnings(rec) == [
         "AppArmor is not enabled on this host: --security-opt apparmor=my-prof has no effect"]
-    plain = engine.containers.create(CreateOptions("base:1", host_config=HostConfig(
+    plain = engine.containers.create(ContainerCreateRequest(image="base:1", host_config=HostConfig(
         network_mode="none")))
     assert engine.containers.create_warnings(plain) == []
     engine.containers.remove([rec.id])
     monkeypatch.setattr(apparmor, "HOST", _host(tmp_path / "on", enabled=True))
     before = engine.container_store.list()
     with pytest.raises(InvalidArgument, match="AppArmor profile 'my-prof' is not loaded"):
-        engine.containers.create(CreateOptions("base:1", host_config=asks))
+        engine.containers.create(ContainerCreateRequest(image="base:1", host_config=asks))
     assert engine.container_store.list() == before
     monkeypatch.setattr(apparmor, "HOST", _host(tmp_path / "on2", enabled=True, loaded="my-prof"))
-    rec = engine.containers.create(CreateOptions("base:1", host_config=asks))
+    rec = engine.containers.create(ContainerCreateRequest(image="base:1", host_config=asks))
     assert engine.containers.create_warnings(rec) == []
     assert engine.containers.inspect(rec.id)["AppArmorProfile"] == "my-prof"
     assert engine.containers.inspect(plain.id)["AppArmorProfile"] == "cargohold-default"

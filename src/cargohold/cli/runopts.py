@@ -1,7 +1,11 @@
-"""The flags shared by ``create`` and ``run`` and their parsing into engine options.
+"""The flags shared by ``create`` and ``run``, mapped onto the engine's create request.
 
 Options stop at the image (``run [OPTIONS] IMAGE [COMMAND] [ARG...]``): the image is a
 positional argument and everything after it is the command (argparse REMAINDER).
+
+As docker/cli's ``opts.go``, this only builds the request (Config, HostConfig,
+NetworkingConfig) and refuses what only the client can know (flag syntax, ``-a`` with
+``-d``); the engine checks the request itself (names, ports, mounts, policies, ...).
 """
 
 from __future__ import annotations
@@ -14,9 +18,16 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cargohold.cli.context import Context
-    from cargohold.container.model import ContainerRecord, HealthcheckConfig
-    from cargohold.engine.container_create import CreateOptions
-    from cargohold.network.ports import PortSpec
+    from cargohold.engine.containers import ContainerRecord
+    from cargohold.engine.requests import (
+        ContainerCreateRequest,
+        HealthcheckConfig,
+        HostConfig,
+        MountPoint,
+        NetworkingConfig,
+        PortBinding,
+    )
+    from cargohold.engine.sessions import AttachSession
 
 
 def configure(parser: argparse.ArgumentParser, *, run: bool = False) -> None:
@@ -168,7 +179,7 @@ def parse_duration(text: str, flag: str) -> int:
 
 
 def _healthcheck(args: argparse.Namespace) -> HealthcheckConfig | None:
-    from cargohold.container.model import HealthcheckConfig
+    from cargohold.engine.requests import HealthcheckConfig
     from cargohold.errors import InvalidArgument
 
     hc = HealthcheckConfig(
@@ -184,14 +195,16 @@ def _healthcheck(args: argparse.Namespace) -> HealthcheckConfig | None:
     given = hc != HealthcheckConfig()
     if args.no_healthcheck and given:
         raise InvalidArgument("--no-healthcheck conflicts with --health-* options")
+    if args.no_healthcheck:
+        return HealthcheckConfig(test=("NONE",))
     return hc if given else None
 
 
 def _flag_values(values: list[str], flag: str,
                  check: Callable[[str], object]) -> tuple[str, ...]:
     """docker/cli's validating list flags: each value checked (and normalised) as given."""
+    from cargohold.engine.flag_values import go_quote
     from cargohold.errors import ClientError, InvalidArgument
-    from cargohold.util.text import go_quote
 
     out = []
     for value in values:
@@ -213,57 +226,41 @@ def _resolver_flags(
     every value written into hosts/resolv.conf/hostname again)."""
     if not (args.dns or args.dns_search or args.add_host):
         return (), (), ()
-    from cargohold.network import hosts as H
+    from cargohold.engine.flag_values import resolver_checks
 
+    parse_ip, dns_search, add_host = resolver_checks()
     return (
-        _flag_values(args.dns, "dns", H.parse_ip),
-        _flag_values(args.dns_search, "dns-search", H.validate_dns_search),
-        _flag_values(args.add_host, "add-host", H.check_add_host),
+        _flag_values(args.dns, "dns", parse_ip),
+        _flag_values(args.dns_search, "dns-search", dns_search),
+        _flag_values(args.add_host, "add-host", add_host),
     )
 
 
-def _mounts(args: argparse.Namespace) -> tuple[object, ...]:
-    if not (args.volume or args.mount or args.tmpfs or args.volumes_from):
+def _mounts(args: argparse.Namespace) -> tuple[MountPoint, ...]:
+    """``--mount`` values as Docker's mount structs (their CSV syntax checked here)."""
+    if not args.mount:
         return ()
-    from cargohold.volume import mounts as vm
+    from cargohold.engine.container_volumes import mount_request
 
-    specs = [vm.parse_volume(v) for v in args.volume]
-    specs += [vm.parse_mount(m) for m in args.mount]
-    specs += [vm.parse_tmpfs(t) for t in args.tmpfs]
-    for raw in args.volumes_from:
-        vm.parse_volumes_from(raw)
-    return tuple(specs)
+    return tuple(mount_request(m) for m in args.mount)
 
 
-def to_options(args: argparse.Namespace) -> CreateOptions:
-    """Validate every flag (nothing is created yet) and build the engine's options."""
-    from cargohold.container.model import (
-        ContainerConfig,
-        EndpointSettings,
-        HostConfig,
-        RestartPolicy,
-    )
-    from cargohold.container.spec import parse_cpus, parse_memory
-    from cargohold.engine.container_create import CreateOptions
+def _ports(
+    args: argparse.Namespace,
+) -> tuple[frozenset[str], dict[str, tuple[PortBinding, ...]]]:
+    """``--expose`` and ``-p`` as ExposedPorts keys and PortBindings (docker/cli's
+    nat.ParsePortSpecs: the syntax of each value is checked here)."""
+    if not (args.publish or args.expose):  # the port parser only for the flags that need it
+        return frozenset(), {}
+    from cargohold.engine.flag_values import port_flags
+
+    return port_flags(args.publish, args.expose)
+
+
+def _attach_streams(args: argparse.Namespace) -> tuple[bool, bool, bool]:
+    """AttachStdin/Stdout/Stderr from ``-a``, ``-i`` and ``-d`` (docker/cli's rules)."""
     from cargohold.errors import InvalidArgument
 
-    if args.rm and args.restart not in ("", "no"):
-        raise InvalidArgument("Conflicting options: --restart and --rm")
-    restart = RestartPolicy.parse(args.restart)
-    publish: tuple[PortSpec, ...] = ()
-    exposed: set[str] = set()
-    if args.publish or args.expose:  # the network modules only for the flags that need them
-        from cargohold.network import ports as P
-
-        publish = tuple(P.parse_publish_all(args.publish))
-        for e in args.expose:
-            exposed.update(P.parse_expose(e))
-    if args.link:
-        from cargohold.network.links import parse_link
-
-        for link in args.link:
-            parse_link(link)
-    dns, dns_search, add_host = _resolver_flags(args)
     attach = [x.lower() for x in args.attach]
     for x in attach:
         if x not in ("stdin", "stdout", "stderr"):
@@ -271,46 +268,53 @@ def to_options(args: argparse.Namespace) -> CreateOptions:
     detach = bool(args.detach)
     if attach and detach:
         raise InvalidArgument("Conflicting options: -a and -d")
-    entrypoint = None
-    if args.entrypoint is not None:
-        entrypoint = tuple(args.entrypoint.split()) if args.entrypoint.strip() else ()
-    open_stdin = bool(args.interactive)
-    config = ContainerConfig(
-        hostname=args.hostname,
-        domainname=args.domainname,
-        user=args.user,
-        # Docker: -i always attaches stdin; without -a, stdout and stderr are attached
-        attach_stdin=(open_stdin or "stdin" in attach) and not detach,
-        attach_stdout=not detach and (not attach or "stdout" in attach),
-        attach_stderr=not detach and (not attach or "stderr" in attach),
-        exposed_ports=frozenset(exposed),
-        tty=bool(args.tty),
-        open_stdin=open_stdin,
-        stdin_once=open_stdin and not detach,
-        env=parse_env(args.env, args.env_file),
-        entrypoint=entrypoint,
-        labels=parse_labels(args.label, args.label_file),
-        working_dir=args.workdir,
-        stop_signal=args.stop_signal,
-        stop_timeout=args.stop_timeout,
-        healthcheck=_healthcheck(args),
+    # Docker: -i always attaches stdin; without -a, stdout and stderr are attached
+    return (
+        (bool(args.interactive) or "stdin" in attach) and not detach,
+        not detach and (not attach or "stdout" in attach),
+        not detach and (not attach or "stderr" in attach),
     )
-    if args.workdir and not args.workdir.startswith("/"):
-        raise InvalidArgument(
-            f"the working directory '{args.workdir}' is invalid, it needs to be an absolute path"
-        )
+
+
+def _memory(args: argparse.Namespace) -> tuple[int, int, int]:
+    """-m, --memory-swap and --cpus as numbers (docker/cli's RAMInBytes and ParseCPUs)."""
+    if not (args.memory or args.memory_swap or args.cpus):
+        return 0, 0, 0
+    from cargohold.engine.flag_values import parse_cpus, parse_memory
+
     memory = parse_memory(args.memory) if args.memory else 0
     swap = 0
     if args.memory_swap:
         swap = -1 if args.memory_swap == "-1" else parse_memory(args.memory_swap)
+    return memory, swap, parse_cpus(args.cpus) if args.cpus else 0
+
+
+def _console_size(args: argparse.Namespace) -> tuple[int, int]:
+    """With ``-t``, our terminal's size, so the container's TTY has it from the start."""
+    if not args.tty or args.detach:
+        return 0, 0
+    from cargohold.cli.terminal import window_size
+
+    return window_size(0 if args.interactive else 1) or (0, 0)
+
+
+def _host_config(
+    args: argparse.Namespace, bindings: dict[str, tuple[PortBinding, ...]]
+) -> HostConfig:
+    from cargohold.engine import requests as R
+
+    dns, dns_search, add_host = _resolver_flags(args)
+    memory, swap, nano_cpus = _memory(args)
     tmpfs = {}
     for t in args.tmpfs:
         target, _, opts = t.partition(":")
         tmpfs[target] = opts
-    host = HostConfig(
+    return R.HostConfig(
         binds=tuple(args.volume),
+        mounts=_mounts(args),
         network_mode=args.network,
-        restart_policy=restart,
+        port_bindings=bindings,
+        restart_policy=R.RestartPolicy.parse(args.restart),
         auto_remove=bool(args.rm),
         volumes_from=tuple(args.volumes_from),
         cap_add=tuple(args.cap_add),
@@ -328,43 +332,63 @@ def to_options(args: argparse.Namespace) -> CreateOptions:
         runtime=args.runtime,
         memory=memory,
         memory_swap=swap,
-        nano_cpus=parse_cpus(args.cpus) if args.cpus else 0,
+        nano_cpus=nano_cpus,
         pids_limit=args.pids_limit,
         init=args.init,
         publish_all_ports=bool(args.publish_all),
+        console_size=_console_size(args),
     )
-    from cargohold.engine.container_start import security_options
 
-    security_options(host.security_opt)
-    if args.mac_address:
-        import re
 
-        if not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", args.mac_address):
-            raise InvalidArgument(f"{args.mac_address} is not a valid mac address")
-    if args.ip:
-        import ipaddress
+def _networking(args: argparse.Namespace) -> NetworkingConfig:
+    from cargohold.engine import requests as R
 
-        try:
-            ipaddress.IPv4Address(args.ip)
-        except ValueError:
-            raise InvalidArgument(f"invalid IPv4 address: {args.ip}") from None
-    endpoint = EndpointSettings(
+    endpoint = R.EndpointSettings(
         aliases=tuple(args.network_alias),
         links=tuple(args.link),
-        ipv4_address=args.ip,
-        mac_address=args.mac_address.lower(),
+        ipam_config=R.EndpointIPAMConfig(args.ip) if args.ip else None,
+        mac_address=args.mac_address,
     )
-    return CreateOptions(
+    if endpoint == R.EndpointSettings():
+        return R.NetworkingConfig()
+    return R.NetworkingConfig({args.network or "default": endpoint})
+
+
+def to_request(args: argparse.Namespace) -> ContainerCreateRequest:
+    """The engine's create request for these flags (nothing is created yet)."""
+    from cargohold.engine.requests import ContainerCreateRequest
+    from cargohold.errors import InvalidArgument
+
+    if args.rm and args.restart not in ("", "no"):
+        raise InvalidArgument("Conflicting options: --restart and --rm")
+    exposed, bindings = _ports(args)
+    attach_stdin, attach_stdout, attach_stderr = _attach_streams(args)
+    entrypoint = None
+    if args.entrypoint is not None:
+        entrypoint = tuple(args.entrypoint.split()) if args.entrypoint.strip() else ("",)
+    open_stdin = bool(args.interactive)
+    return ContainerCreateRequest(
+        hostname=args.hostname,
+        domainname=args.domainname,
+        user=args.user,
+        attach_stdin=attach_stdin,
+        attach_stdout=attach_stdout,
+        attach_stderr=attach_stderr,
+        exposed_ports=exposed,
+        tty=bool(args.tty),
+        open_stdin=open_stdin,
+        stdin_once=open_stdin and not args.detach,
+        env=parse_env(args.env, args.env_file),
+        cmd=tuple(args.command) or None,
         image=args.image,
-        command=tuple(args.command),
-        name=args.name,
-        config=config,
-        host_config=host,
-        mounts=_mounts(args),  # type: ignore[arg-type]
-        publish=publish,
-        endpoint=endpoint,
-        no_healthcheck=bool(args.no_healthcheck),
-        pull=args.pull,
+        entrypoint=entrypoint,
+        labels=parse_labels(args.label, args.label_file),
+        working_dir=args.workdir,
+        stop_signal=args.stop_signal,
+        stop_timeout=args.stop_timeout,
+        healthcheck=_healthcheck(args),
+        host_config=_host_config(args, bindings),
+        networking_config=_networking(args),
     )
 
 
@@ -374,52 +398,45 @@ def print_warnings(ctx: Context, record: ContainerRecord) -> None:
         print(f"WARNING: {warning}", file=ctx.stderr)
 
 
-def attach_foreground(
+def foreground(
     ctx: Context,
-    cid: str,
+    session: AttachSession,
     *,
     stdin: bool,
-    tty: bool,
     sig_proxy: bool = True,
-    detach_keys: str = "",
-    stdout: bool = True,
-    stderr: bool = True,
+    detach_message: bool = False,
 ) -> int | None:
-    """Attach to a container its monitor holds for us (``wait_for_attach``) until it exits:
-    its exit code, or None when the user detached.  A stream not attached (``run -a``) is
-    discarded here (the container's log still has it)."""
-    import os
+    """Pump this process's stdio through an attach session until the container exits: its
+    exit code, or None when the user detached (or the container is gone without one).  A
+    launch error the monitor reports raises here, as ``start`` would have (127, 126, ...).
+    Without a TTY, ``sig_proxy`` forwards the signals we receive to the container."""
     import sys
 
-    from cargohold.container import attach as proto
+    from cargohold.cli import terminal
+    from cargohold.errors import CargoholdError
 
-    sock = proto.connect(ctx.engine.container_store.run_dir(cid))
-    keys = proto.parse_detach_keys(detach_keys) if detach_keys else proto.DEFAULT_DETACH_KEYS
+    def forward(signum: int) -> None:
+        with contextlib.suppress(CargoholdError):
+            ctx.engine.containers.kill(session.container_id, signum)
+
     out = getattr(ctx.stdout, "buffer", None) or sys.stdout.buffer
     err = getattr(ctx.stderr, "buffer", None) or sys.stderr.buffer
-    sink = None
-    if not (stdout and stderr):
-        sink = open(os.devnull, "wb")  # noqa: SIM115 - closed below
-        out = out if stdout else sink
-        err = err if stderr else sink
-    with sock, sink or contextlib.nullcontext():
-        result = proto.attach(
-            sock,
-            stdin=sys.stdin.buffer if stdin else None,
+    with session:
+        detached = terminal.pump(
+            session,
+            stdin=0 if stdin else None,
             stdout=out,
             stderr=err,
-            tty_mode=tty,
-            detach_keys=keys,
-            sig_proxy=sig_proxy and not tty,
+            raw=session.tty,
+            size_from=0 if stdin and session.tty else None,
+            forward=forward if sig_proxy and not session.tty else None,
         )
-    if result.detached:
-        return None
-    if result.exit_code is not None:
-        return result.exit_code
-    try:
-        return ctx.engine.container_store.read_state(cid).exit_code
-    except Exception:
-        return 0
+        if detached:
+            if detach_message:
+                err.write(b"read escape sequence\n")
+                err.flush()
+            return None
+        return session.wait()
 
 
 def each_container(

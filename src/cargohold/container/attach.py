@@ -1,4 +1,5 @@
-"""The attach socket: framing shared by the monitor (server) and the CLI (client).
+"""The attach socket: framing shared by the monitor (server) and its clients, and the client
+side as a session over explicit streams (:class:`AttachSession`).
 
 Every message is a frame ``type:u8 length:u32be payload``.
 
@@ -6,7 +7,11 @@ Every message is a frame ``type:u8 length:u32be payload``.
   sent when the container's process ends; the monitor then closes the connection; with
   ``"Kind"`` (an errors class name) when the container could not be launched at all).
 - client -> monitor: STDIN (bytes for the container), RESIZE (``rows:u16 cols:u16``), CLOSE_STDIN
-  (the client's stdin hit EOF), SIGNAL (signal number as ASCII digits, for --sig-proxy).
+  (the client's stdin hit EOF), SIGNAL (signal number as ASCII digits).
+
+STDOUT and STDERR are the stream numbers of Docker's multiplexed (stdcopy) framing, so an API
+server can frame a session's output as it comes.  Nothing here touches a terminal, a signal
+handler or the process's own stdio: the CLI (``cli/terminal.py``) does that around a session.
 
 The socket lives at ``<runroot>/containers/<id>/attach.sock``; the client connects through
 ``/proc/self/fd/<dirfd>/attach.sock`` so long run directories never hit the 108-byte limit of
@@ -16,36 +21,19 @@ unix socket paths.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import select
 import selectors
-import signal
 import socket
 import struct
-import sys
-import termios
-import tty
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
-from typing import BinaryIO
-
-import msgspec
+from types import TracebackType
 
 STDIN, STDOUT, STDERR, EXIT, RESIZE, CLOSE_STDIN, SIGNAL = 0, 1, 2, 3, 4, 5, 6
 _HEADER = struct.Struct(">BI")
 SOCKET_NAME = "attach.sock"
 DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
-PROXIED_SIGNALS = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
 
 
 def frame(kind: int, payload: bytes = b"") -> bytes:
@@ -70,7 +58,10 @@ class FrameReader:
 
 
 def parse_detach_keys(spec: str) -> bytes:
-    """Docker's --detach-keys: comma-separated ``ctrl-<x>`` or single characters."""
+    """Docker's --detach-keys: comma-separated ``ctrl-<x>`` or single characters ("":
+    ctrl-p ctrl-q)."""
+    if not spec:
+        return DEFAULT_DETACH_KEYS
     out = bytearray()
     for part in spec.split(","):
         part = part.strip()
@@ -102,14 +93,7 @@ def connect(run_dir: Path) -> socket.socket:
         os.close(dirfd)
 
 
-class AttachResult(msgspec.Struct, frozen=True):
-    exit_code: int | None  # None: detached, or the monitor went away without an exit frame
-    detached: bool = False
-    error: str = ""
-    kind: str = ""  # set: the container was never launched (an errors class name)
-
-
-class _EscapeMatcher:
+class EscapeMatcher:
     """Finds the detach sequence in typed input; holds back a partial match."""
 
     def __init__(self, keys: bytes) -> None:
@@ -117,6 +101,7 @@ class _EscapeMatcher:
         self.held = b""
 
     def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(the bytes to pass on, whether the whole sequence was seen)."""
         if not self.keys:
             return data, False
         out = bytearray()
@@ -132,172 +117,139 @@ class _EscapeMatcher:
         return bytes(out), False
 
 
-def _window_size(fd: int) -> tuple[int, int] | None:
-    try:
-        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
-    except OSError:
-        return None
-    return rows, cols
-
-
-@contextlib.contextmanager
-def _raw_terminal(fd: int | None) -> Iterator[None]:
-    if fd is None or not os.isatty(fd):
-        yield
-        return
-    saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
-    try:
-        yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-
-
-@contextlib.contextmanager
-def _signal_handlers(
-    handlers: dict[int, Callable[[int, FrameType | None], None]],
-) -> Iterator[None]:
-    saved = {sig: signal.signal(sig, fn) for sig, fn in handlers.items()}
-    try:
-        yield
-    finally:
-        for sig, old in saved.items():
-            signal.signal(sig, old)
-
-
 def resize_frame(rows: int, cols: int) -> bytes:
     return frame(RESIZE, struct.pack(">HH", rows, cols))
 
 
-def attach(
-    sock: socket.socket,
-    *,
-    stdin: BinaryIO | None = None,
-    stdout: BinaryIO | None = None,
-    stderr: BinaryIO | None = None,
-    tty_mode: bool = False,
-    detach_keys: bytes = DEFAULT_DETACH_KEYS,
-    sig_proxy: bool = True,
-    detach_message: bool = False,
-) -> AttachResult:
-    """Copy the container's output to ``stdout``/``stderr`` and ``stdin`` to the container
-    until it exits (returns its exit code) or the user types the detach keys.  A container
-    its monitor could not launch (held for this client) raises that error instead, as
-    ``start`` would have (CommandNotFound: 127, CannotExecute: 126, ...).
+Output = tuple[int, bytes]  # (STDOUT or STDERR, bytes)
 
-    With ``tty_mode`` the local terminal is put in raw mode and its size (now and on every
-    SIGWINCH) is sent to the container.  With ``sig_proxy`` SIGINT, SIGTERM, ... received by
-    this process are forwarded to the container.  ``detach_message`` prints Docker's
-    "read escape sequence" on detaching (``docker attach`` does; ``run -it`` does not).
+
+class AttachSession:
+    """One client of a container's attach socket, over explicit streams.
+
+    Output: :meth:`receive` does one read of the socket and returns the ``(STDOUT|STDERR,
+    bytes)`` frames it completed (a TTY's bytes come as STDOUT); iterating reads until the
+    end; :meth:`fileno` serves a selector.  Input: :meth:`write` (with a TTY the detach keys
+    are spotted there and end the session) and :meth:`close_stdin` (half-close); both do
+    nothing when stdin is not attached.  :meth:`resize` sets the TTY's size; :meth:`wait`
+    returns the exit code (None when detached) or raises the error the container could not be
+    launched with (CommandNotFound: 127, ...).
     """
-    out = stdout if stdout is not None else sys.stdout.buffer
-    err = stderr if stderr is not None else sys.stderr.buffer
-    in_fd = stdin.fileno() if stdin is not None else None
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    pending_signals: list[int] = []
-    handlers: dict[int, Callable[[int, FrameType | None], None]] = {}
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        pending_signals.append(signum)
-        with contextlib.suppress(OSError):
-            os.write(wake_w, b"\0")
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        tty: bool,
+        stdin: bool = False,
+        stdout: bool = True,
+        stderr: bool = True,
+        detach_keys: bytes = DEFAULT_DETACH_KEYS,
+        lost: Callable[[], int | None] = lambda: None,
+        container_id: str = "",
+    ) -> None:
+        self.container_id = container_id
+        self._sock = sock
+        self._reader = FrameReader()
+        self._escape = EscapeMatcher(detach_keys if tty else b"")
+        self._wanted = {k for k, on in ((STDOUT, stdout), (STDERR, stderr)) if on}
+        self._lost = lost
+        self.tty, self.stdin = tty, stdin
+        self.done = False
+        self.detached = False
+        self.exit_code: int | None = None
+        self.error = ""
+        self.kind = ""  # set: the container was never launched (an errors class name)
+        self._connected = True
 
-    if sig_proxy:
-        handlers.update({int(s): on_signal for s in PROXIED_SIGNALS})
-    if tty_mode and in_fd is not None and os.isatty(in_fd):
-        handlers[int(signal.SIGWINCH)] = on_signal
-        size = _window_size(in_fd)
-        if size:
-            sock.sendall(resize_frame(*size))
-    try:
-        with _signal_handlers(handlers), _raw_terminal(in_fd if tty_mode else None):
-            result = _pump(
-                sock,
-                in_fd,
-                out,
-                err,
-                tty_mode,
-                detach_keys,
-                wake_r,
-                pending_signals,
-                detach_message,
-            )
-    finally:
-        os.close(wake_r)
-        os.close(wake_w)
-    if result.kind:
-        from cargohold import errors
+    # ---- output ---------------------------------------------------------------------------
+    def fileno(self) -> int:
+        return self._sock.fileno()
 
-        cls = getattr(errors, result.kind, None)
-        if not (isinstance(cls, type) and issubclass(cls, errors.CargoholdError)):
-            cls = errors.Internal
-        raise cls(result.error)
-    return result
-
-
-def _pump(
-    sock: socket.socket,
-    in_fd: int | None,
-    out: BinaryIO,
-    err: BinaryIO,
-    tty_mode: bool,
-    detach_keys: bytes,
-    wake_r: int,
-    pending_signals: list[int],
-    detach_message: bool,
-) -> AttachResult:
-    reader = FrameReader()
-    escape = _EscapeMatcher(detach_keys if tty_mode else b"")
-    watch = [sock.fileno(), wake_r] + ([in_fd] if in_fd is not None else [])
-    while True:
+    def receive(self) -> list[Output]:
+        """One read of the socket (blocks until data comes): the output frames it completed;
+        ``[]`` with :attr:`done` set at the end."""
+        if self.done:
+            return []
         try:
-            ready, _, _ = select.select(watch, [], [])
-        except InterruptedError:
-            ready = [wake_r]
-        if wake_r in ready:
-            with contextlib.suppress(BlockingIOError):
-                os.read(wake_r, 512)
-            while pending_signals:
-                signum = pending_signals.pop(0)
-                if signum == signal.SIGWINCH and in_fd is not None:
-                    size = _window_size(in_fd)
-                    if size:
-                        sock.sendall(resize_frame(*size))
-                else:
-                    sock.sendall(frame(SIGNAL, str(signum).encode()))
-        if in_fd is not None and in_fd in ready:
-            data = os.read(in_fd, 65536)
-            if not data:
-                watch.remove(in_fd)
-                in_fd = None
-                sock.sendall(frame(CLOSE_STDIN))
-            else:
-                data, detached = escape.feed(data)
-                if data:
-                    sock.sendall(frame(STDIN, data))
-                if detached:
-                    if detach_message:
-                        err.write(b"read escape sequence\n")
-                        err.flush()
-                    return AttachResult(None, detached=True)
-        if sock.fileno() in ready:
-            data = sock.recv(65536)
-            if not data:
-                return AttachResult(None, error="connection to the container monitor closed")
-            for kind, payload in reader.feed(data):
-                if kind == STDOUT:
-                    out.write(payload)
-                    out.flush()
-                elif kind == STDERR:
-                    err.write(payload)
-                    err.flush()
-                elif kind == EXIT:
-                    info = json.loads(payload or b"{}")
-                    return AttachResult(
-                        int(info.get("ExitCode", 0)),
-                        error=info.get("Error", ""),
-                        kind=info.get("Kind", ""),
-                    )
+            data = self._sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.done, self._connected = True, False
+            if not self.detached:
+                self.error = self.error or "connection to the container monitor closed"
+            return []
+        out: list[Output] = []
+        for kind, payload in self._reader.feed(data):
+            if kind in self._wanted:
+                out.append((kind, payload))
+            elif kind == EXIT:
+                info = json.loads(payload or b"{}")
+                self.exit_code = int(info.get("ExitCode", 0))
+                self.error, self.kind = info.get("Error", ""), info.get("Kind", "")
+                self.done = True
+                break
+        return out
+
+    def __iter__(self) -> Iterator[Output]:
+        while not self.done:
+            yield from self.receive()
+
+    # ---- input ----------------------------------------------------------------------------
+    def write(self, data: bytes) -> bool:
+        """Send ``data`` to the container's stdin; True when the detach keys ended the
+        session (what came before them is sent)."""
+        if not self.stdin or self.done:
+            return self.detached
+        data, detached = self._escape.feed(data)
+        if data:
+            self._send(frame(STDIN, data))
+        if detached:
+            self.detached = self.done = True
+        return detached
+
+    def close_stdin(self) -> None:
+        """The input ended (the container's stdin closes if the container has StdinOnce)."""
+        if self.stdin and not self.done:
+            self._send(frame(CLOSE_STDIN))
+
+    def resize(self, height: int, width: int) -> None:
+        if not self.done:
+            self._send(resize_frame(height, width))
+
+    def _send(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):  # the container is gone: receive() tells
+            self._sock.sendall(data)
+
+    # ---- end ------------------------------------------------------------------------------
+    def wait(self) -> int | None:
+        """Read (and drop) the rest of the output; the exit code, None when detached."""
+        for _ in self:
+            pass
+        if self.detached:
+            return None
+        if self.kind:
+            from cargohold import errors
+
+            cls = getattr(errors, self.kind, None)
+            if not (isinstance(cls, type) and issubclass(cls, errors.CargoholdError)):
+                cls = errors.Internal
+            raise cls(self.error)
+        if self.exit_code is None:
+            self.exit_code = self._lost()
+        return self.exit_code
+
+    def close(self) -> None:
+        self.done = True
+        self._sock.close()
+
+    def __enter__(self) -> AttachSession:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------- server side

@@ -23,7 +23,6 @@ import errno
 import os
 import posixpath
 import stat
-import sys
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
@@ -438,6 +437,13 @@ def _os_error(exc: OSError) -> CargoholdError:
     return Internal(text)
 
 
+def _given(stream: IO[bytes] | None) -> IO[bytes]:
+    """The caller's tar stream for "-" (never this process's own stdin/stdout)."""
+    if stream is None:
+        raise InvalidArgument('cp with "-" needs a tar stream')
+    return stream
+
+
 def copy_out(
     rootfs: str | Path,
     src_path: str,
@@ -448,7 +454,7 @@ def copy_out(
     follow_link: bool = False,
     stream: IO[bytes] | None = None,
 ) -> None:
-    """``cp CONTAINER:SRC_PATH DEST``; ``dest`` "-" writes a tar stream (``stream`` or stdout).
+    """``cp CONTAINER:SRC_PATH DEST``; ``dest`` "-" writes a tar stream to ``stream``.
 
     Files written on the host belong to the caller (Docker: "created with the UID:GID of the
     user which invoked the cp command"); modes and times are kept.
@@ -481,7 +487,7 @@ def _copy_out(
     entries = _walk_loc(fs, loc, src_path)
     if os.fspath(dest) == "-":
         arcroot = "." if contents or not base else base
-        _write_tar(entries, arcroot, stream if stream is not None else sys.stdout.buffer)
+        _write_tar(entries, arcroot, _given(stream))
         return
     dest_s = os.fspath(dest)
     dest_abs = os.path.abspath(dest_s)
@@ -513,8 +519,8 @@ def copy_in(
     stream: IO[bytes] | None = None,
     readonly_rootfs: bool = False,
 ) -> None:
-    """``cp SRC CONTAINER:DEST_PATH``; ``src`` "-" reads a tar stream (``stream`` or stdin)
-    and extracts it into the existing directory ``dest_path``.
+    """``cp SRC CONTAINER:DEST_PATH``; ``src`` "-" reads a tar stream from ``stream`` and
+    extracts it into the existing directory ``dest_path``.
 
     Without ``archive`` everything is owned by the container's root (0:0); with it the
     source's uid/gid are kept (Docker's ``-a``).
@@ -548,7 +554,7 @@ def _copy_in(
         if not stat.S_ISDIR(dest_st.st_mode):
             raise InvalidArgument(f'destination "{container}:{dest_path}" must be a directory')
         _check_writable(loc)
-        entries = _tar_entries(stream if stream is not None else sys.stdin.buffer)
+        entries = _tar_entries(_given(stream))
         _extract_at(loc.root, loc.rel, "", owner, entries)
         return
     base, contents = _source_name(src_s)

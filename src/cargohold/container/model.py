@@ -134,24 +134,32 @@ class RestartPolicy(msgspec.Struct, frozen=True):
 
     @classmethod
     def parse(cls, text: str) -> RestartPolicy:
-        """Parse ``--restart`` (no, always, unless-stopped, on-failure[:N])."""
+        """Parse ``--restart`` (no, always, unless-stopped, on-failure[:N]): the syntax only;
+        the engine checks the policy itself (:meth:`validate`)."""
         from cargohold.errors import InvalidArgument
 
         name, _, count = (text or "no").partition(":")
-        if name not in ("no", "always", "unless-stopped", "on-failure"):
-            raise InvalidArgument(f"invalid restart policy: {text}")
-        if count and name != "on-failure":
-            raise InvalidArgument(
-                "invalid restart policy format: maximum retry count can only be used "
-                f"with 'on-failure': {text}"
-            )
         try:
             retries = int(count) if count else 0
         except ValueError:
             raise InvalidArgument(f"invalid restart policy format: {text}") from None
-        if retries < 0:
-            raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
         return cls(name, retries)
+
+    def validate(self) -> RestartPolicy:
+        """The daemon's check of a requested policy ("" is "no")."""
+        from cargohold.errors import InvalidArgument
+
+        name = self.name or "no"
+        if name not in ("no", "always", "unless-stopped", "on-failure"):
+            raise InvalidArgument(f"invalid restart policy: {self.name}")
+        if self.maximum_retry_count and name != "on-failure":
+            raise InvalidArgument(
+                "invalid restart policy format: maximum retry count can only be used "
+                f"with 'on-failure': {name}:{self.maximum_retry_count}"
+            )
+        if self.maximum_retry_count < 0:
+            raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
+        return self
 
     @property
     def is_none(self) -> bool:
@@ -168,14 +176,39 @@ class PortBinding(msgspec.Struct, frozen=True):
     host_port: str = msgspec.field(default="", name="HostPort")
 
 
-class MountPoint(msgspec.Struct, frozen=True):
-    """One entry of HostConfig.Mounts (``--mount``)."""
+class BindOptions(msgspec.Struct, frozen=True):
+    propagation: str = msgspec.field(default="", name="Propagation")
+    non_recursive: bool = msgspec.field(default=False, name="NonRecursive")
 
-    type: str = msgspec.field(default="bind", name="Type")
+
+class DriverConfig(msgspec.Struct, frozen=True):
+    name: str = msgspec.field(default="", name="Name")
+    options: dict[str, str] = msgspec.field(default_factory=dict, name="Options")
+
+
+class VolumeOptions(msgspec.Struct, frozen=True):
+    no_copy: bool = msgspec.field(default=False, name="NoCopy")
+    labels: dict[str, str] = msgspec.field(default_factory=dict, name="Labels")
+    driver_config: DriverConfig | None = msgspec.field(default=None, name="DriverConfig")
+    subpath: str = msgspec.field(default="", name="Subpath")
+
+
+class TmpfsOptions(msgspec.Struct, frozen=True):
+    size_bytes: int = msgspec.field(default=0, name="SizeBytes")
+    mode: int = msgspec.field(default=0, name="Mode")  # permission bits (Go's os.FileMode)
+
+
+class MountPoint(msgspec.Struct, frozen=True):
+    """One entry of HostConfig.Mounts (``--mount``): Docker's ``mount.Mount``."""
+
+    type: str = msgspec.field(default="volume", name="Type")
     source: str = msgspec.field(default="", name="Source")
     target: str = msgspec.field(default="", name="Target")
     read_only: bool = msgspec.field(default=False, name="ReadOnly")
-    options: dict[str, str] = msgspec.field(default_factory=dict, name="Options")
+    consistency: str = msgspec.field(default="", name="Consistency")
+    bind_options: BindOptions | None = msgspec.field(default=None, name="BindOptions")
+    volume_options: VolumeOptions | None = msgspec.field(default=None, name="VolumeOptions")
+    tmpfs_options: TmpfsOptions | None = msgspec.field(default=None, name="TmpfsOptions")
 
 
 class HostConfig(msgspec.Struct, frozen=True):
@@ -212,6 +245,7 @@ class HostConfig(msgspec.Struct, frozen=True):
     init: bool | None = msgspec.field(default=None, name="Init")
     publish_all_ports: bool = msgspec.field(default=False, name="PublishAllPorts")
     memory_swap: int = msgspec.field(default=0, name="MemorySwap")
+    console_size: tuple[int, int] = msgspec.field(default=(0, 0), name="ConsoleSize")  # h, w
     # the other limits `update` can change (Docker's Resources)
     memory_reservation: int = msgspec.field(default=0, name="MemoryReservation")
     cpu_shares: int = msgspec.field(default=0, name="CpuShares")
@@ -240,13 +274,35 @@ class MountRecord(msgspec.Struct, frozen=True):
     tmpfs_mode: int = msgspec.field(default=0, name="TmpfsMode")
 
 
+class EndpointIPAMConfig(msgspec.Struct, frozen=True):
+    ipv4_address: str = msgspec.field(default="", name="IPv4Address")
+
+
 class EndpointSettings(msgspec.Struct, frozen=True):
-    """What a container asked of one network (``--network-alias``, ``--ip``, ...)."""
+    """What a container asks of one network (``--network-alias``, ``--ip``, ...): Docker's
+    ``EndpointSettings`` as ``create``'s NetworkingConfig and ``network connect`` carry it.
+
+    Records written before IPAMConfig was kept hold the address in ``IPv4Address``
+    (``legacy_ipv4``); :attr:`ipv4_address` reads either.
+    """
 
     aliases: tuple[str, ...] = msgspec.field(default=(), name="Aliases")
     links: tuple[str, ...] = msgspec.field(default=(), name="Links")
-    ipv4_address: str = msgspec.field(default="", name="IPv4Address")
+    ipam_config: EndpointIPAMConfig | None = msgspec.field(default=None, name="IPAMConfig")
     mac_address: str = msgspec.field(default="", name="MacAddress")
+    legacy_ipv4: str = msgspec.field(default="", name="IPv4Address")
+
+    @property
+    def ipv4_address(self) -> str:
+        return self.ipam_config.ipv4_address if self.ipam_config else self.legacy_ipv4
+
+
+class NetworkingConfig(msgspec.Struct, frozen=True):
+    """The ``NetworkingConfig`` of a create request: settings per network name."""
+
+    endpoints_config: dict[str, EndpointSettings] = msgspec.field(
+        default_factory=dict, name="EndpointsConfig"
+    )
 
 
 class HealthLogEntry(msgspec.Struct, frozen=True):
@@ -427,8 +483,13 @@ def warm_decoder() -> None:
         LogConfig,
         PortBinding,
         MountPoint,
+        BindOptions,
+        VolumeOptions,
+        DriverConfig,
+        TmpfsOptions,
         MountRecord,
         EndpointSettings,
+        EndpointIPAMConfig,
         State,
         Health,
         HealthLogEntry,

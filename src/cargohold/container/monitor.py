@@ -78,18 +78,26 @@ def main(argv: list[str] | None = None) -> int:
     return monitor_main(spec, sync_fd)
 
 
-def monitor_main(spec: MonitorSpec, sync_fd: int, record: ContainerRecord | None = None) -> int:
+def monitor_main(spec: MonitorSpec, sync_fd: int, record: ContainerRecord | None = None,
+                 runtime: OCIRuntime | None = None) -> int:
     """The monitor process's body: stdio to ``monitor.log``, then :class:`Monitor`."""
     try:
-        return prepare(spec, sync_fd, record).run()
+        return prepare(spec, sync_fd, record, runtime).run()
     except BaseException:
         traceback.print_exc()
         return 1
 
 
-def prepare(spec: MonitorSpec, sync_fd: int, record: ContainerRecord | None = None) -> Monitor:
+def prepare(
+    spec: MonitorSpec,
+    sync_fd: int,
+    record: ContainerRecord | None = None,
+    runtime: OCIRuntime | None = None,
+    runtime_of: Callable[[ContainerRecord], OCIRuntime] | None = None,
+) -> Monitor:
     """Stdio to ``monitor.log`` and a :class:`Monitor` with the container's record loaded,
-    not yet running (a pre-forked monitor does this while its caller finishes the set-up)."""
+    not yet running (a pre-forked monitor does this while its caller finishes the set-up).
+    The runtime: ``runtime``, else ``runtime_of(record)``, else one for the spec's binary."""
     store = ContainerStore(spec.root, spec.runroot)
     run_dir = store.run_dir(spec.container_id)
     null = os.open(os.devnull, os.O_RDWR)
@@ -101,7 +109,11 @@ def prepare(spec: MonitorSpec, sync_fd: int, record: ContainerRecord | None = No
     os.close(logfd)
     os.set_inheritable(sync_fd, False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    return Monitor(store, spec.runtime(), spec.container_id, spec.wait_for_attach, sync_fd, record)
+    if record is None and runtime is None and runtime_of is not None:
+        record = store.load(spec.container_id)
+    if runtime is None:
+        runtime = runtime_of(record) if runtime_of and record else spec.runtime()
+    return Monitor(store, runtime, spec.container_id, spec.wait_for_attach, sync_fd, record)
 
 
 # --------------------------------------------------------------------------- restart policy

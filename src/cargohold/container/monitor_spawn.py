@@ -84,16 +84,22 @@ class SpawnResult(msgspec.Struct, frozen=True):
     pid: int  # the container's init pid (host namespace)
 
 
-def spawn(spec: MonitorSpec, record: ContainerRecord | None = None) -> SpawnResult:
+def spawn(
+    spec: MonitorSpec,
+    record: ContainerRecord | None = None,
+    runtime: OCIRuntime | None = None,
+) -> SpawnResult:
     """Start a detached monitor for ``spec.container_id`` and wait until the container runs
     (or, with ``wait_for_attach``, waits for its first attach client before launching it:
-    a launch error then comes in the attach EXIT frame, see :func:`attach.attach`).
+    a launch error then comes in the attach EXIT frame, see :class:`attach.AttachSession`).
     ``record``: the container's stored record, handed to the forked monitor so that it does
-    not decode it again."""
+    not decode it again; ``runtime``: the runtime object it drives the container with (by
+    default one for ``spec.runtime_binary``)."""
     spec.run_dir().mkdir(parents=True, exist_ok=True)
     r, w = os.pipe2(os.O_CLOEXEC)
     try:
-        os.waitpid(_fork_detached(lambda: _monitor_main(spec, w, record), close=(r,)), 0)
+        pid = _fork_detached(lambda: _monitor_main(spec, w, record, runtime), close=(r,))
+        os.waitpid(pid, 0)
     finally:
         os.close(w)
     return _started(spec, r)
@@ -119,14 +125,18 @@ def _fork_detached(body: Callable[[], int], close: tuple[int, ...]) -> int:
 
 
 class Prefork:
-    """A monitor forked ahead of the container's set-up; :meth:`spawn` or :meth:`cancel` it."""
+    """A monitor forked ahead of the container's set-up; :meth:`spawn` or :meth:`cancel` it.
+    ``runtime_of``: how the monitor gets the runtime for the record it is given (by default
+    one for the spec's ``runtime_binary``); it is called in the forked monitor."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, runtime_of: Callable[[ContainerRecord], OCIRuntime] | None = None
+    ) -> None:
         go_r, self._go = os.pipe2(os.O_CLOEXEC)
         self._sync, sync_w = os.pipe2(os.O_CLOEXEC)
         self._announced = False
         self._pid = _fork_detached(
-            lambda: _prefork_main(go_r, sync_w), close=(self._go, self._sync)
+            lambda: _prefork_main(go_r, sync_w, runtime_of), close=(self._go, self._sync)
         )
         os.close(go_r)
         os.close(sync_w)
@@ -184,7 +194,9 @@ def _detach_stdio() -> None:
     os.close(null)
 
 
-def _prefork_main(go_r: int, sync_w: int) -> int:  # pragma: no cover - runs in the child
+def _prefork_main(
+    go_r: int, sync_w: int, runtime_of: Callable[[ContainerRecord], OCIRuntime] | None
+) -> int:  # pragma: no cover - runs in the child
     _detach_stdio()
     from cargohold.container import monitor
     from cargohold.container.model import warm_decoder
@@ -195,7 +207,8 @@ def _prefork_main(go_r: int, sync_w: int) -> int:  # pragma: no cover - runs in 
         if not line:
             return 0  # cancelled, or the caller died
         try:
-            prepared = monitor.prepare(MonitorSpec.from_argv(json.loads(line)), sync_w)
+            spec = MonitorSpec.from_argv(json.loads(line))
+            prepared = monitor.prepare(spec, sync_w, runtime_of=runtime_of)
         except BaseException:
             traceback.print_exc()
             return 1
@@ -209,8 +222,8 @@ def _prefork_main(go_r: int, sync_w: int) -> int:  # pragma: no cover - runs in 
 
 
 def _monitor_main(
-    spec: MonitorSpec, sync_fd: int, record: ContainerRecord | None
+    spec: MonitorSpec, sync_fd: int, record: ContainerRecord | None, runtime: OCIRuntime | None
 ) -> int:  # pragma: no cover - runs in the child
     from cargohold.container import monitor
 
-    return monitor.monitor_main(spec, sync_fd, record)
+    return monitor.monitor_main(spec, sync_fd, record, runtime)

@@ -163,9 +163,11 @@ class ContainerStore:
         return record
 
     def remove(self, ref: str) -> ContainerRecord:
-        """Delete the record, its logs and its run directory; the name becomes free."""
+        """Delete the record, its logs and its run directory; the name becomes free.  The
+        last exit code stays readable for a while (:meth:`removed_exit_code`)."""
         with self._lock:
             record = self.get(ref)
+            self._keep_exit_code(record.id)
             trash = self.base / f".rm-{record.id}"
             os.rename(self.dir(record.id), trash)
             names = {n: i for n, i in self._read_names().items() if self.dir(i).is_dir()}
@@ -174,6 +176,43 @@ class ContainerStore:
         shutil.rmtree(self.run_dir(record.id), ignore_errors=True)
         self._event(record, "destroy")
         return record
+
+    _EXITS = ".exits"
+    _EXIT_MINUTES = 3  # how long a tombstone is kept, in whole minutes
+
+    def _keep_exit_code(self, cid: str) -> None:
+        """A small tombstone with the container's exit code, so that a ``wait`` that began
+        before an AutoRemove container went away still learns how it ended (Docker's
+        ``wait?condition=removed``).  Tombstones go in one directory per minute; the
+        directories of minutes long past are dropped here (a listing of a few entries)."""
+        import time
+
+        try:
+            code = self.read_state(cid).exit_code
+        except (NotFound, ValueError, OSError):
+            return
+        exits = self.runbase / self._EXITS
+        minute = int(time.time() // 60)
+        try:
+            (exits / str(minute)).mkdir(mode=0o700, parents=True, exist_ok=True)
+            (exits / str(minute) / cid).write_text(str(code))
+            for name in os.listdir(exits):
+                if not name.isdigit() or int(name) < minute - self._EXIT_MINUTES:
+                    shutil.rmtree(exits / name, ignore_errors=True)
+        except OSError:
+            pass
+
+    def removed_exit_code(self, cid: str) -> int | None:
+        """The exit code of container ``cid`` when it was removed (recently), else None."""
+        import time
+
+        minute = int(time.time() // 60)
+        for m in range(minute, minute - self._EXIT_MINUTES - 1, -1):
+            try:
+                return int((self.runbase / self._EXITS / str(m) / cid).read_text())
+            except (OSError, ValueError):
+                continue
+        return None
 
     # ------------------------------------------------------------------ lookup
     def ids(self) -> list[str]:

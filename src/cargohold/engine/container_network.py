@@ -24,7 +24,15 @@ from cargohold.container.events import network_event
 from cargohold.container.model import ContainerRecord, HostConfig, Status
 from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.network.base import Attachment
-from cargohold.network.ports import PortBinding, PortSpec, parse_port_key, publish_exposed
+from cargohold.network.ports import (
+    PortBinding,
+    PortSpec,
+    format_port_command,
+    format_ps_ports,
+    parse_port_key,
+    port_specs_of,
+    publish_exposed,
+)
 from cargohold.util.atomic import read_json, write_json
 
 if TYPE_CHECKING:
@@ -36,6 +44,24 @@ if TYPE_CHECKING:
 
 ENDPOINTS = "endpoints.json"
 LINKS_BLOCK = "links"
+
+
+__all__ = [  # what clients render with, besides the functions of this module
+    "PortBinding",
+    "format_port_command",
+    "format_ps_ports",
+    "link_parts",
+    "parse_port_key",
+    "published",
+]
+
+
+def link_parts(raw: str) -> tuple[str, str]:
+    """A ``--link`` value (``name[:alias]``) as (name, alias)."""
+    from cargohold.network.links import parse_link
+
+    spec = parse_link(raw)
+    return spec.name, spec.alias
 
 
 def mode_of(host: HostConfig) -> str:
@@ -75,15 +101,7 @@ def save_endpoints(store: ContainerStore, cid: str, eps: Endpoints) -> None:
 def port_specs(record: ContainerRecord) -> list[PortSpec]:
     """The ports to publish: ``-p`` (from HostConfig.PortBindings) and, with ``-P``, every
     exposed port that is not published explicitly."""
-    specs: list[PortSpec] = []
-    for key, items in record.host_config.port_bindings.items():
-        port, proto = parse_port_key(key)
-        for b in items:
-            start = end = 0
-            if b.host_port:
-                a, _, z = b.host_port.partition("-")
-                start, end = int(a), int(z or a)
-            specs.append(PortSpec(port, proto, b.host_ip, start, end))
+    specs = port_specs_of(record.host_config.port_bindings)
     if record.host_config.publish_all_ports:
         specs += publish_exposed(record.config.exposed_ports, specs)
     return specs

@@ -3,6 +3,10 @@
 Works on the records of ``engine.container_store`` (the lifecycle service creates and starts
 them).  The rw layer of a container has the container's id; its bundle's config.json is the
 base of every ``exec`` process.  Errors use Docker's words ("Container <id> is not running").
+
+Attach and exec return sessions over explicit streams (container/attach.py, container_exec.py);
+``cp``, ``logs`` and ``export`` write to or read from the streams they are given.  Nothing here
+reads this process's stdin or writes its stdout, and no terminal or signal is touched.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,40 +23,28 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 import msgspec
 
 from cargohold.container import events
+from cargohold.container.logs import LogEntry, LogOptions, parse_timestamp
 from cargohold.container.model import ContainerRecord, State, Status, to_json
-from cargohold.engine.event_hooks import exec_events
 from cargohold.errors import (
-    CannotExecute,
     CargoholdError,
-    CommandNotFound,
     Conflict,
-    ContainerExit,
     Internal,
     InvalidArgument,
     NotFound,
 )
 
 if TYPE_CHECKING:
-    from cargohold.container.attach import AttachResult
+    from cargohold.container.attach import AttachSession
     from cargohold.container.copy import MountPoint
-    from cargohold.container.logs import LogOptions
     from cargohold.engine import Engine
+    from cargohold.engine.container_exec import ExecInstance, ExecSession, Stdio
     from cargohold.engine.container_stats import Sample
+    from cargohold.engine.requests import ExecCreateRequest, ExecStartRequest
+
+__all__ = ["ContainerOps", "LogEntry", "LogOptions", "StatsRow", "parse_timestamp"]
 
 _ACTIVE = (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
 _SYSTEM_MOUNTS = ("/proc", "/sys", "/dev")
-
-
-class ExecOptions(msgspec.Struct, frozen=True):
-    command: tuple[str, ...]
-    interactive: bool = False
-    tty: bool = False
-    detach: bool = False
-    env: tuple[str, ...] = ()  # KEY=VALUE (KEY alone was already resolved by the CLI)
-    user: str = ""
-    workdir: str = ""
-    privileged: bool = False
-    detach_keys: str = ""
 
 
 class StatsRow(msgspec.Struct, frozen=True):
@@ -188,25 +179,25 @@ class ContainerOps:
                     layers.unmount_rw(layer_id)
 
     # ---- exec ----------------------------------------------------------------------------
-    def exec_process(self, record: ContainerRecord, opts: ExecOptions) -> dict[str, Any]:
+    def exec_process(self, record: ContainerRecord, req: ExecCreateRequest) -> dict[str, Any]:
         """The OCI process of an exec: the container's process with the exec's changes."""
-        if not opts.command:
+        if not req.cmd:
             raise InvalidArgument("No exec command specified")
         spec = self._bundle_spec(record.id)
         process: dict[str, Any] = json.loads(json.dumps(spec.get("process") or {}))
-        process["args"] = list(opts.command)
-        process["terminal"] = bool(opts.tty)
+        process["args"] = list(req.cmd)
+        process["terminal"] = bool(req.tty)
         process.pop("consoleSize", None)
         env = list(process.get("env") or [])
-        if opts.tty and not any(_env_key(e) == "TERM" for e in env):
+        if req.tty and not any(_env_key(e) == "TERM" for e in env):
             env.append("TERM=xterm")
-        elif not opts.tty and record.config.tty and "TERM=xterm" not in record.config.env:
+        elif not req.tty and record.config.tty and "TERM=xterm" not in record.config.env:
             env = [e for e in env if e != "TERM=xterm"]  # the container's tty added it
-        if opts.user:
+        if req.user:
             from cargohold.container.users import resolve_user_in_rootfs
 
             user = resolve_user_in_rootfs(
-                self._rootfs(record.id, spec), opts.user, record.host_config.group_add
+                self._rootfs(record.id, spec), req.user, record.host_config.group_add
             )
             entry: dict[str, Any] = {"uid": user.uid, "gid": user.gid}
             if user.additional_gids:
@@ -214,15 +205,11 @@ class ContainerOps:
             process["user"] = entry
             if not any(_env_key(e) == "HOME" for e in record.config.env):
                 env = merge_env(env, [f"HOME={user.home}"])
-        process["env"] = merge_env(env, opts.env)
-        if opts.workdir:
-            if not opts.workdir.startswith("/"):
-                raise InvalidArgument(
-                    f"the working directory '{opts.workdir}' is invalid, it needs to be an "
-                    "absolute path"
-                )
-            process["cwd"] = opts.workdir
-        if opts.privileged:
+        process["env"] = merge_env(env, req.env)
+        if req.working_dir:
+            _check_workdir(req.working_dir)
+            process["cwd"] = req.working_dir
+        if req.privileged:
             # As Docker: bounding, permitted and effective only. A non-root user's execve
             # then leaves it no capabilities (no inheritable or ambient set to carry them),
             # and the container's AppArmor profile stays (exec --privileged keeps it).
@@ -230,71 +217,105 @@ class ContainerOps:
             process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
         return process
 
-    @exec_events
-    def exec(
-        self,
-        ref: str,
-        opts: ExecOptions,
-        stdin: int | None = 0,
-        stdout: int = 1,
-        stderr: int = 2,
-    ) -> int:
-        """Run ``opts.command`` in the running container; the command's exit status."""
-        from cargohold.runtime.base import Stdio
-
+    def _exec_target(self, ref: str) -> ContainerRecord:
         record, state = self._running(ref)
         if state.status is Status.PAUSED:
             raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
-        process = self.exec_process(record, opts)
+        return record
+
+    def exec_create(self, ref: str, request: ExecCreateRequest) -> str:
+        """``POST /containers/{id}/exec``: check the request, record the instance; its id."""
+        from cargohold.engine import container_exec as X
+
+        record = self._exec_target(ref)
+        if not request.cmd:
+            raise InvalidArgument("No exec command specified")
+        for item in request.env:
+            if not item.partition("=")[0]:
+                raise InvalidArgument(f"invalid environment variable: {item}")
+        if request.working_dir:
+            _check_workdir(request.working_dir)
+        _keys(request.detach_keys)
+        inst = X.new_instance(record.id, request)
+        X.forget_exited(self.store, record.id, inst.created)
+        X.save(self.store, inst)
+        self._exec_event(record, inst, "exec_create")
+        return inst.id
+
+    def _exec_event(self, record: ContainerRecord, inst: ExecInstance, action: str,
+                    exit_code: int | None = None) -> None:
+        """moby's exec events: ``exec_create: CMD ARGS`` and ``exec_start: CMD ARGS`` (the
+        action carries the command), then ``exec_die`` with the exit code; one ``execID``."""
+        extra = {"execID": inst.id}
+        if exit_code is not None:
+            extra["exitCode"] = str(exit_code)
+        else:
+            cmd = list(inst.config.get("Cmd") or [""])
+            action = f"{action}: {cmd[0]} {' '.join(cmd[1:])}"
+        events.container_event(self.engine.settings.runroot, record, action, extra)
+
+    def exec_start(
+        self,
+        exec_id: str,
+        request: ExecStartRequest | None = None,
+        *,
+        stdio: Stdio | None = None,
+    ) -> ExecSession:
+        """``POST /exec/{id}/start``: run the instance; the session over its streams.
+        ``stdio``: descriptors the process uses directly (no TTY only); None: pipes read
+        through the session."""
         from cargohold.container.apparmor import ensure_for_process
+        from cargohold.engine import container_exec as X
+        from cargohold.engine.requests import ExecStartRequest
 
+        start = request or ExecStartRequest()
+        inst = X.load(self.store, exec_id)
+        if inst.started:
+            raise Conflict(f"Error: Exec command {exec_id} has already run")
+        record = self._exec_target(inst.container_id)
+        req = X.request_of(inst)
+        process = self.exec_process(record, req)
+        size = start.console_size or req.console_size
+        if req.tty and size and all(size):
+            process["consoleSize"] = {"height": size[0], "width": size[1]}
         ensure_for_process(process)  # something may have unloaded the default profile
-        run_dir = self.store.run_dir(record.id)
-        spec_path = run_dir / f"exec-{secrets.token_hex(8)}.json"
+        spec_path = self.store.run_dir(record.id) / f"exec-{exec_id}.json"
         spec_path.write_text(json.dumps(process))
+        session = X.ExecSession(self.store, inst, self.engine.runtime_for(record), spec_path,
+                                tty=req.tty, stdin=req.attach_stdin and not start.detach,
+                                detach_keys=_keys(req.detach_keys),
+                                on_exit=lambda code: self._exec_event(record, inst, "exec_die",
+                                                                      code))  # fmt: skip
+        self._exec_event(record, inst, "exec_start")
         try:
-            runtime = self.engine.runtime_for(record)
-            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                if opts.detach and opts.tty:
-                    from cargohold.engine.container_exec import exec_tty_detached
+            if start.detach and req.tty:
+                session.start_tty_detached()
+            elif start.detach:
+                session.start_detached()
+            elif req.tty:
+                session.start_tty(start.console_size or req.console_size)
+            else:
+                session.start_with(stdio)
+        except BaseException:
+            session.close()
+            raise
+        return session
 
-                    exec_tty_detached(runtime, record.id, spec_path)
-                    return 0
-                if opts.detach:
-                    runtime.exec(record.id, spec_path, detach=True, stdio=Stdio(null, null, null))
-                    return 0
-                if opts.tty:
-                    from cargohold.engine.container_exec import exec_tty
+    def exec_inspect(self, exec_id: str) -> ExecInstance:
+        """``GET /exec/{id}/json`` (its ``to_docker()``)."""
+        from cargohold.engine import container_exec as X
 
-                    keys = opts.detach_keys
-                    return exec_tty(
-                        runtime,
-                        record.id,
-                        spec_path,
-                        stdin if opts.interactive else None,
-                        stdout,
-                        keys,
-                    )
-                with _ignore_interrupts():
-                    try:
-                        return runtime.exec(
-                            record.id,
-                            spec_path,
-                            stdio=Stdio(stdin if opts.interactive else null, stdout, stderr),
-                        )
-                    except (CommandNotFound, CannotExecute) as exc:
-                        # runc already printed why on the stderr it shares with the process
-                        raise ContainerExit(exc.exit_code) from exc
-            finally:
-                os.close(null)
-        finally:
-            spec_path.unlink(missing_ok=True)
+        return X.load(self.store, exec_id)
 
     # ---- logs / attach ---------------------------------------------------------------------
-    def logs(self, ref: str, opts: LogOptions, out: BinaryIO, err: BinaryIO) -> None:
-        from cargohold.container.logs import read_logs, write_logs
+    def log_entries(self, ref: str, opts: LogOptions) -> Iterator[LogEntry]:
+        """``GET /containers/{id}/logs``: the container's log entries per ``opts`` (the
+        query's follow, stdout, stderr, since, until, timestamps and tail), following while
+        it runs."""
+        from cargohold.container.logs import read_logs
 
+        if not (opts.stdout or opts.stderr):
+            raise InvalidArgument("Bad parameters: you must choose at least one stream")
         record, _ = self._get(ref)
         kind = record.host_config.log_config.type or "json-file"
         if kind not in ("json-file", "local", "journald"):
@@ -307,20 +328,25 @@ class ContainerOps:
             except NotFound:
                 return False
 
-        entries = read_logs(self.store.log_path(cid), opts, is_running=running)
-        write_logs(entries, out, err, timestamps=opts.timestamps)
+        return read_logs(self.store.log_path(cid), opts, is_running=running)
+
+    def logs(self, ref: str, opts: LogOptions, out: BinaryIO, err: BinaryIO) -> None:
+        """The log entries written to ``out`` / ``err`` as ``docker logs`` prints them."""
+        from cargohold.container.logs import write_logs
+
+        write_logs(self.log_entries(ref, opts), out, err, timestamps=opts.timestamps)
 
     def attach(
         self,
         ref: str,
         *,
-        stdin: BinaryIO | None,
-        stdout: BinaryIO | None = None,
-        stderr: BinaryIO | None = None,
-        no_stdin: bool = False,
-        sig_proxy: bool = True,
+        stdin: bool = False,
+        stdout: bool = True,
+        stderr: bool = True,
         detach_keys: str = "",
-    ) -> AttachResult:
+    ) -> AttachSession:
+        """``POST /containers/{id}/attach`` of a running container: a session over its
+        streams (stdin only when the container keeps it open)."""
         from cargohold.container import attach as proto
 
         record, state = self._get(ref)
@@ -330,40 +356,16 @@ class ContainerOps:
             raise Conflict("You cannot attach to a restarting container, wait until it is running")
         if state.status not in _ACTIVE:
             raise Conflict("You cannot attach to a stopped container, start it first")
-        keys = proto.parse_detach_keys(detach_keys) if detach_keys else proto.DEFAULT_DETACH_KEYS
+        from cargohold.engine.container_run import session_for
+
+        keys = proto.parse_detach_keys(detach_keys)
         try:
             sock = proto.connect(self.store.run_dir(record.id))
         except OSError:
             raise Conflict("You cannot attach to a stopped container, start it first") from None
         self._event(record, "attach")
-        use_stdin = stdin if record.config.open_stdin and not no_stdin else None
-        with sock:
-            result = proto.attach(
-                sock,
-                stdin=use_stdin,
-                stdout=stdout,
-                stderr=stderr,
-                tty_mode=record.config.tty,
-                detach_keys=keys,
-                sig_proxy=sig_proxy and not record.config.tty,
-                detach_message=True,
-            )
-        if result.exit_code is None and not result.detached:
-            final = self._wait_exit(record.id)
-            return msgspec.structs.replace(result, exit_code=final)
-        return result
-
-    def _wait_exit(self, cid: str, limit: float = 10.0) -> int | None:
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            try:
-                state = self.store.read_state(cid)
-            except NotFound:
-                return None
-            if state.status not in _ACTIVE:
-                return state.exit_code
-            time.sleep(0.05)
-        return None
+        return session_for(self.store, record, sock, stdin=stdin, stdout=stdout,
+                           stderr=stderr, keys=keys)
 
     # ---- top / stats ---------------------------------------------------------------------
     def top(self, ref: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
@@ -548,14 +550,14 @@ def _all_capabilities() -> frozenset[str]:
     return host_capabilities()
 
 
-@contextlib.contextmanager
-def _ignore_interrupts() -> Iterator[None]:
-    """While runc waits for an exec, Ctrl-C belongs to the process (runc forwards it)."""
-    import signal
+def _check_workdir(path: str) -> None:
+    if not path.startswith("/"):
+        raise InvalidArgument(
+            f"the working directory '{path}' is invalid, it needs to be an absolute path"
+        )
 
-    saved = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGQUIT)}
-    try:
-        yield
-    finally:
-        for sig, old in saved.items():
-            signal.signal(sig, old)
+
+def _keys(spec: str) -> bytes:
+    from cargohold.container.attach import parse_detach_keys
+
+    return parse_detach_keys(spec)

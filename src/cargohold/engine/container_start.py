@@ -131,7 +131,8 @@ def build_spec(record: ContainerRecord, rootfs: Path, net: NetSetup) -> dict[str
     if host.init:
         S.with_init(spec)
     if cfg.tty:
-        spec["process"]["consoleSize"] = {"height": 24, "width": 80}
+        height, width = host.console_size
+        spec["process"]["consoleSize"] = {"height": height or 24, "width": width or 80}
     return spec
 
 
@@ -201,7 +202,10 @@ def start_container(
             actions.append(CleanupAction("remove_container"))
         record_cleanup(store, cid, actions)
         spawned = True
-        result = prefork.spawn(spec_m) if prefork else monitor.spawn(spec_m, record=record)
+        if prefork:
+            result = prefork.spawn(spec_m)
+        else:
+            result = monitor.spawn(spec_m, record=record, runtime=engine.runtime_for(record))
     except BaseException:
         undo.run()
         if spawned and store.dir(cid).is_dir():

@@ -17,7 +17,7 @@ Three steps, each with moby's rules and wording:
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -35,19 +35,20 @@ _UNSUPPORTED = "Your kernel does not support {} or the cgroup is not mounted. {}
 
 
 class UpdateRequest(msgspec.Struct, frozen=True):
-    """What ``update`` was asked to change (0 / "" / None: leave as it is)."""
+    """What ``update`` was asked to change (0 / "" / None: leave as it is): the body of
+    ``POST /containers/{id}/update`` (Docker's UpdateConfig) with its field names."""
 
-    restart_policy: RestartPolicy | None = None
-    memory: int = 0
-    memory_swap: int = 0  # -1: unlimited
-    memory_reservation: int = 0
-    nano_cpus: int = 0
-    cpu_shares: int = 0
-    cpu_period: int = 0
-    cpu_quota: int = 0
-    cpuset_cpus: str = ""
-    pids_limit: int | None = None  # <= 0: unlimited
-    blkio_weight: int = 0
+    restart_policy: RestartPolicy | None = msgspec.field(default=None, name="RestartPolicy")
+    memory: int = msgspec.field(default=0, name="Memory")
+    memory_swap: int = msgspec.field(default=0, name="MemorySwap")  # -1: unlimited
+    memory_reservation: int = msgspec.field(default=0, name="MemoryReservation")
+    nano_cpus: int = msgspec.field(default=0, name="NanoCpus")
+    cpu_shares: int = msgspec.field(default=0, name="CpuShares")
+    cpu_period: int = msgspec.field(default=0, name="CpuPeriod")
+    cpu_quota: int = msgspec.field(default=0, name="CpuQuota")
+    cpuset_cpus: str = msgspec.field(default="", name="CpusetCpus")
+    pids_limit: int | None = msgspec.field(default=None, name="PidsLimit")  # <= 0: unlimited
+    blkio_weight: int = msgspec.field(default=0, name="BlkioWeight")
 
 
 def parse_restart_policy(text: str) -> RestartPolicy:
@@ -59,7 +60,7 @@ def parse_restart_policy(text: str) -> RestartPolicy:
         raise ClientError("maximum retry count must be an integer")
     if name not in ("no", "always", "unless-stopped", "on-failure"):
         raise InvalidArgument(f"invalid restart policy '{name}'")
-    return RestartPolicy.parse(text)
+    return RestartPolicy.parse(text).validate()
 
 
 def parse_cpu_list(text: str) -> set[int]:
@@ -81,8 +82,9 @@ def validate(req: UpdateRequest, features: CgroupFeatures, ncpu: int,
     """The request as it will be applied, and Docker's warnings for what was dropped."""
     warnings: list[str] = []
     changes: dict[str, Any] = {}
-    if req.memory and req.memory < MIN_MEMORY:
-        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if req.restart_policy is not None:
+        req.restart_policy.validate()
+    check_memory(req)
     if req.memory > 0 and not features.memory_limit:
         warnings.append(_UNSUPPORTED.format("memory limit capabilities", "Limitation discarded."))
         changes.update(memory=0, memory_swap=-1)
@@ -90,14 +92,6 @@ def validate(req: UpdateRequest, features: CgroupFeatures, ncpu: int,
         warnings.append(_UNSUPPORTED.format("swap limit capabilities",
                                             "Memory limited without swap."))
         changes["memory_swap"] = -1
-    if req.memory > 0 and 0 < req.memory_swap < req.memory:
-        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, "
-                              "see usage")
-    if req.memory_reservation and req.memory_reservation < MIN_MEMORY:
-        raise InvalidArgument("Minimum memory reservation allowed is 6MB")
-    if req.memory > 0 and req.memory < req.memory_reservation:
-        raise InvalidArgument("Minimum memory limit can not be less than memory reservation "
-                              "limit, see usage")
     if req.pids_limit is not None and not features.pids_limit:
         if req.pids_limit > 0:
             warnings.append(_UNSUPPORTED.format("PIDs limit capabilities",
@@ -112,20 +106,56 @@ def validate(req: UpdateRequest, features: CgroupFeatures, ncpu: int,
     return msgspec.structs.replace(req, **changes), warnings
 
 
-def _validate_cpu(req: UpdateRequest, features: CgroupFeatures, ncpu: int,
-                  cpus_available: str, changes: dict[str, Any]) -> list[str]:
-    warnings: list[str] = []
-    cfs = features.cpu_cfs_quota and features.cpu_cfs_period
+class Limits(Protocol):
+    """The limit fields HostConfig (create) and UpdateRequest (update) share."""
+
+    @property
+    def memory(self) -> int: ...
+    @property
+    def memory_swap(self) -> int: ...
+    @property
+    def memory_reservation(self) -> int: ...
+    @property
+    def nano_cpus(self) -> int: ...
+    @property
+    def cpu_period(self) -> int: ...
+    @property
+    def cpu_quota(self) -> int: ...
+
+
+def check_memory(req: Limits) -> None:
+    """The memory values moby refuses whatever the kernel supports."""
+    if req.memory and req.memory < MIN_MEMORY:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if req.memory > 0 and 0 < req.memory_swap < req.memory:
+        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, "
+                              "see usage")
+    if req.memory_reservation and req.memory_reservation < MIN_MEMORY:
+        raise InvalidArgument("Minimum memory reservation allowed is 6MB")
+    if req.memory > 0 and req.memory < req.memory_reservation:
+        raise InvalidArgument("Minimum memory limit can not be less than memory reservation "
+                              "limit, see usage")
+
+
+def check_nano_cpus(req: Limits, ncpu: int) -> None:
+    """NanoCpus: not with a CFS period/quota, and within the host's CPUs."""
     if req.nano_cpus > 0 and req.cpu_period > 0:
         raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
     if req.nano_cpus > 0 and req.cpu_quota > 0:
         raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
-    if req.nano_cpus > 0 and not cfs:
-        raise InvalidArgument("NanoCPUs can not be set, as your kernel does not support CPU CFS "
-                              "scheduler or the cgroup is not mounted")
     if req.nano_cpus < 0 or req.nano_cpus > ncpu * 1_000_000_000:
         raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only "
                               f"{ncpu} CPUs available")
+
+
+def _validate_cpu(req: UpdateRequest, features: CgroupFeatures, ncpu: int,
+                  cpus_available: str, changes: dict[str, Any]) -> list[str]:
+    warnings: list[str] = []
+    cfs = features.cpu_cfs_quota and features.cpu_cfs_period
+    check_nano_cpus(req, ncpu)
+    if req.nano_cpus > 0 and not cfs:
+        raise InvalidArgument("NanoCPUs can not be set, as your kernel does not support CPU CFS "
+                              "scheduler or the cgroup is not mounted")
     if req.cpu_shares > 0 and not features.cpu_shares:
         warnings.append(_UNSUPPORTED.format("CPU shares", "Shares discarded."))
         changes["cpu_shares"] = 0

@@ -13,14 +13,89 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cargohold.container.model import ContainerConfig, ContainerRecord, MountRecord
+from cargohold.container.model import (
+    ContainerConfig,
+    ContainerRecord,
+    HostConfig,
+    MountPoint,
+    MountRecord,
+)
 from cargohold.errors import NotFound
 
 if TYPE_CHECKING:
     from cargohold.container.spec import Mount
     from cargohold.engine import Engine
     from cargohold.engine.container_create import Undo
-    from cargohold.volume.mounts import MountSpec
+    from cargohold.volume.mounts import MountFields, MountSpec
+
+
+# ------------------------------------------------------------------------ requests
+
+
+def mount_request(raw: str) -> MountPoint:
+    """One ``--mount`` flag as the request carries it (Docker's ``mount.Mount``); only its
+    syntax is checked here, as docker/cli does: the engine checks the mount itself."""
+    from cargohold.container.model import (
+        BindOptions,
+        DriverConfig,
+        TmpfsOptions,
+        VolumeOptions,
+    )
+    from cargohold.volume import mounts as vm
+
+    f = vm.parse_mount_fields(raw)
+    volume = None
+    if "volume" in f.families:
+        opts = dict(o.split("=", 1) for o in f.volume_opts)
+        driver = DriverConfig(f.driver, opts) if f.driver or opts else None
+        volume = VolumeOptions(f.nocopy, dict(f.labels), driver)
+    return MountPoint(
+        type=f.type,
+        source=f.source,
+        target=f.target,
+        read_only=f.readonly,
+        bind_options=BindOptions(f.propagation) if "bind" in f.families else None,
+        volume_options=volume,
+        tmpfs_options=(
+            TmpfsOptions(f.tmpfs_size, f.tmpfs_mode) if "tmpfs" in f.families else None
+        ),
+    )
+
+
+def _fields(m: MountPoint) -> MountFields:
+    from cargohold.volume.mounts import MountFields
+
+    f = MountFields(type=m.type.lower(), source=m.source, target=m.target,
+                    readonly=m.read_only)  # fmt: skip
+    if m.bind_options is not None:
+        f.families.add("bind")
+        f.propagation = m.bind_options.propagation.lower()
+    if m.volume_options is not None:
+        v = m.volume_options
+        f.families.add("volume")
+        f.nocopy, f.labels, f.subpath = v.no_copy, sorted(v.labels.items()), v.subpath
+        if v.driver_config is not None:
+            f.driver = v.driver_config.name
+            f.volume_opts = [f"{k}={val}" for k, val in v.driver_config.options.items()]
+    if m.tmpfs_options is not None:
+        f.families.add("tmpfs")
+        f.tmpfs_size, f.tmpfs_mode = m.tmpfs_options.size_bytes, m.tmpfs_options.mode
+    return f
+
+
+def request_mounts(host: HostConfig) -> tuple[MountSpec, ...]:
+    """Binds, Mounts and Tmpfs of a create request checked as the daemon does (in that
+    order); VolumesFrom checked too (its containers are read at create)."""
+    if not (host.binds or host.mounts or host.tmpfs or host.volumes_from):
+        return ()  # nothing to check: volume code stays unimported
+    from cargohold.volume import mounts as vm
+
+    specs = [vm.parse_volume(v) for v in host.binds]
+    specs += [vm.validate_mount(_fields(m)) for m in host.mounts]
+    specs += [vm.parse_tmpfs(f"{t}:{o}" if o else t) for t, o in host.tmpfs.items()]
+    for raw in host.volumes_from:
+        vm.parse_volumes_from(raw)
+    return tuple(specs)
 
 
 def _inherited(engine: Engine, volumes_from: Sequence[str]) -> list[MountSpec]:

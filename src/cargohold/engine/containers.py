@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal as _signal
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +23,24 @@ from cargohold.container.signals import parse_signal, stop_signal
 from cargohold.errors import CargoholdError, Conflict, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
-    from cargohold.container.monitor_spawn import Prefork, SpawnResult
+    from cargohold.container.attach import AttachSession
+    from cargohold.container.monitor_spawn import SpawnResult
     from cargohold.engine import Engine
-    from cargohold.engine.container_create import CreateOptions
+    from cargohold.engine.container_run import RunResult
     from cargohold.engine.container_update import UpdateRequest
     from cargohold.engine.reports import DiskUsage
+    from cargohold.engine.requests import ContainerCreateRequest
     from cargohold.network.ports import PortBinding
     from cargohold.runtime.base import OCIRuntime
+
+__all__ = [
+    "ContainerRecord",
+    "ContainerService",
+    "ContainerView",
+    "State",
+    "Status",
+    "view_filter",
+]
 
 DEFAULT_STOP_TIMEOUT = 10
 KILL_WAIT = 30.0
@@ -74,10 +84,38 @@ class ContainerService:
         return out
 
     # ------------------------------------------------------------------ create / start
-    def create(self, opts: CreateOptions) -> ContainerRecord:
+    def create(
+        self,
+        request: ContainerCreateRequest,
+        *,
+        name: str = "",
+        platform: str = "",
+        pull: str = "missing",
+    ) -> ContainerRecord:
+        """``POST /containers/create?name=&platform=``: the request checked as Docker's
+        daemon checks it, then the container (Docker's create ``Warnings``:
+        :meth:`create_warnings`).  ``pull``: the CLI's ``--pull`` policy (the API passes
+        "never": a missing image is NotFound "No such image: x")."""
         from cargohold.engine.container_create import create_container
 
-        return create_container(self.engine, opts)
+        return create_container(self.engine, request, name=name, platform=platform, pull=pull)
+
+    def run(
+        self,
+        request: ContainerCreateRequest,
+        *,
+        name: str = "",
+        platform: str = "",
+        pull: str = "missing",
+        detach: bool = False,
+        detach_keys: str = "",
+        created: Callable[[ContainerRecord], object] | None = None,
+    ) -> RunResult:
+        """``docker run`` in one call (engine/container_run.py)."""
+        from cargohold.engine.container_run import run
+
+        return run(self, request, name=name, platform=platform, pull=pull, detach=detach,
+                   detach_keys=detach_keys, created=created)  # fmt: skip
 
     def create_warnings(self, record: ContainerRecord) -> list[str]:
         """Docker's create ``Warnings`` (an AppArmor profile asked for where it is off)."""
@@ -85,21 +123,12 @@ class ContainerService:
 
         return create_warnings(record.host_config)
 
-    def start(
-        self,
-        ref: str,
-        wait_for_attach: bool = False,
-        created: ContainerRecord | None = None,
-        prefork: Prefork | None = None,
-    ) -> ContainerView:
-        """Start a created or stopped container (a running one is left alone, as Docker).
-        ``created``: the record ``create`` just returned (``run``), so it is not read again;
-        ``prefork``: a monitor forked ahead (the caller cancels it if it stays unused)."""
+    def start(self, ref: str, wait_for_attach: bool = False) -> ContainerView:
+        """``POST /containers/{id}/start``: start a created or stopped container (a running
+        one is left alone, as Docker).  ``wait_for_attach``: the monitor holds the container
+        until a client attaches (:meth:`start_attached` does both)."""
         from cargohold.engine.container_start import start_container
 
-        if created is not None:
-            result = start_container(self.engine, created, wait_for_attach, prefork)
-            return ContainerView(created, self._state_after(created.id, result))
         view = self.get(ref)
         status = view.state.status
         if status in (Status.RUNNING, Status.RESTARTING):
@@ -110,8 +139,16 @@ class ContainerService:
             raise Conflict(
                 f"container {view.record.id} is marked for removal and cannot be started"
             )
-        result = start_container(self.engine, view.record, wait_for_attach, prefork)
+        result = start_container(self.engine, view.record, wait_for_attach)
         return ContainerView(view.record, self._state_after(view.record.id, result))
+
+    def start_attached(
+        self, ref: str, *, stdin: bool = False, detach_keys: str = ""
+    ) -> AttachSession | None:
+        """``start -a [-i]`` (engine/container_run.py)."""
+        from cargohold.engine.container_run import start_attached
+
+        return start_attached(self, ref, stdin=stdin, detach_keys=detach_keys)
 
     def _state_after(self, cid: str, result: SpawnResult) -> State:
         try:
@@ -162,12 +199,17 @@ class ContainerService:
                 self.engine.runtime_for(view.record).resume(view.record.id)
         return view.record
 
-    def stop(self, ref: str, timeout: int | None = None) -> ContainerRecord:
+    def stop(
+        self, ref: str, timeout: int | None = None, signal: str | None = None
+    ) -> ContainerRecord:
+        """``POST /containers/{id}/stop?t=&signal=``: the stop signal (the container's, or
+        ``signal``), then SIGKILL after ``timeout`` seconds (-1: wait for ever)."""
+        signum = parse_signal(signal) if signal else None
         view = self.get(ref)
-        self._stop(view, timeout)
+        self._stop(view, timeout, signum)
         return view.record
 
-    def _stop(self, view: ContainerView, timeout: int | None) -> None:
+    def _stop(self, view: ContainerView, timeout: int | None, signum: int | None = None) -> None:
         if not view.state.running:
             return
         cid = view.record.id
@@ -180,7 +222,7 @@ class ContainerService:
         if timeout is None:
             timeout = DEFAULT_STOP_TIMEOUT
         if timeout != 0:
-            self._signal(view, stop_signal(view.record.config.stop_signal))
+            self._signal(view, signum or stop_signal(view.record.config.stop_signal))
             if timeout < 0 or self.wait_exit(cid, float(timeout)):
                 self._event(view.record, "stop")
                 return
@@ -188,57 +230,43 @@ class ContainerService:
         self.wait_exit(cid, KILL_WAIT)
         self._event(view.record, "stop")
 
-    def restart(self, ref: str, timeout: int | None = None) -> ContainerRecord:
+    def restart(
+        self, ref: str, timeout: int | None = None, signal: str | None = None
+    ) -> ContainerRecord:
+        """``POST /containers/{id}/restart?t=&signal=``."""
+        signum = parse_signal(signal) if signal else None
         view = self.get(ref)
-        self._stop(view, timeout)
+        self._stop(view, timeout, signum)
         self.start(view.record.id)
         self._event(view.record, "restart")
         return view.record
 
+    def resize(self, ref: str, height: int, width: int) -> None:
+        """``POST /containers/{id}/resize?h=&w=``: the size of a running container's TTY."""
+        from cargohold.container import attach as proto
+
+        view = self.get(ref)
+        if not view.state.running:
+            raise Conflict(f"Container {view.record.id} is not running")
+        if height < 0 or width < 0 or height > 0xFFFF or width > 0xFFFF:
+            raise InvalidArgument(f"invalid size: {height}x{width}")
+        try:
+            with proto.connect(self.store.run_dir(view.record.id)) as sock:
+                sock.sendall(proto.resize_frame(height, width))
+        except OSError:
+            raise Conflict(f"Container {view.record.id} is not running") from None
+
     def wait_exit(self, cid: str, timeout: float | None) -> bool:
         """Wait until the container's process has ended (True) or ``timeout`` passed."""
-        from cargohold.container import attach as proto
-        from cargohold.container.reconcile import monitor_alive
+        from cargohold.engine.container_wait import await_exit
 
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with contextlib.suppress(OSError):
-            sock = proto.connect(self.store.run_dir(cid))
-            with sock:
-                reader = proto.FrameReader()
-                while True:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        return False
-                    sock.settimeout(left)
-                    try:
-                        data = sock.recv(65536)
-                    except TimeoutError:
-                        return False
-                    if not data:
-                        break
-                    if any(kind == proto.EXIT for kind, _ in reader.feed(data)):
-                        return True
-        while True:  # no socket (yet, or any more): poll
-            try:
-                state = self.store.read_state(cid)
-            except NotFound:
-                return True
-            if not state.running or not monitor_alive(self.store, cid):
-                self.reconcile(cid)
-                return True
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
+        return await_exit(self, cid, timeout)[0]
 
-    def wait(self, ref: str) -> int:
-        view = self.get(ref)
-        cid = view.record.id
-        if view.state.running:
-            self.wait_exit(cid, None)
-        try:
-            return self.store.read_state(cid).exit_code
-        except NotFound:
-            return view.state.exit_code
+    def wait(self, ref: str, condition: str = "not-running") -> int:
+        """``POST /containers/{id}/wait?condition=`` (engine/container_wait.py)."""
+        from cargohold.engine.container_wait import wait
+
+        return wait(self, ref, condition)
 
     # ------------------------------------------------------------------ pause
     def pause(self, ref: str) -> ContainerRecord:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -26,7 +26,7 @@ from cargohold.errors import Conflict, Forbidden, InvalidArgument, NotFound
 from cargohold.util.lockfile import FileLock
 
 if TYPE_CHECKING:
-    from cargohold.container.model import ContainerRecord
+    from cargohold.container.model import ContainerRecord, EndpointSettings
     from cargohold.container.records import ContainerStore
     from cargohold.engine import Engine
     from cargohold.network.base import Attachment
@@ -35,6 +35,40 @@ if TYPE_CHECKING:
 
 PREDEFINED = ("bridge", "host", "none")
 _FILTER_KEYS = ("driver", "id", "label", "name", "scope", "type", "dangling")
+
+
+class IPAMPool(msgspec.Struct, frozen=True):
+    subnet: str = msgspec.field(default="", name="Subnet")
+    ip_range: str = msgspec.field(default="", name="IPRange")
+    gateway: str = msgspec.field(default="", name="Gateway")
+    aux_addresses: dict[str, str] = msgspec.field(default_factory=dict, name="AuxiliaryAddresses")
+
+
+class IPAMConfig(msgspec.Struct, frozen=True):
+    driver: str = msgspec.field(default="default", name="Driver")
+    config: tuple[IPAMPool, ...] = msgspec.field(default=(), name="Config")
+    options: dict[str, str] = msgspec.field(default_factory=dict, name="Options")
+
+
+class NetworkCreateRequest(msgspec.Struct, frozen=True):
+    """``POST /networks/create``."""
+
+    name: str = msgspec.field(default="", name="Name")
+    driver: str = msgspec.field(default="bridge", name="Driver")
+    internal: bool = msgspec.field(default=False, name="Internal")
+    ipam: IPAMConfig | None = msgspec.field(default=None, name="IPAM")
+    options: dict[str, str] = msgspec.field(default_factory=dict, name="Options")
+    labels: dict[str, str] = msgspec.field(default_factory=dict, name="Labels")
+    enable_ipv6: bool = msgspec.field(default=False, name="EnableIPv6")
+    attachable: bool = msgspec.field(default=False, name="Attachable")
+    check_duplicate: bool = msgspec.field(default=True, name="CheckDuplicate")
+
+
+def parse_time(text: str) -> int:
+    """An RFC 3339 time (a network's ``Created``) as ns since the epoch."""
+    from cargohold.container.model import parse_time as parse
+
+    return parse(text)
 
 
 def no_such_network(name: str) -> NotFound:
@@ -65,13 +99,15 @@ def record_endpoint(
     mac: str = "",
 ) -> ContainerRecord:
     """Add ``network`` to the networks of container ``cid`` (its record's ``networks``)."""
-    from cargohold.container.model import EndpointSettings
+    from cargohold.container.model import EndpointIPAMConfig, EndpointSettings
 
     with _networks_lock(containers, cid):
         record = containers.load(cid)
         networks = dict(record.networks)
         networks[network.name] = EndpointSettings(
-            aliases=tuple(aliases), ipv4_address=ip, mac_address=mac
+            aliases=tuple(aliases),
+            ipam_config=EndpointIPAMConfig(ip) if ip else None,
+            mac_address=mac,
         )
         record = msgspec.structs.replace(record, networks=networks)
         containers.update_record(record)
@@ -231,35 +267,29 @@ class NetworkService:
         return dict(sorted(out.items()))
 
     # ---- create / remove -----------------------------------------------------------------
-    def create(
-        self,
-        name: str,
-        *,
-        driver: str = "bridge",
-        subnets: Sequence[str] = (),
-        gateways: Sequence[str] = (),
-        internal: bool = False,
-        labels: Mapping[str, str] | None = None,
-        options: Mapping[str, str] | None = None,
-        ipv6: bool = False,
-    ) -> Network:
-        """Create a bridge network record (the bridge itself is made on first attach)."""
-        if ipv6:
+    def create(self, request: NetworkCreateRequest) -> Network:
+        """``POST /networks/create``: a bridge network record (the bridge itself is made on
+        first attach).  One IPv4 pool at most; no IPv6, no ip-range."""
+        if request.enable_ipv6:
             raise InvalidArgument("IPv6 networks are not supported")
-        if len(subnets) > 1:
+        pools = request.ipam.config if request.ipam is not None else ()
+        if any(p.ip_range for p in pools):
+            raise InvalidArgument("--ip-range is not supported")
+        if len(pools) > 1:
             raise InvalidArgument("only one --subnet per network is supported")
-        if len(gateways) > len(subnets) or len(gateways) > 1:
+        if any(p.gateway and not p.subnet for p in pools):
             raise InvalidArgument("every ip-range or gateway must have a corresponding subnet")
-        if driver == "null":
+        if request.driver == "null":
             raise Forbidden('only one instance of "null" network is allowed')
+        pool = pools[0] if pools else None
         net = self.store.create(
-            name,
-            driver=driver,
-            subnet=subnets[0] if subnets else None,
-            gateway=gateways[0] if gateways else None,
-            internal=internal,
-            labels=labels,
-            options=options,
+            request.name,
+            driver=request.driver,
+            subnet=(pool.subnet or None) if pool else None,
+            gateway=(pool.gateway or None) if pool else None,
+            internal=request.internal,
+            labels=request.labels,
+            options=request.options,
         )
         self._event(net, "create")
         return net
@@ -322,20 +352,24 @@ class NetworkService:
 
     # ---- connect / disconnect ------------------------------------------------------------
     def connect(
-        self,
-        network: str,
-        container: str,
-        *,
-        aliases: Sequence[str] = (),
-        ip: str = "",
+        self, network: str, container: str, endpoint: EndpointSettings | None = None
     ) -> None:
-        """``network connect``: record the network for the container, and attach it now
-        when the container is running (otherwise ``start`` attaches it)."""
+        """``POST /networks/{id}/connect``: record the network for the container, and
+        attach it now when the container is running (otherwise ``start`` attaches it)."""
+        aliases = endpoint.aliases if endpoint else ()
+        ip = endpoint.ipv4_address if endpoint else ""
         if aliases:
             from cargohold.network.hosts import validate_alias
 
             for alias in aliases:  # each one is written into the members' hosts files
                 validate_alias(alias)
+        if ip:
+            import ipaddress
+
+            try:
+                ipaddress.IPv4Address(ip)
+            except ValueError:
+                raise InvalidArgument(f"invalid IPv4 address: {ip}") from None
         containers = self.engine.container_store
         record = containers.get(container)
         net = self.store.get(network)  # "network x not found", as the daemon says

@@ -6,8 +6,10 @@ one per container that mounts it and drops it when the container is removed).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from cargohold.engine.reports import DiskUsage
 from cargohold.errors import NotFound
@@ -15,6 +17,15 @@ from cargohold.errors import NotFound
 if TYPE_CHECKING:
     from cargohold.engine import Engine
     from cargohold.volume.store import PruneReport, Volume
+
+
+class VolumeCreateRequest(msgspec.Struct, frozen=True):
+    """``POST /volumes/create`` (Name "" makes an anonymous volume)."""
+
+    name: str = msgspec.field(default="", name="Name")
+    driver: str = msgspec.field(default="local", name="Driver")
+    driver_opts: dict[str, str] = msgspec.field(default_factory=dict, name="DriverOpts")
+    labels: dict[str, str] = msgspec.field(default_factory=dict, name="Labels")
 
 
 def no_such_volume(name: str) -> NotFound:
@@ -27,16 +38,12 @@ class VolumeService:
         self.engine = engine
         self.store = engine.volume_store
 
-    def create(
-        self,
-        name: str | None = None,
-        *,
-        driver: str = "local",
-        labels: Mapping[str, str] | None = None,
-        options: Mapping[str, str] | None = None,
-    ) -> Volume:
-        """Create (or, as Docker, return the existing) volume; None makes an anonymous one."""
-        return self.store.create(name or None, labels=labels, options=options, driver=driver)
+    def create(self, request: VolumeCreateRequest) -> Volume:
+        """``POST /volumes/create``: create (or, as Docker, return the existing) volume; no
+        name makes an anonymous one."""
+        return self.store.create(request.name or None, labels=request.labels or None,
+                                 options=request.driver_opts or None,
+                                 driver=request.driver)  # fmt: skip
 
     def ls(self, filters: Sequence[str] = ()) -> list[Volume]:
         from cargohold.volume.store import VolumeFilters

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 import msgspec
 
@@ -162,6 +163,39 @@ def parse_port_key(key: str) -> tuple[int, str]:
     if proto not in PROTOCOLS:
         raise InvalidArgument(f"invalid proto: {proto}")
     return port, proto
+
+
+class _Binding(Protocol):
+    @property
+    def host_ip(self) -> str: ...
+    @property
+    def host_port(self) -> str: ...
+
+
+def port_specs_of(bindings: Mapping[str, Sequence[_Binding]]) -> list[PortSpec]:
+    """HostConfig.PortBindings (``{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}``) as the
+    daemon checks it: each key a port with its protocol, each binding an IP (or "") and a
+    host port or range (or "": a random one)."""
+    specs: list[PortSpec] = []
+    for key, items in bindings.items():
+        port, proto = parse_port_key(key)
+        if port == 0:
+            raise InvalidArgument(f"invalid containerPort: {key.partition('/')[0]}")
+        for b in items or ():
+            host_ip = b.host_ip
+            if host_ip:
+                try:
+                    host_ip = str(ipaddress.ip_address(host_ip.strip("[]")))
+                except ValueError:
+                    raise InvalidArgument(f"invalid IP address: {b.host_ip}") from None
+            start = end = 0
+            if b.host_port:
+                try:
+                    start, end = _parse_port_range(b.host_port)
+                except ValueError:
+                    raise InvalidArgument(f"Invalid hostPort: {b.host_port}") from None
+            specs.append(PortSpec(port, proto, host_ip, start, end))
+    return specs
 
 
 def parse_expose(spec: str) -> list[str]:

@@ -213,6 +213,14 @@ def decode(data: bytes | str, schema: type[T], what: str) -> T:
         raise InvalidArgument(f"invalid {what}: {exc}") from None
 
 
+def convert(data: object, schema: type[T], what: str) -> T:
+    """Already decoded JSON data converted to ``schema``; errors as :func:`decode`."""
+    try:
+        return msgspec.convert(data, schema)
+    except msgspec.ValidationError as exc:
+        raise InvalidArgument(f"invalid {what}: {_explain(exc)}") from None
+
+
 def check_image_config(data: bytes) -> ImageConfigSchema:
     """Validate an image config; as Docker does, refuse a history that claims more layers
     than ``rootfs.diff_ids`` lists."""

@@ -249,7 +249,10 @@ def _parse_bool(key: str, value: str) -> bool:
     raise InvalidArgument(f"invalid value for {key}: {value}")
 
 
-class _MountBuilder(msgspec.Struct):
+class MountFields(msgspec.Struct):
+    """The fields of one ``--mount`` (or of one Docker ``mount.Mount``), not yet validated;
+    ``families`` names the option groups given (``bind``, ``volume``, ``tmpfs``)."""
+
     type: str = "volume"
     source: str = ""
     target: str = ""
@@ -261,6 +264,8 @@ class _MountBuilder(msgspec.Struct):
     tmpfs_size: int = 0
     tmpfs_mode: int = 0
     families: set[str] = msgspec.field(default_factory=set)
+    driver: str = ""
+    subpath: str = ""
 
     def set(self, key: str, val: str) -> None:
         if key == "type":
@@ -291,8 +296,8 @@ class _MountBuilder(msgspec.Struct):
                 self.labels.append((k, v))
         elif key == "volume-driver":
             self.families.add("volume")
-            if val not in ("", "local"):
-                raise InvalidArgument(f"volume driver {val!r} is not supported (only local)")
+            _check_driver(val)
+            self.driver = val
         elif key == "tmpfs-size":
             self.families.add("tmpfs")
             try:
@@ -309,13 +314,24 @@ class _MountBuilder(msgspec.Struct):
             raise InvalidArgument(f"unexpected key '{key}' in '{key}={val}'")
 
 
+def _check_driver(name: str) -> None:
+    if name not in ("", "local"):
+        raise InvalidArgument(f"volume driver {name!r} is not supported (only local)")
+
+
 def parse_mount(raw: str) -> MountSpec:
-    """Parse one ``--mount`` value (CSV of ``key=value``; ``type`` defaults to volume)."""
+    """Parse and validate one ``--mount`` value."""
+    return validate_mount(parse_mount_fields(raw))
+
+
+def parse_mount_fields(raw: str) -> MountFields:
+    """The syntax of one ``--mount`` value (CSV of ``key=value``; ``type`` defaults to
+    volume), as docker/cli's ``opts/mount.go`` reads it; :func:`validate_mount` checks it."""
     try:
         fields = next(csv.reader([raw]))
     except (csv.Error, StopIteration):
         raise InvalidArgument(f"invalid argument {raw!r} for --mount flag") from None
-    b = _MountBuilder()
+    b = MountFields()
     for item in fields:
         key, eq, val = item.partition("=")
         if not eq:
@@ -337,13 +353,23 @@ def parse_mount(raw: str) -> MountSpec:
     for family in ("volume", "bind", "tmpfs"):
         if family in b.families and b.type != family:
             raise InvalidArgument(f"cannot mix '{family}-*' options with mount type '{b.type}'")
-    return _validate_mount(b)
+    return b
 
 
-def _validate_mount(b: _MountBuilder) -> MountSpec:
+_OPTION_FIELDS = {"bind": "BindOptions", "volume": "VolumeOptions", "tmpfs": "TmpfsOptions"}
+
+
+def validate_mount(b: MountFields) -> MountSpec:
+    """What the daemon checks of a mount (moby's ``validateMountConfig``)."""
     if b.type not in ("bind", "volume", "tmpfs"):
         raise InvalidArgument(_mount_config(b.type, "mount type unknown"))
     kind: MountType = b.type  # type: ignore[assignment]
+    for family, field_name in _OPTION_FIELDS.items():
+        if family in b.families and family != kind:
+            raise InvalidArgument(_mount_config(kind, f"field {field_name} must not be specified"))
+    _check_driver(b.driver)
+    if b.subpath:
+        raise InvalidArgument(_mount_config(kind, "volume subpaths are not supported"))
     target = validate_target(b.target, kind)
     if kind == "bind":
         if not b.source:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from cargohold.cli.commands._container_errors import binary, guarded
+from cargohold.cli import runopts
+from cargohold.cli.commands._container_errors import guarded
 from cargohold.cli.context import Context
 from cargohold.cli.output import parse_bool
 
@@ -23,20 +23,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     def action() -> int:
-        result = ctx.engine.container_ops.attach(
-            args.container,
-            stdin=sys.stdin.buffer,
-            stdout=binary(ctx.stdout, sys.stdout.buffer),
-            stderr=binary(ctx.stderr, sys.stderr.buffer),
-            no_stdin=args.no_stdin,
-            sig_proxy=parse_bool(args.sig_proxy, "sig-proxy"),
-            detach_keys=args.detach_keys,
+        sig_proxy = parse_bool(args.sig_proxy, "sig-proxy")
+        session = ctx.engine.container_ops.attach(
+            args.container, stdin=not args.no_stdin, detach_keys=args.detach_keys
         )
-        if result.detached:
-            return 0
-        if result.error and result.exit_code is None:
-            print(f"Error: {result.error}", file=ctx.stderr)
+        code = runopts.foreground(ctx, session, stdin=session.stdin, sig_proxy=sig_proxy,
+                                  detach_message=True)  # fmt: skip
+        if code is None and not session.detached:
+            print(f"Error: {session.error}", file=ctx.stderr)
             return 1
-        return result.exit_code or 0
+        return code or 0
 
     return guarded(ctx.stderr, action)

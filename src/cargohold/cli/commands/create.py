@@ -15,8 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    opts = runopts.to_options(args)
-    record = ctx.engine.containers.create(opts)
+    request = runopts.to_request(args)
+    record = ctx.engine.containers.create(request, name=args.name, platform=args.platform,
+                                          pull=args.pull)  # fmt: skip
     runopts.print_warnings(ctx, record)
     print(record.id, file=ctx.stdout)
     return 0

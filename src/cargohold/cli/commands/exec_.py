@@ -6,10 +6,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from cargohold.cli.commands._container_errors import guarded, requires
+from cargohold.cli import terminal
+from cargohold.cli.commands._container_errors import binary, guarded, requires
 from cargohold.cli.context import Context
 from cargohold.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from cargohold.engine.sessions import ExecSession
 
 HELP = "Execute a command in a running container"
 USAGE = "[OPTIONS] CONTAINER COMMAND [ARG...]"
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:
-    from cargohold.engine.container_ops import ExecOptions
+    from cargohold.engine.requests import ExecCreateRequest, ExecStartRequest
 
     env: list[str] = []
     for path in args.env_file:
@@ -84,17 +89,48 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
             env.append(value)
     if args.tty and args.interactive and not args.detach and not os.isatty(0):
         raise InvalidArgument("the input device is not a TTY")
-    opts = ExecOptions(
-        command=tuple(args.command),
-        interactive=args.interactive,
-        tty=args.tty,
-        detach=args.detach,
+    request = ExecCreateRequest(
+        cmd=tuple(args.command),
         env=tuple(env),
         user=args.user,
-        workdir=args.workdir,
+        working_dir=args.workdir,
+        tty=args.tty,
+        attach_stdin=args.interactive and not args.detach,
+        attach_stdout=not args.detach,
+        attach_stderr=not args.detach,
         privileged=args.privileged,
         detach_keys=args.detach_keys,
     )
+    ops = ctx.engine.container_ops
+    exec_id = ops.exec_create(args.container, request)
     sys.stdout.flush()
     sys.stderr.flush()
-    return ctx.engine.container_ops.exec(args.container, opts)
+    size = None
+    if args.tty and not args.detach:
+        size = terminal.window_size(0 if args.interactive else 1)
+    start = ExecStartRequest(detach=args.detach, tty=args.tty, console_size=size)
+    if args.tty and not args.detach:
+        return _tty(ctx, ops.exec_start(exec_id, start), interactive=args.interactive)
+    from cargohold.engine.sessions import Stdio
+
+    # no TTY: the process writes to our own stdout/stderr directly (and reads our stdin)
+    stdio = Stdio(0 if args.interactive else None, 1, 2)
+    with terminal.ignoring_interrupts(), ops.exec_start(exec_id, start, stdio=stdio) as session:
+        return session.wait() or 0
+
+
+def _tty(ctx: Context, session: ExecSession, *, interactive: bool) -> int:
+    """Pump the terminal through the exec's pty; 0 when the user detached."""
+    stdin_tty = interactive and os.isatty(0)
+    with session:
+        detached = terminal.pump(
+            session,
+            stdin=0 if interactive else None,
+            stdout=binary(ctx.stdout, sys.stdout.buffer),
+            stderr=binary(ctx.stderr, sys.stderr.buffer),
+            raw=stdin_tty,
+            size_from=0 if stdin_tty else (1 if os.isatty(1) else None),
+        )
+        if detached:
+            return 0
+        return session.wait() or 0

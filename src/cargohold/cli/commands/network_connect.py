@@ -20,8 +20,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from cargohold.engine.requests import EndpointIPAMConfig, EndpointSettings
+
+    endpoint = EndpointSettings(aliases=tuple(args.alias),
+                                ipam_config=EndpointIPAMConfig(args.ip) if args.ip else None)
     try:
-        ctx.engine.networks.connect(args.network, args.container, aliases=args.alias, ip=args.ip)
+        ctx.engine.networks.connect(args.network, args.container, endpoint)
     except CargoholdError as e:
         print_error(ctx.stderr, e)
         return 1

@@ -4,10 +4,14 @@ NAME``."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from cargohold.cli.context import Context
 from cargohold.cli.output import print_error
 from cargohold.errors import CargoholdError, InvalidArgument
+
+if TYPE_CHECKING:
+    from cargohold.engine.networks import IPAMConfig
 
 HELP = "Create a network"
 
@@ -43,20 +47,40 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def _ipam(args: argparse.Namespace) -> IPAMConfig | None:
+    """--subnet, --gateway and --ip-range as IPAM pools (docker/cli's createIPAMConfig)."""
+    from cargohold.engine.networks import IPAMConfig, IPAMPool
+
+    if len(args.gateway) > len(args.subnet):
+        raise InvalidArgument("every ip-range or gateway must have a corresponding subnet")
+    count = max(len(args.subnet), len(args.ip_range))
+    if not count:
+        return None
+
+    def at(values: list[str], i: int) -> str:
+        return values[i] if i < len(values) else ""
+
+    return IPAMConfig(config=tuple(
+        IPAMPool(subnet=at(args.subnet, i), gateway=at(args.gateway, i),
+                 ip_range=at(args.ip_range, i))
+        for i in range(count)))  # fmt: skip
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from cargohold.engine.networks import NetworkCreateRequest
+
     try:
-        if args.ip_range:
-            raise InvalidArgument("--ip-range is not supported")
-        net = ctx.engine.networks.create(
-            args.name,
+        request = NetworkCreateRequest(
+            name=args.name,
             driver=args.driver,
-            subnets=args.subnet,
-            gateways=args.gateway,
             internal=args.internal,
-            labels=_pairs(args.label, "label"),
+            ipam=_ipam(args),
             options=_pairs(args.opt, "opt"),
-            ipv6=args.ipv6,
+            labels=_pairs(args.label, "label"),
+            enable_ipv6=args.ipv6,
+            attachable=args.attachable,
         )
+        net = ctx.engine.networks.create(request)
     except CargoholdError as e:
         print_error(ctx.stderr, e)
         return 1

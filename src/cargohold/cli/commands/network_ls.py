@@ -35,7 +35,7 @@ def created_at(stamp: str) -> str:
     """Go's time.Time String(): "2021-09-15 18:20:05.123456789 +0000 UTC"."""
     if not stamp:
         return ""
-    from cargohold.container.model import parse_time
+    from cargohold.engine.networks import parse_time
 
     ns = parse_time(stamp)
     secs, frac = divmod(ns, 1_000_000_000)

@@ -15,8 +15,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from cargohold.engine.container_network import format_port_command, parse_port_key
     from cargohold.errors import NotFound
-    from cargohold.network.ports import format_port_command, parse_port_key
 
     bindings = ctx.engine.containers.ports(args.container)
     if args.port:

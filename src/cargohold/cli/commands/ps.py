@@ -88,10 +88,8 @@ def _image(view: ContainerView, trunc: bool) -> str:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from cargohold.engine.container_network import published
+    from cargohold.engine.container_network import format_ps_ports, link_parts, published
     from cargohold.engine.containers import view_filter
-    from cargohold.network.links import parse_link
-    from cargohold.network.ports import format_ps_ports
 
     service = ctx.engine.containers
     match = view_filter(args.filter)
@@ -112,8 +110,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     link_names: dict[str, list[str]] = {}
     for v in service.views(show_all=True):
         for raw in v.record.host_config.links:
-            spec = parse_link(raw)
-            link_names.setdefault(spec.name, []).append(f"{v.record.name}/{spec.alias}")
+            name, alias = link_parts(raw)
+            link_names.setdefault(name, []).append(f"{v.record.name}/{alias}")
     now = time.time()
     rows = []
     for v in views:

@@ -26,17 +26,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
         if len(args.containers) > 1:
             raise InvalidArgument("you cannot start and attach multiple containers at once")
-        view = service.get(args.containers[0])
-        if view.state.running:
-            code = None
-        else:
-            service.start(view.record.id, wait_for_attach=True)
-            code = runopts.attach_foreground(
-                ctx,
-                view.record.id,
-                stdin=bool(args.interactive and view.record.config.open_stdin),
-                tty=view.record.config.tty,
-                detach_keys=args.detach_keys,
-            )
+        ref = args.containers[0]
+        session = service.start_attached(ref, stdin=bool(args.interactive),
+                                         detach_keys=args.detach_keys)  # fmt: skip
+        if session is None:  # it was running already
+            return 0
+        code = runopts.foreground(ctx, session, stdin=session.stdin)
         return 0 if code is None else code
     return runopts.each_container(ctx, args.containers, service.start, "start")

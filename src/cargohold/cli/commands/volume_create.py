@@ -33,17 +33,18 @@ def parse_pairs(values: list[str], what: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from cargohold.engine.volumes import VolumeCreateRequest
+
     try:
         if args.name and args.name_flag and args.name != args.name_flag:
             raise InvalidArgument("conflicting options: either specify --name or provide "
                                   "positional arg, not both")
-        name = args.name or args.name_flag
-        vol = ctx.engine.volumes.create(
-            name,
+        vol = ctx.engine.volumes.create(VolumeCreateRequest(
+            name=args.name or args.name_flag or "",
             driver=args.driver,
             labels=parse_pairs(args.label, "label"),
-            options=parse_pairs(args.opt, "opt"),
-        )
+            driver_opts=parse_pairs(args.opt, "opt"),
+        ))
     except CargoholdError as e:
         print_error(ctx.stderr, e)
         return 1
