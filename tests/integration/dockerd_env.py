@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -38,7 +39,7 @@ def private_dockerd(storage_driver: str = "vfs", skip_if_down: bool = True) -> I
     sock = base / "docker.sock"
     (base / "daemon.json").write_text("{}")  # never the host's /etc/docker/daemon.json
     log = open(base / "dockerd.log", "wb")  # noqa: SIM115 - closed in finally
-    tag = base.name
+    tag = secrets.token_hex(4)  # containerd: [A-Za-z0-9]+ joined by single . _ or -
     proc = subprocess.Popen(
         ["dockerd", "--config-file", str(base / "daemon.json"), "--data-root", str(base / "data"),
          "--exec-root", str(base / "exec"), "--pidfile", str(base / "docker.pid"),
