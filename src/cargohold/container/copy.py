@@ -23,7 +23,6 @@ import errno
 import os
 import posixpath
 import stat
-import sys
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
@@ -438,6 +437,14 @@ def _os_error(exc: OSError) -> CargoholdError:
     return Internal(text)
 
 
+def _given(stream: IO[bytes] | None) -> IO[bytes]:
+    """The tar stream of ``cp -``: its caller's (the CLI's stdout or stdin); never this
+    process's own descriptors behind the caller's back."""
+    if stream is None:
+        raise InvalidArgument('cp "-": no tar stream given')
+    return stream
+
+
 def copy_out(
     rootfs: str | Path,
     src_path: str,
@@ -481,7 +488,7 @@ def _copy_out(
     entries = _walk_loc(fs, loc, src_path)
     if os.fspath(dest) == "-":
         arcroot = "." if contents or not base else base
-        _write_tar(entries, arcroot, stream if stream is not None else sys.stdout.buffer)
+        _write_tar(entries, arcroot, _given(stream))
         return
     dest_s = os.fspath(dest)
     dest_abs = os.path.abspath(dest_s)
@@ -548,7 +555,7 @@ def _copy_in(
         if not stat.S_ISDIR(dest_st.st_mode):
             raise InvalidArgument(f'destination "{container}:{dest_path}" must be a directory')
         _check_writable(loc)
-        entries = _tar_entries(stream if stream is not None else sys.stdin.buffer)
+        entries = _tar_entries(_given(stream))
         _extract_at(loc.root, loc.rel, "", owner, entries)
         return
     base, contents = _source_name(src_s)

@@ -28,6 +28,7 @@ from cargohold.errors import Conflict, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine
+    from cargohold.engine.messages import MessageSink
     from cargohold.network.ports import PortSpec
     from cargohold.store.images import ImageRecord
     from cargohold.volume.mounts import MountSpec
@@ -188,13 +189,17 @@ def _image_section(engine: Engine, image: ImageRecord) -> dict[str, Any]:
     return section  # type: ignore[no-any-return]
 
 
-def _find_image(engine: Engine, opts: CreateOptions) -> ImageRecord:
-    """The image per ``--pull`` (missing|always|never); pulls go through the registry."""
+def _find_image(engine: Engine, opts: CreateOptions,
+                pull_events: MessageSink | None = None) -> ImageRecord:
+    """The image per ``--pull`` (missing|always|never); pulls go through the registry and
+    report to the create call's own ``pull_events``."""
     policy = opts.pull or "missing"
     if policy in ("missing", "never"):
         with contextlib.suppress(NotFound):
             return engine.images.resolve(opts.image)
-    return engine.registry.ensure(opts.image, policy)  # pulls, or fails in Docker's words
+    from cargohold.engine.messages import discard
+
+    return engine.registry.ensure(opts.image, policy, pull_events or discard)  # or Docker's error
 
 
 def _check_network_options(opts: CreateOptions) -> str:
@@ -251,7 +256,8 @@ def create_warnings(host: HostConfig) -> list[str]:
     return check_requested(requested)
 
 
-def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
+def create_container(engine: Engine, opts: CreateOptions,
+                     pull_events: MessageSink | None = None) -> ContainerRecord:
     """Validate, then store the record, rw layer and volumes (all undone on failure)."""
     from cargohold.engine import container_volumes as vols
     from cargohold.util.ids import random_id
@@ -259,7 +265,7 @@ def create_container(engine: Engine, opts: CreateOptions) -> ContainerRecord:
     check_request(opts)
     mode = _check_network_options(opts)
     runtime = check_host_options(engine, opts.host_config)
-    image = _find_image(engine, opts)
+    image = _find_image(engine, opts, pull_events)
     image_cfg = _image_section(engine, image)
     exposed = {s.key for s in opts.publish}
     config = merge_config(opts, image_cfg, frozenset(exposed))

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from cargohold.engine import Engine
     from cargohold.engine.container_create import CreateOptions
     from cargohold.engine.container_update import UpdateRequest
+    from cargohold.engine.messages import MessageSink
     from cargohold.engine.reports import DiskUsage
     from cargohold.network.ports import PortBinding
     from cargohold.runtime.base import OCIRuntime
@@ -73,10 +74,12 @@ class ContainerService:
         return out
 
     # ------------------------------------------------------------------ create / start
-    def create(self, opts: CreateOptions) -> ContainerRecord:
+    def create(self, opts: CreateOptions,
+               pull_events: MessageSink | None = None) -> ContainerRecord:
+        """``pull_events``: where an image pull this create starts reports (the call's own)."""
         from cargohold.engine.container_create import create_container
 
-        return create_container(self.engine, opts)
+        return create_container(self.engine, opts, pull_events)
 
     def create_warnings(self, record: ContainerRecord) -> list[str]:
         """Docker's create ``Warnings`` (an AppArmor profile asked for where it is off)."""

@@ -16,7 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     opts = runopts.to_options(args)
-    record = ctx.engine.containers.create(opts)
+    record = ctx.engine.containers.create(opts, ctx.pull_events)
     runopts.print_warnings(ctx, record)
     print(record.id, file=ctx.stdout)
     return 0

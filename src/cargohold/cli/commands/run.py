@@ -41,7 +41,7 @@ def _run(args: argparse.Namespace, ctx: Context, prefork: Prefork) -> int:
     opts = runopts.to_options(args)
     sig_proxy = parse_bool(args.sig_proxy, "sig-proxy")
     service = ctx.engine.containers
-    record = service.create(opts)
+    record = service.create(opts, ctx.pull_events)
     runopts.print_warnings(ctx, record)
     try:
         service.start(record.id, wait_for_attach=not args.detach, created=record, prefork=prefork)
