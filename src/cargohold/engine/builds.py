@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -171,6 +170,8 @@ class BuildService:
         ):
             yield Path(source), None, False
             return
+        import tempfile  # ~1 ms: only contexts that are no directory need it
+
         from cargohold.build import git_context
         from cargohold.build.cache import private_dir
         from cargohold.build.context import extract_context

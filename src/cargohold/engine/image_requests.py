@@ -9,8 +9,6 @@ words ``cargohold``'s commands always used; fields marked "cargohold" have no Do
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -38,6 +36,9 @@ class AuthConfig(msgspec.Struct, frozen=True, omit_defaults=True):
     registry_token: str = msgspec.field(default="", name="registrytoken")
 
     def credentials(self) -> Credentials:
+        import base64
+        import binascii
+
         from cargohold.transport.registry.auth import Credentials
 
         if self.identity_token or self.registry_token:
@@ -193,6 +194,8 @@ def _check_build_refs(request: BuildRequest) -> None:
 
 def _check_build_platform(value: str) -> None:
     """Only this machine's platform is built (a FROM is pulled for it)."""
+    if not value:
+        return
     from cargohold.engine.registry import parse_platform
     from cargohold.oci.image import host_platform
 
@@ -208,8 +211,6 @@ def _check_build_platform(value: str) -> None:
 
 
 def _check_limits(request: BuildRequest) -> None:
-    from cargohold.network.hosts import check_add_host
-
     limits = {"shmsize": request.shm_size, "memory": request.memory,
               "cpushares": request.cpu_shares, "cpuperiod": request.cpu_period,
               "cpuquota": request.cpu_quota}
@@ -219,8 +220,11 @@ def _check_limits(request: BuildRequest) -> None:
     if request.memory_swap < -1:
         raise InvalidArgument(f"invalid memswap {request.memory_swap}: must be -1 (unlimited) "
                               "or not negative")
-    for spec in request.extra_hosts:
-        check_add_host(spec)
+    if request.extra_hosts:
+        from cargohold.network.hosts import check_add_host
+
+        for spec in request.extra_hosts:
+            check_add_host(spec)
 
 
 def _epoch(request: BuildRequest) -> int | None:

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from cargohold.engine.messages import reporting_errors
 from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.oci import image as oci_image
 from cargohold.oci.reference import parse_reference
@@ -254,6 +253,7 @@ class ImageService:
                      stream: BinaryIO | None = None) -> str:
         """``docker import`` (``POST /images/create?fromSrc=``): the tarball from ``stream``,
         else from the http(s) URL ``request.from_src``; the last message is the image id."""
+        from cargohold.engine.messages import reporting_errors
         from cargohold.transport.registry.events import status
 
         with reporting_errors(events):
@@ -329,6 +329,7 @@ class ImageService:
         """``docker load`` (``POST /images/load``) from ``stream`` (spooled to a temporary
         file when it cannot seek); per image ``{"stream":"Loaded image: centos:7\\n"}``.
         Returns those lines."""
+        from cargohold.engine.messages import reporting_errors
         from cargohold.transport.registry.events import stream as stream_message
 
         with reporting_errors(events):
