@@ -452,3 +452,41 @@ def test_build_request_decodes_dockers_query() -> None:
     assert options.build_args == {"A": "1"} and options.network == "none"
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"memory": "lots"}, BuildRequest)
+
+
+
+def test_cli_printer_renders_messages_as_dockers_cli() -> None:
+    """Lines of text as ``id: status``, each layer status once (no byte counts) off a
+    terminal, redrawn rows on one; ``stream`` text as it is; results and errors unprinted."""
+    from cargohold.cli.progress import ProgressPrinter
+    from cargohold.transport.registry.events import Aux, aux, failure, status, stream, update
+
+    messages = [
+        status("Pulling from library/busybox", "latest"),
+        update("0123456789ab", "Pulling fs layer"),
+        update("0123456789ab", "Downloading", 500, 2000),
+        update("0123456789ab", "Downloading", 2000, 2000),
+        update("0123456789ab", "Pull complete"),
+        status("Digest: sha256:" + "d" * 64),
+        aux(Aux(tag="1", digest="sha256:" + "e" * 64, size=5), progress=True),
+        stream("Loaded image: x:1\n"),
+        failure("boom"),
+    ]
+    out = io.StringIO()
+    plain = ProgressPrinter(out, tty=False)
+    for m in messages:
+        plain(m)
+    assert out.getvalue() == (
+        "latest: Pulling from library/busybox\n0123456789ab: Pulling fs layer\n"
+        "0123456789ab: Downloading\n0123456789ab: Pull complete\n"
+        f"Digest: sha256:{'d' * 64}\nLoaded image: x:1\n")
+    out = io.StringIO()
+    term = ProgressPrinter(out, tty=True, interval=0)
+    for m in messages[:5]:
+        term(m)
+    bar = "=" * 12 + ">" + " " * 37
+    assert out.getvalue() == (
+        "latest: Pulling from library/busybox\n0123456789ab: Pulling fs layer\n"
+        f"\x1b[1A\r\x1b[2K0123456789ab: Downloading [{bar}]  500B/2kB\r\x1b[1B"
+        f"\x1b[1A\r\x1b[2K0123456789ab: Downloading [{'=' * 50}]  2kB/2kB\r\x1b[1B"
+        "\x1b[1A\r\x1b[2K0123456789ab: Pull complete\r\x1b[1B")
