@@ -19,22 +19,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import msgspec
 
 from cargohold.build import dispatch_config
+from cargohold.build import events as E
 from cargohold.build.cache import BuildCache, ImageState, base_key, step_key
 from cargohold.build.context import BuildContext, ContextError, Source
-from cargohold.build.events import (
-    BuildSink,
-    BuildWarning,
-    ImageTagged,
-    ImageWritten,
-    Planned,
-    StepCached,
-    StepContainer,
-    StepDone,
-    StepFailed,
-    StepNote,
-    StepOutput,
-    StepStarted,
-)
 from cargohold.build.instruction_support import ParseError
 from cargohold.build.instructions import (
     EXPANDED_INSTRUCTIONS,
@@ -149,7 +136,7 @@ class Executor:
         backend: Backend,
         options: BuildOptions,
         context: BuildContext,
-        events: BuildSink,
+        events: E.BuildSink,
     ) -> None:
         """``events``: this build's sink (``build/events.py``), called from the build's
         thread and, for RUN output, from the thread reading the step's process."""
@@ -170,22 +157,22 @@ class Executor:
     # -- entry point -----------------------------------------------------------------------
 
     def build(self, text: str, filename: str = "Dockerfile") -> str:
-        self.emit(StepStarted(f"[internal] load build definition from {filename}"))
-        self.emit(StepNote(f"transferring dockerfile: {len(text.encode())}B done"))
+        self.emit(E.StepStarted(f"[internal] load build definition from {filename}"))
+        self.emit(E.StepNote(f"transferring dockerfile: {len(text.encode())}B done"))
         df = parse_dockerfile(text, filename)
         if not df.stages:
             raise DockerfileError(filename, None, "file with no instructions")
         for warning in df.warnings:
-            self.emit(StepNote(f"WARNING: {warning}"))
+            self.emit(E.StepNote(f"WARNING: {warning}"))
         if df.directives.syntax:
-            self.emit(StepNote(f"# syntax={df.directives.syntax} is ignored"))
-        self.emit(StepDone())
+            self.emit(E.StepNote(f"# syntax={df.directives.syntax} is ignored"))
+        self.emit(E.StepDone())
         self.df = df
         self.plan = make_plan(df, self.options.build_args, self.options.target)
         self._check_entitlements(self.plan)
         # steps: the definition above, each stage's FROM and instructions, the export
         steps = 2 + sum(len(ps.stage.instructions) + 1 for ps in self.plan.stages)
-        self.emit(Planned(steps, len(df.meta_args) + sum(len(s.instructions) + 1
+        self.emit(E.Planned(steps, len(df.meta_args) + sum(len(s.instructions) + 1
                                                          for s in df.stages)))
         try:
             for ps in self.plan.stages:
@@ -220,21 +207,21 @@ class Executor:
         # the classic builder's step numbers count every instruction of the file
         first = len(self.df.meta_args) + sum(len(s.instructions) + 1
                                              for s in self.df.stages[:ps.index]) + 1
-        self.emit(StepStarted(f"{self._counter(ps, 1, total)} FROM {ps.base}",
+        self.emit(E.StepStarted(f"{self._counter(ps, 1, total)} FROM {ps.base}",
                               ps.stage.source.original, first))
         state, cached = self._base(ps)
-        self.emit(StepCached(state.key) if cached else StepDone(state.key))
+        self.emit(E.StepCached(state.key) if cached else E.StepDone(state.key))
         scope = Scope()
         triggers = state.section.pop("OnBuild", None) or []
         if triggers:
             state.key = step_key(state.key, ["onbuild-reset"])
         for expr in triggers:
             inst = self._parse_trigger(str(expr), ps)
-            self.emit(StepStarted(f"{self._counter(ps, 1, total)} ONBUILD {display(inst)}",
+            self.emit(E.StepStarted(f"{self._counter(ps, 1, total)} ONBUILD {display(inst)}",
                                   inst.original))
             state = self._step(inst, state, scope, ps)
         for k, inst in enumerate(insts, start=2):
-            self.emit(StepStarted(f"{self._counter(ps, k, total)} {display(inst)}",
+            self.emit(E.StepStarted(f"{self._counter(ps, k, total)} {display(inst)}",
                                   inst.original, first + k - 1))
             state = self._step(inst, state, scope, ps)
         return state
@@ -296,7 +283,7 @@ class Executor:
 
     def _error(self, inst: Instruction, message: str, code: int = 0) -> BuildFailed:
         assert self.df is not None
-        self.emit(StepFailed(message))
+        self.emit(E.StepFailed(message))
         return BuildFailed(f"{self.df.filename}:{inst.start_line}: {message}", code)
 
     def _step(
@@ -314,7 +301,7 @@ class Executor:
         except BuildFailed:
             raise
         except DockerfileError as exc:
-            self.emit(StepFailed(exc.detail))
+            self.emit(E.StepFailed(exc.detail))
             raise BuildFailed(exc.message) from None
 
     def _dispatch(
@@ -348,7 +335,7 @@ class Executor:
         if not self.options.no_cache:
             hit = self.cache.get(key)
             if hit is not None:
-                self.emit(StepCached(key))
+                self.emit(E.StepCached(key))
                 return hit
         new = state.fork()
         new.key = key
@@ -360,7 +347,7 @@ class Executor:
         new.history.append(history_entry(created_by, created=created, empty_layer=empty))
         new.config["created"] = created
         self.cache.put(new)
-        self.emit(StepDone(key))
+        self.emit(E.StepDone(key))
         return new
 
     def _now(self) -> str:
@@ -440,9 +427,9 @@ class Executor:
                 self._source_top(name, ps, inst), writable),
         )
         def output(data: bytes) -> None:  # from the thread reading the process
-            self.emit(StepOutput(data))
+            self.emit(E.StepOutput(data))
 
-        self.emit(StepContainer(wc.rw_id))
+        self.emit(E.StepContainer(wc.rw_id))
         code = execute(wc, run_env, inst, argv, proc_env, cwd, user, network, output)
         if code != 0:
             raise self._error(inst, f"The command '{created_by}' returned a non-zero code: {code}",
@@ -584,7 +571,7 @@ class Executor:
     def _export(self, state: ImageState) -> str:
         from cargohold.oci.image import Platform, encode_json, new_config
 
-        self.emit(StepStarted("exporting to image"))
+        self.emit(E.StepStarted("exporting to image"))
         section = dict(state.section)
         if self.options.labels:
             section["Labels"] = {**(section.get("Labels") or {}), **self.options.labels}
@@ -610,16 +597,16 @@ class Executor:
         except NotFound:
             size = sum(ly.size for ly in stores.layers.chain(state.top)) if state.top else 0
             record = stores.images.add(data, state.top, size=size)
-        self.emit(ImageWritten(record.id))
+        self.emit(E.ImageWritten(record.id))
         for tag in self.options.tags:
-            self.emit(ImageTagged(self.backend.tag_image(record.id, tag)))
-        self.emit(StepDone(record.id))
+            self.emit(E.ImageTagged(self.backend.tag_image(record.id, tag)))
+        self.emit(E.StepDone(record.id))
         self._warn_unused()
         return record.id
 
     def _warn_unused(self) -> None:
         unused = sorted(set(self.options.build_args) - self.used_args - PROXY_ARGS)
         if unused:
-            self.emit(BuildWarning(
+            self.emit(E.BuildWarning(
                 f"[Warning] One or more build-args {unused} were not consumed".replace("'", "")
             ))
