@@ -59,7 +59,9 @@ class AuthConfig(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class PullRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """``POST /images/create?fromImage=&tag=&platform=`` (+ ``X-Registry-Auth``)."""
+    """``POST /images/create?fromImage=&tag=&platform=`` (+ ``X-Registry-Auth``).  Docker's
+    daemon reads an empty ``tag`` with a name-only ``fromImage`` as every tag: an API handler
+    sets ``all_tags`` then (the CLI's ``pull NAME`` means NAME:latest)."""
 
     from_image: str = msgspec.field(name="fromImage")  # a reference, as the user wrote it
     tag: str = ""  # a tag or digest for from_image (Docker's separate query parameter)
@@ -70,7 +72,8 @@ class PullRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PushRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """``POST /images/{name}/push?tag=`` (+ ``X-Registry-Auth``)."""
+    """``POST /images/{name}/push?tag=`` (+ ``X-Registry-Auth``); as for pulls, Docker's
+    empty ``tag`` is ``all_tags`` for an API handler."""
 
     name: str
     tag: str = ""

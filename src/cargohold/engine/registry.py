@@ -148,7 +148,7 @@ class RegistryService:
         refs = self._pull_refs(request)
         results = [self._pull_one(r, plat, events, request) for r in refs]
         if request.all_tags:
-            name = parse_reference(request.from_image).name_familiar
+            name = parse_reference(request.from_image.removesuffix(":")).name_familiar
             events(status(f"Status: {_updated(any(r.updated for r in results))} for {name}"))
         else:
             for r in results:
@@ -156,7 +156,8 @@ class RegistryService:
         return results
 
     def _pull_refs(self, request: PullRequest) -> list[Reference]:
-        ref = parse_reference(request.from_image)
+        # older clients send "pull -a"'s name with a trailing ":" (moby strips it too)
+        ref = parse_reference(request.from_image.removesuffix(":"))
         if request.tag:
             name = parse_reference(ref.repository)
             ref = (parse_reference(f"{ref.repository}@{request.tag}") if ":" in request.tag
