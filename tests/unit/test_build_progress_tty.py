@@ -13,11 +13,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from cargohold.build.progress import Progress
+from cargohold.build.progress import Progress, pull_notes
 from cargohold.build.progress_tty import clean, columns, cut, row
-from cargohold.engine.builds import pull_notes
 from cargohold.errors import CargoholdError, NotFound
-from cargohold.transport.registry.events import Event
+from cargohold.transport.registry.events import ErrorDetail, JSONMessage, status, update
+
+Event = update  # a layer's progress message: (short id, status, current, total)
 
 UP = re.compile(r"\x1b\[(\d+)A\r")
 
@@ -423,7 +424,7 @@ def test_pull_events_become_notes_of_the_running_step() -> None:
     report = pull_notes(p)
     a, b = "0123456789ab", "fedcba987654"
     events = [
-        Event("", "latest: Pulling from library/busybox"),
+        status("Pulling from library/busybox", "latest"),
         Event("aaaaaaaaaaaa", "Already exists"),
         Event(a, "Pulling fs layer"),
         Event(b, "Pulling fs layer"),
@@ -433,8 +434,8 @@ def test_pull_events_become_notes_of_the_running_step() -> None:
         Event(b, "Downloading", 512, 0),
         *(Event(a, "Extracting", n, 4_100_000) for n in range(1_000_000, 4_100_001, 1_000_000)),
         Event(a, "Pull complete"),
-        Event("", "Digest: sha256:" + "d" * 64),
-        Event("", "Status: Downloaded newer image for busybox:latest"),
+        status("Digest: sha256:" + "d" * 64),
+        status("Status: Downloaded newer image for busybox:latest"),
     ]
     for event in events:
         clock.advance(0.02 if event.current else 0.06)  # status changes: past OUTPUT_GAP
@@ -459,7 +460,7 @@ def test_pull_events_become_notes_of_the_running_step() -> None:
     p.done()
     assert_only_frames(out.getvalue())
     report(Event(b, "Pull complete"))  # a late event from a pull thread: dropped
-    report(Event("", "Status: late"))
+    report(status("Status: late"))
     p.finish()
     final = assert_only_frames(out.getvalue())[-1]
     assert final[3:] == [
@@ -475,9 +476,9 @@ def test_pull_notes_name_the_image_and_layers_like_buildkit() -> None:
     p, out, clock = tty(width=100)
     p.start("[1/1] FROM x")
     report = pull_notes(p)
-    report(Event("", "Unable to find image 'x:latest' locally"))  # the step's row says it
-    report(Event("", "1.0: Pulling from team/app"))
-    report(Event("", "sha256:abc: Pulling from library/alpine"))
+    report(status("Unable to find image 'x:latest' locally"))  # the step's row says it
+    report(status("Pulling from team/app", "1.0"))
+    report(status("Pulling from library/alpine", "sha256:abc"))
     report(Event("123456789abc", "Download complete"))  # no byte count seen
     report(Event("cba987654321", "Downloading", 999_999, 1_000_000))
     assert frames(out.getvalue())[0][-1][1][-1] == " => => sha256:cba987654321 1MB / 1MB"
@@ -492,14 +493,12 @@ def test_pull_notes_name_the_image_and_layers_like_buildkit() -> None:
 
 
 def test_build_sends_pulls_to_the_block_and_finishes_it_whatever_happens(tmp_path: Path) -> None:
-    """``BuildService.build`` in tty mode: the engine's pull progress becomes notes of the FROM
-    step while it runs and is put back after; a failed pull, which no step reports, still gets
-    the final frame before the CLI prints its ERROR line."""
-    from cargohold.build.executor import BuildOptions
+    """``BuildService.build`` with the CLI's tty rendering: the FROM's pull reports to this
+    build's own sink (no engine-wide callback) and becomes notes of the step; a failed pull,
+    which no step reports, still gets the final frame from the CLI's ``finish`` before its
+    ERROR line; the build's last event is the error."""
     from cargohold.engine.builds import BuildService
-
-    def cli_printer(event: Event) -> None:
-        raise AssertionError(f"printed outside the block: {event}")
+    from cargohold.engine.image_requests import BuildRequest
 
     def resolve(name: str) -> None:
         raise NotFound(f"No such image: {name}")
@@ -507,9 +506,10 @@ def test_build_sends_pulls_to_the_block_and_finishes_it_whatever_happens(tmp_pat
     def interrupted(name: str) -> None:
         raise KeyboardInterrupt
 
-    def ensure(name: str, policy: str) -> None:
-        engine.pull_progress(Event("", "latest: Pulling from library/busybox"))
-        engine.pull_progress(Event("0123456789ab", "Downloading", 1000, 2000))
+    def ensure(name: str, policy: str, events: object) -> None:
+        assert callable(events)
+        events(status("Pulling from library/busybox", "latest"))
+        events(Event("0123456789ab", "Downloading", 1000, 2000))
         raise CargoholdError("pull access denied for busybox")
 
     root = tmp_path / "root"
@@ -518,20 +518,23 @@ def test_build_sends_pulls_to_the_block_and_finishes_it_whatever_happens(tmp_pat
         stores=SimpleNamespace(layers=SimpleNamespace(exists=lambda chain: False)),
         images=SimpleNamespace(resolve=resolve),
         registry=SimpleNamespace(ensure=ensure),
-        pull_progress=cli_printer,
     )
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text("FROM busybox\n")
     service = BuildService(engine)  # type: ignore[arg-type]
+    request = BuildRequest(remote=str(ctx))
     for failure in (CargoholdError, KeyboardInterrupt):
         out = Terminal()  # the ticker runs
         if failure is KeyboardInterrupt:
             engine.images.resolve = interrupted
         before = set(threading.enumerate())
+        progress = Progress(out, "tty", width=60)
         with pytest.raises(failure):
-            service.build(str(ctx), BuildOptions(), out, "tty")
-        assert engine.pull_progress is cli_printer
+            try:
+                service.build(request, progress)
+            finally:
+                progress.finish()  # what cli/commands/build.py does
         assert set(threading.enumerate()) <= before  # the ticker is stopped and joined
         final = assert_only_frames(out.getvalue())[-1]
         assert final[0].startswith("[+] Building ") and "FINISHED" not in final[0]
@@ -542,14 +545,22 @@ def test_build_sends_pulls_to_the_block_and_finishes_it_whatever_happens(tmp_pat
                 " => => pulling busybox:latest",
                 " => => sha256:0123456789ab 1kB / 2kB",
             ]
-    # plain mode keeps the engine's own printer (the CLI's lines on stderr)
-    printed: list[Event] = []
-    engine.pull_progress = printed.append
+    # plain mode: the pull's messages go to the CLI's pull printer, given to this build
+    printed: list[JSONMessage] = []
+    events: list[object] = []
+
+    def sink(event: object) -> None:
+        events.append(event)
+        plain(event)  # type: ignore[arg-type]
+
+    plain = Progress(io.StringIO(), "plain", pulls=printed.append)
     engine.images.resolve = resolve
     with pytest.raises(CargoholdError, match="Dockerfile:1: pull access denied"):
-        service.build(str(ctx), BuildOptions(), io.StringIO(), "plain")
-    assert [e.status for e in printed] == ["latest: Pulling from library/busybox", "Downloading"]
-    assert engine.pull_progress == printed.append
+        service.build(request, sink)
+    assert [(e.id, e.status) for e in printed] == [
+        ("latest", "Pulling from library/busybox"), ("0123456789ab", "Downloading")]
+    message = "Dockerfile:1: pull access denied for busybox"
+    assert events[-1] == JSONMessage(error_detail=ErrorDetail(0, message), error=message)
 
 
 def test_quiet_tty_prints_nothing() -> None:

@@ -13,6 +13,8 @@ from registry_fake import FakeRegistry, RedirectTarget, digest_of, make_image
 
 from cargohold.config import Settings
 from cargohold.engine import Engine
+from cargohold.engine.image_requests import PullRequest
+from cargohold.engine.messages import JSONMessage
 from cargohold.errors import CargoholdError, Forbidden, InvalidArgument, NotFound, Unavailable
 from cargohold.oci.reference import parse_reference
 from cargohold.transport.copy import copy_images
@@ -200,12 +202,12 @@ def test_index_selects_the_platform_and_layers_already_present_are_skipped(
     first = digest_of(amd.layers[0])
     hits = fake.hits[first]
     engine.registry.options = OPTS
-    results = engine.registry.pull(f"127.0.0.1:{fake.port}/x:multi", platform="linux/amd64",
-                                   tls_verify=False)
+    results = engine.registry.pull(PullRequest(from_image=f"127.0.0.1:{fake.port}/x:multi",
+                                               platform="linux/amd64", tls_verify=False))
     assert results[0].image_id == digest_of(amd.config)
     assert fake.hits[first] == hits  # the layer IMAGE brought is not fetched again
-    results = engine.registry.pull(f"127.0.0.1:{fake.port}/x:multi", platform="linux/arm64",
-                                   tls_verify=False)
+    results = engine.registry.pull(PullRequest(from_image=f"127.0.0.1:{fake.port}/x:multi",
+                                               platform="linux/arm64", tls_verify=False))
     assert results[0].image_id == digest_of(arm.config)
     record = engine.image_store.get(results[0].image_id)
     assert record.repo_digests == (f"127.0.0.1:{fake.port}/x@"
@@ -213,18 +215,17 @@ def test_index_selects_the_platform_and_layers_already_present_are_skipped(
 
 
 def test_engine_pull_by_digest_and_progress(engine: Engine, fake: FakeRegistry) -> None:
-    from cargohold.transport.registry.events import Event
-
     fake.add_image("x", "1", IMAGE)
     engine.registry.options = OPTS
-    events: list[Event] = []
+    events: list[JSONMessage] = []
     ref = f"127.0.0.1:{fake.port}/x@{IMAGE.manifest_digest}"
-    results = engine.registry.pull(ref, progress=events.append, tls_verify=False)
+    results = engine.registry.pull(PullRequest(from_image=ref, tls_verify=False), events.append)
     assert results[0].image_id == digest_of(IMAGE.config)
     statuses = [e.status for e in events]
-    assert statuses[0] == f"{IMAGE.manifest_digest}: Pulling from x"
+    assert (events[0].id, statuses[0]) == (IMAGE.manifest_digest, "Pulling from x")
     assert "Pull complete" in statuses and "Download complete" in statuses
-    assert statuses[-1] == f"Digest: {IMAGE.manifest_digest}"
+    assert statuses[-2] == f"Digest: {IMAGE.manifest_digest}"
+    assert statuses[-1] == f"Status: Downloaded newer image for {ref}"
 
 
 def test_mirror_is_tried_first_then_the_registry(engine: Engine, fake: FakeRegistry,
@@ -237,11 +238,13 @@ def test_mirror_is_tried_first_then_the_registry(engine: Engine, fake: FakeRegis
                         f'[registry-mirrors]\n"127.0.0.1:{fake.port}" = ["{mirror.url}"]\n')
         engine.settings.extra["config_file"] = str(conf)
         engine.registry.options = OPTS
-        engine.registry.pull(f"127.0.0.1:{fake.port}/x:1")  # the mirror lacks it: fallback
+        # the mirror lacks it: fallback
+        engine.registry.pull(PullRequest(from_image=f"127.0.0.1:{fake.port}/x:1"))
         assert any(p.startswith("/v2/x/manifests/") for _, p, _ in mirror.requests)
         mirror.add_image("x", "2", IMAGE)
         before = len(fake.requests)
-        engine.registry.pull(f"127.0.0.1:{fake.port}/x:2")  # served by the mirror alone
+        # served by the mirror alone
+        engine.registry.pull(PullRequest(from_image=f"127.0.0.1:{fake.port}/x:2"))
         assert not any("/x/manifests/2" in p for _, p, _ in fake.requests[before:])
     finally:
         mirror.close()

@@ -20,10 +20,11 @@ from registry_fake import FakeImage, FakeRegistry, digest_of, make_image
 
 from cargohold.config import Settings
 from cargohold.engine import Engine
+from cargohold.engine.image_requests import PullRequest, PushRequest
 from cargohold.errors import Forbidden, InvalidArgument, NotFound, Unavailable
 from cargohold.transport.registry.auth import Credentials
 from cargohold.transport.registry.client import ClientOptions, RegistryClient
-from cargohold.transport.registry.events import Event
+from cargohold.transport.registry.events import JSONMessage
 from cargohold.transport.registry.hosts import Endpoint
 
 OPTS = ClientOptions(retries=2, backoff=0.01, read_timeout=5.0, connect_timeout=2.0,
@@ -105,8 +106,8 @@ def test_upload_location_on_another_origin_gets_no_credentials(
     fake.upload_base = other.url  # every upload continues on the other server
     name = f"{host(fake)}/team/app:1"
     image_id = import_image(engine, tmp_path, name, {"etc/data": os.urandom(50_000)})
-    events: list[Event] = []
-    result = engine.registry.push(name, progress=events.append, tls_verify=False)[0]
+    events: list[JSONMessage] = []
+    result = engine.registry.push(PushRequest(name=name, tls_verify=False), events.append)[0]
 
     assert credentials_seen(other) == []
     assert [m for m, _, _ in other.requests].count("PUT") == 2  # the layer and the config
@@ -115,7 +116,8 @@ def test_upload_location_on_another_origin_gets_no_credentials(
     assert "Pushed" in [e.status for e in events]
     fresh = new_engine(tmp_path / "b")
     fresh.settings.extra["auth_file"] = engine.settings.extra["auth_file"]
-    pulled = fresh.registry.pull(f"{host(fake)}/team/app@{result.digest}", tls_verify=False)
+    pulled = fresh.registry.pull(PullRequest(from_image=f"{host(fake)}/team/app@{result.digest}",
+                                                 tls_verify=False))
     assert pulled[0].image_id == image_id
 
 
@@ -129,7 +131,7 @@ def test_a_challenge_from_another_origin_is_not_answered(
     name = f"{host(fake)}/team/app:1"
     import_image(engine, tmp_path, name, {"etc/data": b"x" * 1000})
     with pytest.raises(Forbidden) as exc:
-        engine.registry.push(name, tls_verify=False)
+        engine.registry.push(PushRequest(name=name, tls_verify=False))
     assert "authentication required" in str(exc.value)
     assert other.requests and credentials_seen(other) == []
     assert not any(p.startswith("/token") for _, p, _ in other.requests)
@@ -144,7 +146,7 @@ def test_blob_redirect_to_an_origin_that_challenges_gets_no_credentials(
     fake.faults[digest_of(img.layers[0])] = "redirect"
     fake.redirect_to = other.url
     with pytest.raises(Forbidden):
-        engine.registry.pull(f"{host(fake)}/x:1", tls_verify=False)
+        engine.registry.pull(PullRequest(from_image=f"{host(fake)}/x:1", tls_verify=False))
     assert other.requests and credentials_seen(other) == []
     assert engine.image_store.list() == []
 
@@ -157,7 +159,8 @@ def test_tags_next_page_on_another_origin_gets_no_credentials(
     log_in(engine, fake, tmp_path)
     fake.tags_page = 2
     fake.link_base = other.url  # page 2 comes from the other server
-    results = engine.registry.pull(f"{host(fake)}/x", all_tags=True, tls_verify=False)
+    results = engine.registry.pull(PullRequest(from_image=f"{host(fake)}/x", all_tags=True,
+                                                     tls_verify=False))
     assert [r.familiar for r in results] == [f"{host(fake)}/x:{t}" for t in "abc"]
     assert any("/tags/list" in p for _, p, _ in other.requests)
     assert credentials_seen(other) == []
@@ -213,7 +216,7 @@ def test_huge_error_body_is_not_read(engine: Engine, fake: FakeRegistry,
     path = "/v2/x/manifests/1"
     fake.huge[path] = (404, HUGE, chunked)
     with pytest.raises(NotFound) as exc:
-        engine.registry.pull(f"{host(fake)}/x:1", tls_verify=False)
+        engine.registry.pull(PullRequest(from_image=f"{host(fake)}/x:1", tls_verify=False))
     assert str(exc.value) == (f"manifest for {host(fake)}/x:1 not found: "
                               "unexpected status 404 Not Found")
     assert settle(fake, path) < SLACK
@@ -357,21 +360,23 @@ def test_push_does_not_stand_on_a_blob_a_pull_never_fetched(
     diff_id = engine.image_store.config(image_id)["rootfs"]["diff_ids"][0]
     bogus = b"not the layer at all"
     fake.add_image("evil/x", "1", claiming(diff_id, bogus))  # the bogus blob is in the registry
-    events: list[Event] = []
-    engine.registry.pull(f"{host(fake)}/evil/x:1", progress=events.append, tls_verify=False)
+    events: list[JSONMessage] = []
+    engine.registry.pull(PullRequest(from_image=f"{host(fake)}/evil/x:1", tls_verify=False),
+                         events.append)
     assert "Already exists" in [e.status for e in events]  # the layer was present: no download
 
     target = f"{host(fake)}/other/app:1"
     engine.images.tag(mine, target)
     events.clear()
-    result = engine.registry.push(target, progress=events.append, tls_verify=False)[0]
+    result = engine.registry.push(PushRequest(name=target, tls_verify=False), events.append)[0]
     statuses = [e.status for e in events]
     assert "Layer already exists" not in statuses and "Pushed" in statuses
     manifest = json.loads(fake.manifests[f"other/app:{result.digest}"][0])
     assert manifest["layers"][0]["digest"] != digest_of(bogus)
 
     fresh = new_engine(tmp_path / "b")
-    pulled = fresh.registry.pull(target, tls_verify=False)  # verifies every blob and diff_id
+    # verifies every blob and diff_id
+    pulled = fresh.registry.pull(PullRequest(from_image=target, tls_verify=False))
     assert pulled[0].image_id == image_id
 
 

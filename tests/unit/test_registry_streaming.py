@@ -15,6 +15,7 @@ from registry_fake import FakeImage, FakeRegistry, digest_of, make_image, make_l
 
 from cargohold.config import Settings
 from cargohold.engine import Engine
+from cargohold.engine.image_requests import PushRequest
 from cargohold.errors import InvalidArgument, NotFound
 from cargohold.oci.reference import parse_reference
 from cargohold.store.compression import open_decompressed
@@ -23,7 +24,7 @@ from cargohold.store.drivers.overlay import OverlayDriver
 from cargohold.transport.copy import copy_images
 from cargohold.transport.local import LocalDestination
 from cargohold.transport.registry.client import ClientOptions, RegistryClient
-from cargohold.transport.registry.events import Event
+from cargohold.transport.registry.events import JSONMessage
 from cargohold.transport.registry.hosts import Endpoint
 from cargohold.transport.registry_dest import compressed_chunks
 from cargohold.transport.registry_source import RegistrySource
@@ -169,7 +170,7 @@ def test_ensure_pulls_a_missing_image_in_dockers_words(vfs_engine: Engine,
     insecure(vfs_engine, fake)
     fake.add_image("x", "latest", THREE)
     name = f"127.0.0.1:{fake.port}/x"
-    events: list[Event] = []
+    events: list[JSONMessage] = []
     record = vfs_engine.registry.ensure(name, "missing", events.append)
     assert record.id == digest_of(THREE.config)
     lines = [e.status for e in events if not e.id]
@@ -201,9 +202,8 @@ def test_create_pulls_through_ensure(vfs_engine: Engine, fake: FakeRegistry) -> 
     name = f"127.0.0.1:{fake.port}/x:1"
     with pytest.raises(NotFound, match=f"No such image: {name}"):
         _find_image(vfs_engine, name, "never")
-    events: list[Event] = []
-    vfs_engine.pull_progress = events.append  # what the CLI renders on stderr
-    record = _find_image(vfs_engine, name, "missing")
+    events: list[JSONMessage] = []  # what the CLI renders on stderr: this create's own sink
+    record = _find_image(vfs_engine, name, "missing", events.append)
     assert record.id == digest_of(THREE.config)
     assert events[0].status == f"Unable to find image '{name}' locally"
 
@@ -237,7 +237,8 @@ def test_levels_give_different_blobs_and_bad_levels_are_refused(vfs_engine: Engi
                                              lambda n: None)) for lvl in (1, 6)}
     assert blobs[1] != blobs[6]
     with pytest.raises(InvalidArgument, match="invalid gzip compression level 12"):
-        vfs_engine.registry.push("127.0.0.1:1/x:1", compression="gzip", level=12)
+        vfs_engine.registry.push(PushRequest(name="127.0.0.1:1/x:1", compression_format="gzip",
+                                             compression_level=12))
 
 
 @pytest.mark.parametrize("kind", ["gzip", "zstd", "bzip2", "xz", "none"])

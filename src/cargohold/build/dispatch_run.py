@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from cargohold.build.instructions import RunInstruction
-from cargohold.build.workdir import WorkingContainer
 
 if TYPE_CHECKING:
+    from cargohold.build.workdir import WorkingContainer  # tarfile: not for a cached RUN
     from cargohold.network.store import NetworkStore
     from cargohold.runtime.base import OCIRuntime
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import msgspec
 
 from cargohold.build import dispatch_config
+from cargohold.build import events as E
 from cargohold.build.cache import BuildCache, ImageState, base_key, step_key
 from cargohold.build.context import BuildContext, ContextError, Source
 from cargohold.build.instruction_support import ParseError
@@ -37,7 +38,6 @@ from cargohold.build.instructions import (
     parse_instruction,
 )
 from cargohold.build.plan import PROXY_ARGS, Plan, PlannedStage, make_plan, stage_ref
-from cargohold.build.progress import Progress
 from cargohold.build.shell_lex import EnvExpander, ExpansionError
 from cargohold.errors import CargoholdError, InvalidArgument, NotFound
 
@@ -46,9 +46,14 @@ if TYPE_CHECKING:
 
 
 class BuildFailed(InvalidArgument):
-    """A build step failed; ``docker build`` exits 1."""
+    """A build step failed; ``docker build`` exits 1.  ``code``: the failed RUN's exit code
+    (Docker's ``errorDetail.code``), else 0."""
 
     exit_code = 1
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class BuildOptions(msgspec.Struct):
@@ -131,12 +136,14 @@ class Executor:
         backend: Backend,
         options: BuildOptions,
         context: BuildContext,
-        progress: Progress,
+        events: E.BuildSink,
     ) -> None:
+        """``events``: this build's sink (``build/events.py``), called from the build's
+        thread and, for RUN output, from the thread reading the step's process."""
         self.backend = backend
         self.options = options
         self.context = context
-        self.progress = progress
+        self.emit = events
         self.cache = BuildCache(backend.root, backend.stores.layers.exists)
         self.results: dict[int, ImageState] = {}
         self.df: Dockerfile | None = None
@@ -150,21 +157,23 @@ class Executor:
     # -- entry point -----------------------------------------------------------------------
 
     def build(self, text: str, filename: str = "Dockerfile") -> str:
-        self.progress.start(f"[internal] load build definition from {filename}")
-        self.progress.note(f"transferring dockerfile: {len(text.encode())}B done")
+        self.emit(E.StepStarted(f"[internal] load build definition from {filename}"))
+        self.emit(E.StepNote(f"transferring dockerfile: {len(text.encode())}B done"))
         df = parse_dockerfile(text, filename)
         if not df.stages:
             raise DockerfileError(filename, None, "file with no instructions")
         for warning in df.warnings:
-            self.progress.note(f"WARNING: {warning}")
+            self.emit(E.StepNote(f"WARNING: {warning}"))
         if df.directives.syntax:
-            self.progress.note(f"# syntax={df.directives.syntax} is ignored")
-        self.progress.done()
+            self.emit(E.StepNote(f"# syntax={df.directives.syntax} is ignored"))
+        self.emit(E.StepDone())
         self.df = df
         self.plan = make_plan(df, self.options.build_args, self.options.target)
         self._check_entitlements(self.plan)
         # steps: the definition above, each stage's FROM and instructions, the export
-        self.progress.plan(2 + sum(len(ps.stage.instructions) + 1 for ps in self.plan.stages))
+        steps = 2 + sum(len(ps.stage.instructions) + 1 for ps in self.plan.stages)
+        self.emit(E.Planned(steps, len(df.meta_args) + sum(len(s.instructions) + 1
+                                                         for s in df.stages)))
         try:
             for ps in self.plan.stages:
                 self.results[ps.index] = self._stage(ps)
@@ -192,14 +201,16 @@ class Executor:
         return f"[{prefix}{k}/{total}]"
 
     def _stage(self, ps: PlannedStage) -> ImageState:
+        assert self.df is not None
         insts = list(ps.stage.instructions)
         total = len(insts) + 1
-        self.progress.start(f"{self._counter(ps, 1, total)} FROM {ps.base}")
+        # the classic builder's step numbers count every instruction of the file
+        first = len(self.df.meta_args) + sum(len(s.instructions) + 1
+                                             for s in self.df.stages[:ps.index]) + 1
+        self.emit(E.StepStarted(f"{self._counter(ps, 1, total)} FROM {ps.base}",
+                              ps.stage.source.original, first))
         state, cached = self._base(ps)
-        if cached:
-            self.progress.cached()
-        else:
-            self.progress.done()
+        self.emit(E.StepCached(state.key) if cached else E.StepDone(state.key))
         scope = Scope()
         triggers = state.section.pop("OnBuild", None) or []
         if triggers:
@@ -212,10 +223,12 @@ class Executor:
             state.key = step_key(state.key, ["default-path"])
         for expr in triggers:
             inst = self._parse_trigger(str(expr), ps)
-            self.progress.start(f"{self._counter(ps, 1, total)} ONBUILD {display(inst)}")
+            self.emit(E.StepStarted(f"{self._counter(ps, 1, total)} ONBUILD {display(inst)}",
+                                  inst.original))
             state = self._step(inst, state, scope, ps)
         for k, inst in enumerate(insts, start=2):
-            self.progress.start(f"{self._counter(ps, k, total)} {display(inst)}")
+            self.emit(E.StepStarted(f"{self._counter(ps, k, total)} {display(inst)}",
+                                  inst.original, first + k - 1))
             state = self._step(inst, state, scope, ps)
         return state
 
@@ -274,10 +287,10 @@ class Executor:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _error(self, inst: Instruction, message: str) -> BuildFailed:
+    def _error(self, inst: Instruction, message: str, code: int = 0) -> BuildFailed:
         assert self.df is not None
-        self.progress.error(message)
-        return BuildFailed(f"{self.df.filename}:{inst.start_line}: {message}")
+        self.emit(E.StepFailed(message))
+        return BuildFailed(f"{self.df.filename}:{inst.start_line}: {message}", code)
 
     def _step(
         self, inst: Instruction, state: ImageState, scope: Scope, ps: PlannedStage
@@ -294,7 +307,7 @@ class Executor:
         except BuildFailed:
             raise
         except DockerfileError as exc:
-            self.progress.error(exc.detail)
+            self.emit(E.StepFailed(exc.detail))
             raise BuildFailed(exc.message) from None
 
     def _dispatch(
@@ -328,7 +341,7 @@ class Executor:
         if not self.options.no_cache:
             hit = self.cache.get(key)
             if hit is not None:
-                self.progress.cached()
+                self.emit(E.StepCached(key))
                 return hit
         new = state.fork()
         new.key = key
@@ -340,7 +353,7 @@ class Executor:
         new.history.append(history_entry(created_by, created=created, empty_layer=empty))
         new.config["created"] = created
         self.cache.put(new)
-        self.progress.done()
+        self.emit(E.StepDone(key))
         return new
 
     def _now(self) -> str:
@@ -424,11 +437,14 @@ class Executor:
             image_view=lambda name, writable: self.views.rootfs_view(
                 self._source_top(name, ps, inst), writable),
         )
-        code = execute(wc, run_env, inst, argv, proc_env, cwd, user, network,
-                       self.progress.output)
-        self.progress.flush_output()
+        def output(data: bytes) -> None:  # from the thread reading the process
+            self.emit(E.StepOutput(data))
+
+        self.emit(E.StepContainer(wc.rw_id))
+        code = execute(wc, run_env, inst, argv, proc_env, cwd, user, network, output)
         if code != 0:
-            raise self._error(inst, f"The command '{created_by}' returned a non-zero code: {code}")
+            raise self._error(inst, f"The command '{created_by}' returned a non-zero code: {code}",
+                              code)
 
     def _in_container(self, new: ImageState, work: Callable[[Any], None]) -> None:
         from cargohold.build.workdir import WorkingContainer
@@ -574,7 +590,7 @@ class Executor:
     def _export(self, state: ImageState) -> str:
         from cargohold.oci.image import Platform, encode_json, new_config
 
-        self.progress.start("exporting to image")
+        self.emit(E.StepStarted("exporting to image"))
         section = dict(state.section)
         if self.options.labels:
             section["Labels"] = {**(section.get("Labels") or {}), **self.options.labels}
@@ -600,17 +616,16 @@ class Executor:
         except NotFound:
             size = sum(ly.size for ly in stores.layers.chain(state.top)) if state.top else 0
             record = stores.images.add(data, state.top, size=size)
-        self.progress.note(f"writing image {record.id} done")
+        self.emit(E.ImageWritten(record.id))
         for tag in self.options.tags:
-            name = self.backend.tag_image(record.id, tag)
-            self.progress.note(f"naming to {name} done")
-        self.progress.done()
+            self.emit(E.ImageTagged(self.backend.tag_image(record.id, tag)))
+        self.emit(E.StepDone(record.id))
         self._warn_unused()
         return record.id
 
     def _warn_unused(self) -> None:
         unused = sorted(set(self.options.build_args) - self.used_args - PROXY_ARGS)
         if unused:
-            self.progress.warn(
+            self.emit(E.BuildWarning(
                 f"[Warning] One or more build-args {unused} were not consumed".replace("'", "")
-            )
+            ))

@@ -7,19 +7,14 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import stat
 import tarfile
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, BinaryIO
 
 import msgspec
-
-from cargohold.errors import CargoholdError
 
 if TYPE_CHECKING:
     from cargohold.store.layers import Layer
@@ -27,28 +22,6 @@ if TYPE_CHECKING:
 
 # where runc creates mount points the image may lack; removed again before the diff
 MOUNT_STUBS = ("proc", "sys", "dev", "etc/resolv.conf", "etc/hosts", "etc/hostname", "etc")
-
-
-class Interrupted(CargoholdError):
-    exit_code = 130
-
-
-@contextmanager
-def interrupts_as_errors() -> Iterator[None]:
-    """SIGTERM/SIGHUP raise like Ctrl-C does, so every ``finally`` cleanup runs."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(f"build interrupted by signal {signum}")
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 class WorkingContainer(msgspec.Struct):

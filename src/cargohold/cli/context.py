@@ -12,8 +12,9 @@ import msgspec
 from cargohold.config import Settings
 
 if TYPE_CHECKING:
+    from cargohold.cli.progress import ProgressPrinter
     from cargohold.engine import Engine
-    from cargohold.transport.registry.events import Event, ProgressFn
+    from cargohold.engine.messages import JSONMessage
 
 # The configuration file is read only when one of these says there is something to apply.
 _CONFIG_FILES = ("/etc/cargohold/registries.toml", "/etc/cargohold/registries.json")
@@ -26,7 +27,7 @@ class Context(msgspec.Struct):
     stderr: TextIO = msgspec.field(default_factory=lambda: sys.stderr)
     debug: bool = False
     _engine: Engine | None = None
-    _pull_printer: ProgressFn | None = None
+    _pull_printer: ProgressPrinter | None = None
 
     @classmethod
     def from_options(cls, opts: argparse.Namespace) -> Context:
@@ -49,14 +50,20 @@ class Context(msgspec.Struct):
             from cargohold.engine import Engine
 
             self._engine = Engine(self.settings)
-            self._engine.pull_progress = self._pull_progress
         return self._engine
 
-    def _pull_progress(self, event: Event) -> None:
-        """Pulls the engine starts by itself (run, create, FROM) report on stderr, as
-        Docker's CLI does ("Unable to find image 'x:latest' locally", the layers, Status)."""
+    @property
+    def pull_printer(self) -> ProgressPrinter:
+        """The sink for the pulls a command's call may start (run, create, FROM): they
+        report on stderr, as Docker's CLI does ("Unable to find image 'x:latest' locally",
+        the layers, "Status: ...")."""
         if self._pull_printer is None:
             from cargohold.cli.progress import ProgressPrinter
 
             self._pull_printer = ProgressPrinter(self.stderr)
-        self._pull_printer(event)
+        return self._pull_printer
+
+    def pull_events(self, event: JSONMessage) -> None:
+        """``pull_printer`` as a sink made only when a pull reports (``run`` of an image
+        that is present pays nothing)."""
+        self.pull_printer(event)

@@ -6,16 +6,20 @@ On a terminal every layer keeps one line, redrawn in place (cursor up, clear, re
     2d473b07cdd5: Downloading [=========>                 ]  25.2MB/76.1MB
 
 Elsewhere each status change is one plain line and byte counts are left out, as ``docker pull``
-does when its output is not a terminal.
+does when its output is not a terminal.  A printer is the sink of one call: it renders that
+call's Docker JSON messages (``engine/messages.py``); ``stream`` messages (load's "Loaded
+image: x") are written as they are, a result (``aux``) and the error are not printed (the
+command reports the error it raised).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from cargohold.transport.registry.events import Event
+if TYPE_CHECKING:
+    from cargohold.engine.messages import JSONMessage
 
 _BYTE_STATUSES = frozenset(("Downloading", "Extracting", "Pushing"))
 _BAR = 50
@@ -29,19 +33,20 @@ def _size(n: float) -> str:
     return f"{n}B"
 
 
-def render(event: Event) -> str:
+def render(event: JSONMessage) -> str:
     """The text after ``id: `` for one event (with a bar when the total is known)."""
-    if event.status not in _BYTE_STATUSES or event.current <= 0:
+    current, total = event.current, event.total
+    if event.status not in _BYTE_STATUSES or current <= 0:
         return event.status
-    if event.total <= 0:
-        return f"{event.status}  {_size(event.current)}"
-    filled = min(_BAR, _BAR * event.current // event.total)
+    if total <= 0:
+        return f"{event.status}  {_size(current)}"
+    filled = min(_BAR, _BAR * current // total)
     bar = "=" * filled + (">" if filled < _BAR else "") + " " * max(0, _BAR - filled - 1)
-    return f"{event.status} [{bar}]  {_size(event.current)}/{_size(event.total)}"
+    return f"{event.status} [{bar}]  {_size(current)}/{_size(total)}"
 
 
 class ProgressPrinter:
-    """A thread-safe progress callback writing to ``stream``."""
+    """A thread-safe sink of one call's messages, writing to ``stream``."""
 
     def __init__(self, stream: TextIO, tty: bool | None = None, interval: float = 0.1) -> None:
         self.stream = stream
@@ -53,10 +58,16 @@ class ProgressPrinter:
         self._drawn: dict[str, float] = {}
         self._count = 0
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: JSONMessage) -> None:
+        if event.aux is not None or event.error_detail is not None:
+            return
         with self._lock:
-            if not event.id:
-                self._line(event.status)
+            if event.stream:
+                self.stream.write(event.stream)
+                self.stream.flush()
+                self._count += event.stream.count("\n")
+            elif event.progress_detail is None:  # a line of text ("latest: Pulling from x")
+                self._line(f"{event.id}: {event.status}" if event.id else event.status)
                 self._last.clear()  # a new section: layers are listed again
                 self._rows.clear()
             elif self.tty:
@@ -72,7 +83,7 @@ class ProgressPrinter:
         self.stream.flush()
         self._count += 1
 
-    def _tty(self, event: Event) -> None:
+    def _tty(self, event: JSONMessage) -> None:
         now = time.monotonic()
         if event.status in _BYTE_STATUSES and self._last.get(event.id) == event.status and (
                 now - self._drawn.get(event.id, 0.0) < self.interval):

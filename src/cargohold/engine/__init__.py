@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from cargohold.store.images import ImageStore
     from cargohold.store.layers import LayerStore
     from cargohold.transport.local import LocalStores
-    from cargohold.transport.registry.events import ProgressFn
     from cargohold.volume.store import VolumeStore
 
 
@@ -43,8 +42,6 @@ class Engine:
         self.settings = settings
         # one stat per root when right; creates or repairs them otherwise (util/statedirs.py)
         secure_state_dirs(settings.root, settings.runroot)
-        # Where pulls the engine starts on its own (run/create/FROM) report; set by the CLI.
-        self.pull_progress: ProgressFn | None = None
 
     @cached_property
     def blobs(self) -> BlobStore:

@@ -1,24 +1,59 @@
-"""BuildService: ``build`` wired to the engine's stores, runtime, networks and pull."""
+"""BuildService: ``build`` wired to the engine's stores, runtime, networks and pull.
+
+A build is one call: its request (``engine/image_requests.py``), the context and Dockerfile
+streams its caller opened, and a sink for its events (``build/events.py`` plus Docker's JSON
+messages of its pulls), which ends with ``{"aux":{"ID":...}}`` or the error.  Rendering them
+(BuildKit's ``#N`` lines or block for the CLI, the classic stream for the API) is the
+caller's; the CLI's is ``BuildProgress`` (``build/progress.py``), re-exported here.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import msgspec
 
 from cargohold.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
-    from cargohold.build.executor import Backend, BuildOptions
-    from cargohold.build.progress import Progress
+    from cargohold.build.events import BuildSink
+    from cargohold.build.executor import Backend
+    from cargohold.build.progress import Progress as BuildProgress
     from cargohold.engine import Engine
+    from cargohold.engine.image_requests import BuildRequest
     from cargohold.engine.prune_filters import PruneFilters
     from cargohold.engine.reports import DiskUsage
-    from cargohold.transport.registry.events import Event, ProgressFn
+
+__all__ = ["BuildProgress", "BuildResult", "BuildService", "is_remote_context"]
+
+
+def __getattr__(name: str) -> Any:
+    """``BuildProgress``, imported only by the paths that render a build (not ``system df``)."""
+    if name == "BuildProgress":
+        from cargohold.build.progress import Progress
+
+        return Progress
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class BuildResult(msgspec.Struct, frozen=True):
+    image_id: str
+    tags: tuple[str, ...]  # normalised: docker.io/library/x:latest
+
+
+def is_remote_context(source: str) -> bool:
+    """Whether ``source`` names a context elsewhere (http(s) or a git repository), so that
+    ``-f`` names a file of that context rather than one beside the caller."""
+    if source.startswith(("http://", "https://")):
+        return True
+    from cargohold.build.git_context import is_git_url  # not imported for local builds
+
+    return is_git_url(source)
 
 
 class BuildService:
@@ -31,10 +66,6 @@ class BuildService:
         record = self.engine.images.resolve(name)
         return record.id, self.engine.image_store.config(record.id), record.top_layer
 
-    def _pull(self, name: str) -> None:
-        """FROM of an image that is missing (or ``build --pull``): pull it now."""
-        self.engine.registry.ensure(name, "always")
-
     def _tag(self, image_id: str, name: str) -> str:
         from cargohold.oci.reference import parse_reference
 
@@ -45,16 +76,22 @@ class BuildService:
         self.engine.images.emit(image_id, parse_reference(ref).familiar(), "tag", image_id)
         return ref
 
-    def backend(self) -> Backend:
+    def backend(self, events: BuildSink) -> Backend:
+        """The engine side of one build; a FROM that must be pulled (missing, or ``build
+        --pull``) reports to that build's ``events``."""
         from cargohold.build.executor import Backend
 
         e = self.engine
+
+        def pull(name: str) -> None:
+            e.registry.ensure(name, "always", events)
+
         return Backend(
             stores=e.stores,
             root=e.settings.root,
             runroot=e.settings.runroot,
             resolve_image=self._resolve,
-            pull_image=self._pull,
+            pull_image=pull,
             tag_image=self._tag,
             runtime=lambda: e.runtime,
             network_store=lambda: e.network_store,
@@ -64,89 +101,91 @@ class BuildService:
 
     def build(
         self,
-        source: str,
-        options: BuildOptions,
-        progress_out: TextIO,
-        progress_mode: str = "plain",
-        quiet: bool = False,
-        stdin: BinaryIO | None = None,
-    ) -> str:
-        """Build from a context directory, a tarball, a URL or ``-`` (stdin); returns the id."""
-        from cargohold.build import entitlements
+        request: BuildRequest,
+        events: BuildSink,
+        *,
+        context: BinaryIO | None = None,
+        dockerfile: BinaryIO | None = None,
+    ) -> BuildResult:
+        """Build from ``context`` (a tarball stream, the body of ``POST /build`` or stdin) or
+        ``request.remote`` (a directory, tarball, URL or git repository); ``dockerfile``: the
+        Dockerfile as a stream of its own (``-f -``).  Nothing is read from this process's
+        own stdin."""
+        from cargohold.engine.messages import reporting_errors
+        from cargohold.transport.registry.events import Aux, aux
+
+        with reporting_errors(events):
+            result = self._build(request, events, context, dockerfile)
+            events(aux(Aux(id=result.image_id)))
+            return result
+
+    def _build(self, request: BuildRequest, events: BuildSink, context: BinaryIO | None,
+               dockerfile: BinaryIO | None) -> BuildResult:
         from cargohold.build.cache import buildcache_dir
         from cargohold.build.context import BuildContext, StatCache
         from cargohold.build.executor import Executor
-        from cargohold.build.progress import Progress
-        from cargohold.build.workdir import interrupts_as_errors
+        from cargohold.engine.image_requests import check_build
         from cargohold.oci.reference import parse_reference
 
-        for tag in options.tags:
-            ref = parse_reference(tag)
-            if ref.digest:
-                raise InvalidArgument(f"invalid reference format: {tag}")
-        entitlements.validate(options.allow)
-        stdin_text = None
-        if options.dockerfile == "-":  # ``-f -``: the Dockerfile on stdin, the context elsewhere
-            if source == "-":
+        options = check_build(request)
+        if context is None and not request.remote:
+            raise InvalidArgument("invalid argument: no build context: give a stream or remote")
+        dockerfile_text = None
+        if dockerfile is not None:  # ``-f -``: the Dockerfile on stdin, the context elsewhere
+            if dockerfile is context:
                 raise InvalidArgument(
                     "invalid argument: can't use stdin for both build context and dockerfile"
                 )
-            stdin_text = (stdin or _stdin()).read().decode("utf-8", "surrogateescape")
-        progress = Progress(progress_out, progress_mode, quiet)
+            dockerfile_text = dockerfile.read().decode("utf-8", "surrogateescape")
         root = self.engine.settings.root
         buildcache_dir(root)  # root-only, also on a store an older version made 0755
-        # the pulls of FROM become notes of its step: lines of their own on the same terminal
-        # would be overwritten by the next frame of the redrawn block (plain mode keeps them)
-        pull_progress = self.engine.pull_progress
-        if progress.display is not None:
-            self.engine.pull_progress = pull_notes(progress)
-        try:
-            with interrupts_as_errors(), self._context_dir(source, stdin) as found:
-                ctx_dir, text, tmp = found
-                stats = None if tmp else StatCache(root / "buildcache" / "statcache.json")
-                context = BuildContext(ctx_dir, stats)
-                if stdin_text is not None:
-                    text = stdin_text
-                if text is None:
-                    text, name = context.read_dockerfile(options.dockerfile)
-                else:
-                    name = "Dockerfile"
-                executor = Executor(self.backend(), options, context, progress)
-                return executor.build(text, name)
-        finally:
-            self.engine.pull_progress = pull_progress
-            # however the build ended: the TTY block's last frame, its ticker stopped, so
-            # that the caller's ERROR line goes below the block
-            progress.finish()
+        with self._context_dir(request.remote, context) as found:
+            ctx_dir, text, tmp = found
+            stats = None if tmp else StatCache(root / "buildcache" / "statcache.json")
+            build_context = BuildContext(ctx_dir, stats)
+            if dockerfile_text is not None:
+                text = dockerfile_text
+            if text is None:
+                text, name = build_context.read_dockerfile(options.dockerfile)
+            else:
+                name = "Dockerfile"
+            executor = Executor(self.backend(events), options, build_context, events)
+            image_id = executor.build(text, name)
+        tags = tuple(str(parse_reference(t).with_default_tag()) for t in options.tags)
+        return BuildResult(image_id, tags)
 
     @contextlib.contextmanager
     def _context_dir(
-        self, source: str, stdin: BinaryIO | None
+        self, source: str, stream: BinaryIO | None
     ) -> Iterator[tuple[Path, str | None, bool]]:
         """(context dir, Dockerfile text if it came with the source, is it temporary).
 
-        A local directory is used in place; stdin (``-``), a tarball, an http(s) tarball or
-        Dockerfile and a git repository (``build/git_context.py``) are unpacked or cloned into
-        a temporary directory under ``buildcache/contexts`` that goes when the build ends."""
+        A local directory is used in place; a stream (a tarball), a tarball file, an http(s)
+        tarball or Dockerfile and a git repository (``build/git_context.py``) are unpacked or
+        cloned into a temporary directory under ``buildcache/contexts`` that goes when the
+        build ends."""
         if (
-            source != "-"
+            stream is None
             and not source.startswith(("http://", "https://"))
             and os.path.isdir(source)
         ):
             yield Path(source), None, False
             return
+        import tempfile  # ~1 ms: only contexts that are no directory need it
+
         from cargohold.build import git_context
         from cargohold.build.cache import private_dir
         from cargohold.build.context import extract_context
 
-        git = git_context.parse_git_url(source) if git_context.is_git_url(source) else None
+        git = (git_context.parse_git_url(source)
+               if stream is None and git_context.is_git_url(source) else None)
         tmp_parent = private_dir(self.engine.settings.root, "contexts")
         tmp = Path(tempfile.mkdtemp(prefix="build-context-", dir=tmp_parent))
         try:
             ctx = tmp / "context"
             text: str | None = None
-            if source == "-":
-                text = extract_context(stdin or _stdin(), ctx)
+            if stream is not None:
+                text = extract_context(stream, ctx)
             elif git is not None:
                 ctx = git_context.clone(git, ctx)
             elif source.startswith(("http://", "https://")):
@@ -263,65 +302,6 @@ class BuildService:
         return DiskUsage("Build Cache", total, active, size, size)
 
 
-def _size(n: int) -> str:
-    """Bytes in decimal units, three significant digits: ``512kB``, ``3.2MB``."""
-    value, unit = float(n), "B"
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 999.5 or unit == "TB":
-            break
-        value /= 1000
-    return f"{n}B" if unit == "B" else f"{value:.3g}{unit}"
-
-
-def _pull_line(status: str) -> str | None:
-    """The note for a pull's line of text (None: nothing to add to the FROM step's row)."""
-    ref, sep, path = status.partition(": Pulling from ")
-    if sep:
-        if path.startswith("library/") and path.count("/") == 1:
-            path = path.removeprefix("library/")
-        return f"pulling {path}{'@' if ':' in ref else ':'}{ref}"
-    if status.startswith("Unable to find image "):
-        return None
-    return status  # Digest: ..., Status: ...
-
-
-def pull_notes(progress: Progress) -> ProgressFn:
-    """Pull events (``transport/registry/events.py``, from the pull's threads too) as notes of
-    the running step, BuildKit's way: ``pulling busybox:latest``, then one line per layer
-    that its later events replace (``sha256:0123456789ab 1.2MB / 2.2MB``, ``... done``,
-    ``extracting sha256:0123456789ab done``), then the digest and status lines."""
-    totals: dict[str, int] = {}
-
-    def report(event: Event) -> None:
-        if not event.id:
-            text = _pull_line(event.status)
-            if text is not None:
-                progress.note(text, key=f"line {text}")
-            return
-        status, layer = event.status, f"sha256:{event.id}"
-        if event.total > 0:
-            totals[event.id] = event.total
-        total = totals.get(event.id, 0)
-        sizes = _size(event.current) + (f" / {_size(total)}" if total else "")
-        if status in ("Already exists", "Verifying Checksum"):
-            return  # nothing to fetch; nothing new
-        if status == "Downloading" and event.current > 0:
-            text = f"{layer} {sizes}"
-        elif status == "Download complete":
-            text = f"{layer} {_size(total)} / {_size(total)} done" if total else f"{layer} done"
-        elif status == "Extracting" and event.current > 0:
-            text = f"extracting {layer} {sizes}"
-        elif status == "Pull complete":
-            text = f"extracting {layer} done"
-        elif status == "Pulling fs layer":
-            text = f"{layer} waiting"
-        else:
-            text = f"{layer} {status.lower()}"
-        progress.note(text, key=f"layer {event.id}")
-
-    return report
-
-
 def _tree_size(path: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):
@@ -337,12 +317,6 @@ def _remove_tree(path: Path) -> int:
     size = _tree_size(path)
     shutil.rmtree(path, ignore_errors=True)
     return size
-
-
-def _stdin() -> BinaryIO:
-    import sys
-
-    return sys.stdin.buffer
 
 
 def cache_filters(filters: Sequence[str]) -> PruneFilters:

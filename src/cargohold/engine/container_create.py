@@ -29,6 +29,7 @@ from cargohold.errors import Conflict, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine
+    from cargohold.engine.messages import MessageSink
     from cargohold.engine.requests import ContainerCreateRequest
     from cargohold.network.ports import PortSpec
     from cargohold.store.images import ImageRecord
@@ -290,13 +291,17 @@ def _image_section(engine: Engine, image: ImageRecord) -> dict[str, Any]:
     return engine.images.config(image).get("config") or {}  # type: ignore[no-any-return]
 
 
-def _find_image(engine: Engine, image: str, pull: str) -> ImageRecord:
-    """The image per the pull policy (missing|always|never); pulls go through the registry."""
+def _find_image(engine: Engine, image: str, pull: str,
+                pull_events: MessageSink | None = None) -> ImageRecord:
+    """The image per the pull policy (missing|always|never); pulls go through the registry
+    and report to the create call's own ``pull_events``."""
     policy = pull or "missing"
     if policy in ("missing", "never"):
         with contextlib.suppress(NotFound):
             return engine.images.resolve(image)
-    return engine.registry.ensure(image, policy)  # pulls, or fails in Docker's words
+    from cargohold.engine.messages import discard
+
+    return engine.registry.ensure(image, policy, pull_events or discard)  # or Docker's error
 
 
 def _check_network_options(mode: str, endpoint: EndpointSettings, host: HostConfig,
@@ -356,6 +361,7 @@ def create_container(
     platform: str = "",
     pull: str = "missing",
     checked: Checked | None = None,
+    pull_events: MessageSink | None = None,
 ) -> ContainerRecord:
     """Check, then store the record, rw layer and volumes (all undone on failure).
     ``checked``: what :func:`check_request` already returned for this request.
@@ -374,7 +380,7 @@ def create_container(
         owner = store.names().get(name.lstrip("/"))
         if owner is not None:
             raise Conflict(conflict_message(name.lstrip("/"), owner))
-    image = _find_image(engine, request.image, pull)
+    image = _find_image(engine, request.image, pull, pull_events)
     config = merge_config(request, _image_section(engine, image),
                           frozenset(s.key for s in ok.publish))  # fmt: skip
     if not (config.entrypoint or config.cmd):

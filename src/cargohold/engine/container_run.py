@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cargohold.container.attach import AttachSession
     from cargohold.container.records import ContainerStore
     from cargohold.engine.containers import ContainerService
+    from cargohold.engine.messages import MessageSink
     from cargohold.engine.requests import ContainerCreateRequest
 
 
@@ -44,6 +45,7 @@ def run(
     detach: bool = False,
     detach_keys: str = "",
     created: Callable[[ContainerRecord], object] | None = None,
+    pull_events: MessageSink | None = None,
 ) -> RunResult:
     """``docker run``: create and start in one call.  The container's monitor is forked
     first and gets ready on another core while the container is made and wired.  Unless
@@ -62,7 +64,8 @@ def run(
     prefork = Prefork(runtime_of=service.engine.runtime_for)
     try:
         record = create_container(service.engine, request, name=name, platform=platform,
-                                  pull=pull, checked=checked)  # fmt: skip
+                                  pull=pull, checked=checked,
+                                  pull_events=pull_events)  # fmt: skip
         if created is not None:
             created(record)
         try:

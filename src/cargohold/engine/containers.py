@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cargohold.engine import Engine
     from cargohold.engine.container_run import RunResult
     from cargohold.engine.container_update import UpdateRequest
+    from cargohold.engine.messages import MessageSink
     from cargohold.engine.reports import DiskUsage
     from cargohold.engine.requests import ContainerCreateRequest
     from cargohold.network.ports import PortBinding
@@ -91,14 +92,17 @@ class ContainerService:
         name: str = "",
         platform: str = "",
         pull: str = "missing",
+        pull_events: MessageSink | None = None,
     ) -> ContainerRecord:
         """``POST /containers/create?name=&platform=``: the request checked as Docker's
         daemon checks it, then the container (Docker's create ``Warnings``:
         :meth:`create_warnings`).  ``pull``: the CLI's ``--pull`` policy (the API passes
-        "never": a missing image is NotFound "No such image: x")."""
+        "never": a missing image is NotFound "No such image: x"); ``pull_events``: where
+        an image pull this create starts reports (the call's own sink)."""
         from cargohold.engine.container_create import create_container
 
-        return create_container(self.engine, request, name=name, platform=platform, pull=pull)
+        return create_container(self.engine, request, name=name, platform=platform, pull=pull,
+                                pull_events=pull_events)
 
     def run(
         self,
@@ -110,12 +114,14 @@ class ContainerService:
         detach: bool = False,
         detach_keys: str = "",
         created: Callable[[ContainerRecord], object] | None = None,
+        pull_events: MessageSink | None = None,
     ) -> RunResult:
         """``docker run`` in one call (engine/container_run.py)."""
         from cargohold.engine.container_run import run
 
         return run(self, request, name=name, platform=platform, pull=pull, detach=detach,
-                   detach_keys=detach_keys, created=created)  # fmt: skip
+                   detach_keys=detach_keys, created=created,
+                   pull_events=pull_events)  # fmt: skip
 
     def create_warnings(self, record: ContainerRecord) -> list[str]:
         """Docker's create ``Warnings`` (an AppArmor profile asked for where it is off)."""

@@ -1,10 +1,13 @@
-"""Image service: list, tag, remove, inspect, history, prune, import, save, load."""
+"""Image service: list, tag, remove, inspect, history, prune, import, save, load.
+
+Import and load read the stream their caller opened (a file, stdin, a request body) and
+report Docker's JSON messages to the call's sink; save writes to the caller's descriptor.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -17,10 +20,10 @@ from cargohold.util.ids import short_id
 if TYPE_CHECKING:
     from cargohold.engine import Engine
     from cargohold.engine.image_analysis import ImageAnalysis
-    from cargohold.engine.registry import PullResult, PushResult
+    from cargohold.engine.image_requests import ImportRequest, LoadRequest, SaveRequest
     from cargohold.engine.reports import DiskUsage, HistoryRow, ImageSummary, Removal
     from cargohold.store.images import ImageRecord
-    from cargohold.transport.registry.events import ProgressFn
+    from cargohold.transport.registry.events import MessageSink
 
 
 class ImageService:
@@ -278,19 +281,32 @@ class ImageService:
         return DiskUsage("Images", len(records), active, size, size - used)
 
     # ---- import / save / load ------------------------------------------------------------
-    def import_tarball(
-        self,
-        source: str,
-        reference: str | None,
-        changes: list[str],
-        message: str,
-        platform: str | None = None,
-    ) -> str:
+    def import_image(self, request: ImportRequest, events: MessageSink,
+                     stream: BinaryIO | None = None) -> str:
+        """``docker import`` (``POST /images/create?fromSrc=``): the tarball from ``stream``,
+        else from the http(s) URL ``request.from_src``; the last message is the image id."""
+        from cargohold.engine.messages import reporting_errors
+        from cargohold.transport.registry.events import status
+
+        with reporting_errors(events):
+            image_id = self._import(request, stream)
+            events(status(image_id))
+            return image_id
+
+    def _import(self, request: ImportRequest, stream: BinaryIO | None) -> str:
         from cargohold.transport.local import register_layer
 
-        target = str(parse_reference(reference).with_default_tag()) if reference else None
-        section = oci_image.apply_changes({}, changes)  # validate before reading any input
-        with _open_source(source) as raw:
+        target = None
+        if request.repo:
+            ref = parse_reference(request.repo)
+            target = str((ref.with_tag(request.tag) if request.tag else ref).with_default_tag())
+        # validate before reading any input
+        section = oci_image.apply_changes({}, list(request.changes))
+        from cargohold.engine.registry import parse_platform
+
+        platform = parse_platform(request.platform)  # the image's os/arch; else this machine's
+        source = request.from_src
+        with _import_source(source, stream) as raw:
             layer = register_layer(self.engine.stores, raw, None)
         created = oci_image.rfc3339_nano()
         config = oci_image.new_config(
@@ -298,10 +314,11 @@ class ImageService:
             diff_ids=[layer.diff_id],
             history=[
                 oci_image.history_entry(
-                    created=created, comment=message or f"Imported from {source}"
+                    created=created, comment=request.message or f"Imported from {source}"
                 )
             ],
             created=created,
+            platform=platform,
         )
         record = self.store.add(oci_image.encode_json(config), layer.chain_id, size=layer.size)
         if target:
@@ -310,12 +327,27 @@ class ImageService:
         self.emit(record.id, record.id, "import", record.id)
         return record.id
 
-    def save(self, names: list[str], fd: int) -> None:
+    def import_tarball(self, source: str, reference: str | None, changes: Sequence[str] = (),
+                       message: str = "", platform: str | None = None) -> str:
+        """``import_image`` from a tarball file or URL named by ``source`` (for callers that
+        hold a path, as tests do); ``-`` is refused: stdin is the caller's to open."""
+        from cargohold.engine.image_requests import ImportRequest
+        from cargohold.engine.messages import discard
+
+        request = ImportRequest(from_src=source, repo=reference or "", message=message,
+                                changes=tuple(changes), platform=platform or "")
+        if source == "-" or source.startswith(("http://", "https://")):
+            return self.import_image(request, discard)
+        with open_input(source, tarball=True) as f:
+            return self.import_image(request, discard, f)
+
+    def save(self, request: SaveRequest, fd: int) -> None:
+        """``docker save`` (``GET /images/get?names=``): the archive, written to ``fd``."""
         from cargohold.transport.docker_archive import write_archive
         from cargohold.transport.local import LocalSource
 
         selected: dict[str, tuple[ImageRecord, list[str]]] = {}
-        for name in names:
+        for name in request.names:
             record = self.resolve(name)
             entry = selected.setdefault(record.id, (record, []))
             if _is_reference_to(record, name):
@@ -329,13 +361,25 @@ class ImageService:
         for image_id in selected:
             self.emit(image_id, image_id, "save", image_id)
 
-    def load(self, path: str | None) -> list[str]:
-        """Load an archive; return Docker's report lines ("Loaded image: centos:7")."""
+    def load(self, request: LoadRequest, stream: BinaryIO, events: MessageSink) -> list[str]:
+        """``docker load`` (``POST /images/load``) from ``stream`` (spooled to a temporary
+        file when it cannot seek); per image ``{"stream":"Loaded image: centos:7\\n"}``.
+        Returns those lines."""
+        from cargohold.engine.messages import reporting_errors
+        from cargohold.transport.registry.events import stream as stream_message
+
+        with reporting_errors(events):
+            lines = self._load(stream)
+            for line in lines:
+                events(stream_message(line + "\n"))
+            return lines
+
+    def _load(self, stream: BinaryIO) -> list[str]:
         from cargohold.transport.copy import copy_images
         from cargohold.transport.docker_archive import DockerArchiveSource
         from cargohold.transport.local import LocalDestination
 
-        with _seekable_input(path, self.engine.settings.root / "tmp") as f:
+        with _seekable(stream, self.engine.settings.root / "tmp") as f:
             source = DockerArchiveSource(f)
             copied = copy_images(source, LocalDestination(self.engine.stores))
         lines = []
@@ -346,34 +390,6 @@ class ImageService:
             else:
                 lines.append(f"Loaded image ID: {item.image_id}")
         return lines
-
-    # ---- registries (engine/registry.py does the work) ----------------------------------
-    def pull(
-        self,
-        ref: str,
-        platform: str | None = None,
-        all_tags: bool = False,
-        progress: ProgressFn | None = None,
-        tls_verify: bool | None = None,
-    ) -> list[PullResult]:
-        """Pull ``ref`` (``docker pull``); see ``RegistryService.pull``."""
-        from cargohold.transport.registry.events import no_progress
-
-        return self.engine.registry.pull(
-            ref, platform, all_tags, progress or no_progress, tls_verify
-        )
-
-    def push(
-        self,
-        ref: str,
-        all_tags: bool = False,
-        progress: ProgressFn | None = None,
-        tls_verify: bool | None = None,
-    ) -> list[PushResult]:
-        """Push ``ref`` (``docker push``); see ``RegistryService.push``."""
-        from cargohold.transport.registry.events import no_progress
-
-        return self.engine.registry.push(ref, all_tags, progress or no_progress, tls_verify)
 
 
 def _summaries(
@@ -463,49 +479,49 @@ def _is_reference_to(record: ImageRecord, name: str) -> bool:
 
 
 @contextmanager
-def _open_source(source: str) -> Iterator[BinaryIO]:
-    if source == "-":
-        yield sys.stdin.buffer
-        return
-    if source.startswith(("http://", "https://")):
-        from cargohold.transport.http import open_url
-
-        with open_url(source) as f:
-            yield f
-        return
+def open_input(path: str, tarball: bool = False) -> Iterator[BinaryIO]:
+    """A file the user named for load/import, with Docker's words when it cannot be read."""
     try:
-        f = open(source, "rb")  # noqa: SIM115 - closed below
+        f = open(path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
-        raise NotFound(f"open {source}: no such file or directory") from None
+        raise NotFound(f"open {path}: no such file or directory") from None
     except IsADirectoryError:
-        raise InvalidArgument(f"{source} is a directory, not a tarball") from None
+        if not tarball:
+            raise
+        raise InvalidArgument(f"{path} is a directory, not a tarball") from None
     with f:
         yield f
 
 
 @contextmanager
-def _seekable_input(path: str | None, tmp_dir: os.PathLike[str]) -> Iterator[BinaryIO]:
-    """The archive as a seekable file: the file itself, or stdin spooled to a temp file."""
-    if path and path != "-":
-        try:
-            f = open(path, "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            raise NotFound(f"open {path}: no such file or directory") from None
-        with f:
-            yield f
+def _import_source(source: str, stream: BinaryIO | None) -> Iterator[BinaryIO]:
+    if stream is not None:
+        yield stream
         return
-    stdin = sys.stdin.buffer
+    if not source.startswith(("http://", "https://")):
+        raise InvalidArgument(f"import from {source!r}: no tarball given (the source is "
+                              "the call's stream, or an http(s) URL)")
+    from cargohold.transport.http import open_url
+
+    with open_url(source) as f:
+        yield f
+
+
+@contextmanager
+def _seekable(stream: BinaryIO, tmp_dir: os.PathLike[str]) -> Iterator[BinaryIO]:
+    """The archive as a seekable file: ``stream`` itself, or spooled to a temp file."""
     try:
-        stdin.seek(0, os.SEEK_CUR)
-        yield stdin
+        stream.seek(0, os.SEEK_CUR)
+        stream.fileno()  # the archive reader reads by descriptor (pread)
+        yield stream
         return
-    except OSError:
+    except (OSError, ValueError, AttributeError):
         pass
     os.makedirs(tmp_dir, exist_ok=True)
     import tempfile
 
     with tempfile.TemporaryFile(dir=tmp_dir) as spool:
-        while chunk := stdin.read(1 << 20):
+        while chunk := stream.read(1 << 20):
             spool.write(chunk)
         spool.flush()
         spool.seek(0)

@@ -1,8 +1,10 @@
 """Registry service: pull, push, login, logout, and the auto-pull of run/create/FROM.
 
 Every pull or push is one ``copy_images`` between a registry source/destination
-(``transport/registry_*.py``) and the local store.  Progress goes to a callback as
-``Event``s (per layer, or whole lines with an empty id) in Docker's words; the CLI renders them.
+(``transport/registry_*.py``) and the local store.  Each call takes its request
+(``engine/image_requests.py``) and a sink for its events: Docker's JSON messages
+(``engine/messages.py``), in the order the daemon sends them, ending with the result (pull's
+``Status: ...``, push's ``aux``) or the error; the CLI renders them, the API streams them.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from cargohold.engine.messages import reporting_errors
 from cargohold.errors import CargoholdError, InvalidArgument, NotFound
 from cargohold.oci.reference import DEFAULT_DOMAIN, Reference, parse_reference
-from cargohold.transport.registry.events import Event, ProgressFn, no_progress
+from cargohold.transport.registry.events import Aux, MessageSink, aux, discard, status
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine
+    from cargohold.engine.image_requests import AuthConfig, PullRequest, PushRequest
     from cargohold.engine.manifest_inspect import ManifestReport
     from cargohold.engine.settings_file import FileSettings
     from cargohold.oci.image import Platform
     from cargohold.store.images import ImageRecord
-    from cargohold.transport.registry.auth import AuthFile
+    from cargohold.transport.registry.auth import AuthFile, Credentials
     from cargohold.transport.registry.cache import DigestCache
     from cargohold.transport.registry.client import ClientOptions, RegistryClient
     from cargohold.transport.registry.hosts import Endpoint
@@ -40,6 +44,7 @@ class PullResult(msgspec.Struct, frozen=True):
     image_id: str
     digest: str
     updated: bool  # False: the tag already named this image ("Image is up to date")
+    repository: str = ""  # docker.io/library/centos
 
 
 class PushResult(msgspec.Struct, frozen=True):
@@ -70,6 +75,10 @@ def _shown(name: str) -> str:
         return parse_reference(name).with_default_tag().familiar()
     except CargoholdError:
         return name
+
+
+def _updated(updated: bool) -> str:
+    return "Downloaded newer image" if updated else "Image is up to date"
 
 
 def registry_host(server: str | None) -> str:
@@ -112,45 +121,72 @@ class RegistryService:
 
         return DigestCache(self.engine.settings.root / "registry" / "blobinfo.json")
 
-    def _client(self, registry: str, endpoint: Endpoint) -> RegistryClient:
+    def _client(self, registry: str, endpoint: Endpoint,
+                auth: AuthConfig | None = None) -> RegistryClient:
+        """A client for ``endpoint``: with the call's own credentials (``auth``) for the
+        registry itself, else the stored ones (a mirror always gets its stored ones)."""
         from cargohold.transport.registry.client import ClientOptions, RegistryClient
 
-        creds = self.auth.get(registry if not endpoint.mirror else endpoint.host)
+        creds: Credentials | None
+        if auth is not None and not endpoint.mirror:
+            creds = auth.credentials()
+        else:
+            creds = self.auth.get(registry if not endpoint.mirror else endpoint.host)
         return RegistryClient(registry, endpoint, creds, self.options or ClientOptions())
 
     # ---- pull ----------------------------------------------------------------------------
-    def pull(self, name: str, platform: str | None = None, all_tags: bool = False,
-             progress: ProgressFn = no_progress, tls_verify: bool | None = None
-             ) -> list[PullResult]:
-        ref = parse_reference(name)
-        if all_tags:
-            if not ref.is_name_only():
-                raise InvalidArgument("tag can't be used with --all-tags/-a")
-            refs = [ref.with_tag(t) for t in sorted(self._tags(ref, tls_verify))]
-        else:
-            refs = [ref.with_default_tag()]
-        plat = parse_platform(platform)
-        return [self._pull_one(r, plat, progress, tls_verify) for r in refs]
+    def pull(self, request: PullRequest, events: MessageSink = discard) -> list[PullResult]:
+        """``docker pull`` (``POST /images/create?fromImage=``): per image Docker's messages
+        (``latest: Pulling from x``, the layers, ``Digest: ...``), then ``Status: ...``."""
+        with reporting_errors(events):
+            return self._pull(request, events)
 
-    def _tags(self, ref: Reference, tls_verify: bool | None) -> list[str]:
-        endpoint = self.file_settings.registries.endpoint(ref.domain, tls_verify)
-        client = self._client(ref.domain, endpoint)
+    def _pull(self, request: PullRequest, events: MessageSink) -> list[PullResult]:
+        plat = parse_platform(request.platform)
+        if request.auth is not None:
+            request.auth.credentials()  # a bad header fails before any request
+        refs = self._pull_refs(request)
+        results = [self._pull_one(r, plat, events, request) for r in refs]
+        if request.all_tags:
+            name = parse_reference(request.from_image.removesuffix(":")).name_familiar
+            events(status(f"Status: {_updated(any(r.updated for r in results))} for {name}"))
+        else:
+            for r in results:
+                events(status(f"Status: {_updated(r.updated)} for {r.familiar}"))
+        return results
+
+    def _pull_refs(self, request: PullRequest) -> list[Reference]:
+        # older clients send "pull -a"'s name with a trailing ":" (moby strips it too)
+        ref = parse_reference(request.from_image.removesuffix(":"))
+        if request.tag:
+            name = parse_reference(ref.repository)
+            ref = (parse_reference(f"{ref.repository}@{request.tag}") if ":" in request.tag
+                   else name.with_tag(request.tag))
+        if not request.all_tags:
+            return [ref.with_default_tag()]
+        if not ref.is_name_only():
+            raise InvalidArgument("tag can't be used with --all-tags/-a")
+        return [ref.with_tag(t) for t in sorted(self._tags(ref, request))]
+
+    def _tags(self, ref: Reference, request: PullRequest) -> list[str]:
+        endpoint = self.file_settings.registries.endpoint(ref.domain, request.tls_verify)
+        client = self._client(ref.domain, endpoint, request.auth)
         try:
             return client.list_tags(ref.path, ref.name_familiar)
         finally:
             client.close()
 
-    def _pull_one(self, ref: Reference, platform: Platform | None, progress: ProgressFn,
-                  tls_verify: bool | None) -> PullResult:
+    def _pull_one(self, ref: Reference, platform: Platform | None, progress: MessageSink,
+                  request: PullRequest) -> PullResult:
         from cargohold.transport.copy import copy_images
         from cargohold.transport.local import LocalDestination
         from cargohold.transport.registry_source import RegistrySource
 
         stores = self.engine.stores
         before = stores.images.by_tag(str(ref)) if ref.tag else None
-        progress(Event("", f"{ref.tag or ref.digest}: Pulling from {ref.path}"))
-        endpoints = self.file_settings.registries.endpoints(ref.domain, True, tls_verify)
-        clients = [self._client(ref.domain, ep) for ep in endpoints]
+        progress(status(f"Pulling from {ref.path}", ref.tag or ref.digest or ""))
+        endpoints = self.file_settings.registries.endpoints(ref.domain, True, request.tls_verify)
+        clients = [self._client(ref.domain, ep, request.auth) for ep in endpoints]
 
         def present(chain: str, diff_id: str) -> bool:
             return stores.layers.exists(chain)
@@ -168,11 +204,11 @@ class RegistryService:
         digest = source.repo_digest or ""
         if digest:
             stores.images.add_repo_digest(image_id, f"{ref.repository}@{digest}")
-            progress(Event("", f"Digest: {digest}"))
+            progress(status(f"Digest: {digest}"))
         self._remember_blobs(ref, image_id, source)
         updated = before is None or before.id != image_id
         self.engine.images.emit(ref.familiar(), ref.name_familiar, "pull", image_id)
-        return PullResult(str(ref), ref.familiar(), image_id, digest, updated)
+        return PullResult(str(ref), ref.familiar(), image_id, digest, updated, ref.repository)
 
     def _remember_blobs(self, ref: Reference, image_id: str, source: RegistrySource) -> None:
         """Record the registry's blob for each layer this pull downloaded and verified (a
@@ -183,16 +219,13 @@ class RegistryService:
                               f"{ref.domain}/{ref.path}")
 
     def ensure(self, name: str, policy: str = "missing",
-               progress: ProgressFn | None = None) -> ImageRecord:
-        """The image ``run``/``create``/``FROM`` use, pulled per ``--pull`` policy.
-
-        Progress (Docker's lines: "Unable to find image 'x:latest' locally", the pull, its
-        "Status: ..." line) goes to ``progress``, else to ``engine.pull_progress``.
-        """
+               events: MessageSink = discard) -> ImageRecord:
+        """The image ``run``/``create``/``FROM`` use, pulled per ``--pull`` policy; the pull
+        reports to the calling command's own ``events`` (Docker's lines: "Unable to find
+        image 'x:latest' locally", the pull, its "Status: ..." line)."""
         if policy not in PULL_POLICIES:
             raise InvalidArgument(f"invalid pull option: '{policy}': must be one of "
                                   '"always", "missing" or "never"')
-        report = progress or self.engine.pull_progress or no_progress
         images = self.engine.images
         if policy in ("missing", "never"):
             try:
@@ -201,36 +234,38 @@ class RegistryService:
                 shown = _shown(name)
                 if policy == "never":
                     raise NotFound(f"No such image: {shown}") from None
-                report(Event("", f"Unable to find image '{shown}' locally"))
-        results = self.pull(name, progress=report)
-        r = results[0]
-        status = "Downloaded newer image" if r.updated else "Image is up to date"
-        report(Event("", f"Status: {status} for {r.familiar}"))
-        return images.resolve(r.image_id)
+                events(status(f"Unable to find image '{shown}' locally"))
+        from cargohold.engine.image_requests import PullRequest
+
+        results = self._pull(PullRequest(from_image=name), events)  # its caller reports errors
+        return images.resolve(results[0].image_id)
 
     # ---- push ----------------------------------------------------------------------------
-    def push(self, name: str, all_tags: bool = False, progress: ProgressFn = no_progress,
-             tls_verify: bool | None = None, compression: str | None = None,
-             level: int | None = None) -> list[PushResult]:
+    def push(self, request: PushRequest, events: MessageSink = discard) -> list[PushResult]:
+        """``docker push`` (``POST /images/{name}/push``): ``The push refers to ...``, per
+        layer ``Preparing``/``Pushing``/``Pushed``/``Layer already exists``/``Mounted from``,
+        per tag ``TAG: digest: ... size: N`` and its ``aux`` (Tag, Digest, Size)."""
+        with reporting_errors(events):
+            return self._push(request, events)
+
+    def _push(self, request: PushRequest, progress: MessageSink) -> list[PushResult]:
         from cargohold.transport.copy import copy_images
         from cargohold.transport.local import LocalSource
-        from cargohold.transport.registry_dest import RegistryDestination, check_level
+        from cargohold.transport.registry_dest import RegistryDestination
 
-        ref = parse_reference(name)
+        ref = parse_reference(request.name)
+        if request.tag:
+            ref = parse_reference(ref.repository).with_tag(request.tag)
         if ref.digest:
             raise InvalidArgument("cannot push a digest reference")
         store = self.engine.stores.images
-        settings = self.engine.settings
-        algo = compression or settings.compression
-        if algo not in ("gzip", "zstd"):
-            raise InvalidArgument(f"unsupported compression format {algo!r}: use gzip or zstd")
-        lvl = level if level is not None else (settings.compression_level
-                                               or DEFAULT_LEVELS[algo])
-        check_level(algo, lvl)
-        targets = self._push_targets(ref, all_tags)
-        progress(Event("", f"The push refers to repository [{ref.repository}]"))
-        endpoint = self.file_settings.registries.endpoint(ref.domain, tls_verify)
-        client = self._client(ref.domain, endpoint)
+        algo, lvl = self._compression(request)
+        if request.auth is not None:
+            request.auth.credentials()
+        targets = self._push_targets(ref, request.all_tags)
+        progress(status(f"The push refers to repository [{ref.repository}]"))
+        endpoint = self.file_settings.registries.endpoint(ref.domain, request.tls_verify)
+        client = self._client(ref.domain, endpoint, request.auth)
         results = []
         try:
             for record, target in targets:
@@ -239,13 +274,27 @@ class RegistryService:
                 source = LocalSource(self.engine.stores, [(record, (str(target),))])
                 copy_images(source, dest)
                 tag, digest, size = dest.pushed[-1]
-                progress(Event("", f"{tag}: digest: {digest} size: {size}"))
+                progress(status(f"{tag}: digest: {digest} size: {size}"))
+                progress(aux(Aux(tag=tag, digest=digest, size=size), progress=True))
                 store.add_repo_digest(record.id, f"{ref.repository}@{digest}")
                 self.engine.images.emit(target.familiar(), target.name_familiar, "push", record.id)
                 results.append(PushResult(str(target), tag, digest, size))
         finally:
             client.close()
         return results
+
+    def _compression(self, request: PushRequest) -> tuple[str, int]:
+        from cargohold.transport.registry_dest import check_level
+
+        settings = self.engine.settings
+        algo = request.compression_format or settings.compression
+        if algo not in ("gzip", "zstd"):
+            raise InvalidArgument(f"unsupported compression format {algo!r}: use gzip or zstd")
+        level = request.compression_level
+        lvl = level if level is not None else (settings.compression_level
+                                               or DEFAULT_LEVELS[algo])
+        check_level(algo, lvl)
+        return algo, lvl
 
     def _push_targets(self, ref: Reference, all_tags: bool) -> list[tuple[ImageRecord, Reference]]:
         store = self.engine.stores.images

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
+# the 12-character id every table shows, re-exported for cli/ and api/
+from cargohold.util.ids import short_id as short_id
+
 
 class ImageSummary(msgspec.Struct, frozen=True):
     id: str  # sha256:<hex>

@@ -23,7 +23,7 @@ from cargohold.store.compression import Algorithm
 from cargohold.transport.base import ImageSource, LayerRef, SourceImage
 from cargohold.transport.registry.cache import BlobEntry, DigestCache
 from cargohold.transport.registry.client import RegistryClient
-from cargohold.transport.registry.events import Event, ProgressFn, no_progress, short
+from cargohold.transport.registry.events import MessageSink, discard, short, update
 
 Feed = Callable[[bytes | memoryview], object]
 BLOCK = 8 << 20  # input bytes per gzip member / zstd frame: part of the digest, keep fixed
@@ -138,7 +138,7 @@ def compressed_chunks(produce: Callable[[Feed], None], algo: Algorithm, level: i
 class RegistryDestination:
     def __init__(self, client: RegistryClient, ref: Reference, cache: DigestCache,
                  compression: Algorithm = "gzip", level: int = 6,
-                 progress: ProgressFn = no_progress, parallel: int = 3) -> None:
+                 progress: MessageSink = discard, parallel: int = 3) -> None:
         if compression not in ("gzip", "zstd"):
             raise InvalidArgument(f"unsupported compression {compression!r} for push")
         check_level(compression, level)
@@ -165,7 +165,7 @@ class RegistryDestination:
             raise InvalidArgument("this source cannot provide layers for push")
         unique = list({ly.diff_id: ly for ly in image.layers}.values())
         for layer in reversed(unique):
-            self.progress(Event(short(layer.diff_id), "Preparing"))
+            self.progress(update(short(layer.diff_id), "Preparing"))
         with ThreadPoolExecutor(self.parallel, thread_name_prefix="push") as pool:
             futures = {ly.diff_id: pool.submit(self._push_layer, ly, write_layer, layer_size(ly))
                        for ly in reversed(unique)}
@@ -200,7 +200,7 @@ class RegistryDestination:
                          key=lambda e: (self._repo_name not in e.repos, e.compression != self.want))
         for e in entries:  # already in this repository?
             if self.client.blob_exists(repo, e.digest):
-                self.progress(Event(sid, "Layer already exists"))
+                self.progress(update(sid, "Layer already exists"))
                 return self._record(layer, e)
         for e in entries:  # in another repository of this registry: mount it
             for other in e.repos:
@@ -208,15 +208,15 @@ class RegistryDestination:
                 if src.domain != self.ref.domain or src.path == repo:
                     continue
                 if self.client.mount_blob(repo, e.digest, src.path):
-                    self.progress(Event(sid, f"Mounted from {src.name_familiar}"))
+                    self.progress(update(sid, f"Mounted from {src.name_familiar}"))
                     return self._record(layer, e)
         def report(n: int) -> None:
-            self.progress(Event(sid, "Pushing", n, total))
+            self.progress(update(sid, "Pushing", n, total))
 
         chunks = compressed_chunks(lambda feed: write_layer(layer, feed), self.algo, self.level,
                                    report)
         digest, size = self.client.upload_stream(repo, chunks, f"layer {layer.diff_id}")
-        self.progress(Event(sid, "Pushed"))
+        self.progress(update(sid, "Pushed"))
         entry = BlobEntry(digest, size, oci_image.layer_media_type(self.algo, True), self.want, ())
         return self._record(layer, entry)
 

@@ -25,7 +25,7 @@ from cargohold.oci.digest import chain_id
 from cargohold.oci.reference import Reference
 from cargohold.transport.base import LayerRef, SourceImage
 from cargohold.transport.registry.client import RegistryClient
-from cargohold.transport.registry.events import Event, ProgressFn, no_progress, short
+from cargohold.transport.registry.events import MessageSink, discard, short, update
 
 _LAYER_TYPES = frozenset((oci_image.OCI_LAYER, oci_image.OCI_LAYER_GZIP, oci_image.OCI_LAYER_ZSTD,
                           oci_image.OCI_LAYER_ND_GZIP, oci_image.DOCKER_LAYER_GZIP,
@@ -49,7 +49,7 @@ class RegistrySource:
 
     def __init__(self, clients: list[RegistryClient], ref: Reference, tmp_dir: Path,
                  platform: oci_image.Platform | None = None, present: PresentFn | None = None,
-                 progress: ProgressFn = no_progress, parallel: int = 3) -> None:
+                 progress: MessageSink = discard, parallel: int = 3) -> None:
         if not clients:
             raise InvalidArgument("no registry endpoint")
         self.clients = clients
@@ -134,7 +134,7 @@ class RegistrySource:
         wanted = {ly.digest for ly in todo}
         for layer in image.layers:
             if layer.digest not in wanted:
-                self.progress(Event(short(layer.digest), "Already exists"))
+                self.progress(update(short(layer.digest), "Already exists"))
         if not todo:
             return
         if self._pool is None:
@@ -142,7 +142,7 @@ class RegistrySource:
         for layer in todo:  # one download per occurrence: each pipe is read once
             sid = short(layer.digest)
             if layer.digest not in self._pipes:
-                self.progress(Event(sid, "Pulling fs layer"))
+                self.progress(update(sid, "Pulling fs layer"))
             pipe = _Pipe(sid, layer.size or 0, self.progress)
             self._pipes.setdefault(layer.digest, []).append(pipe)
             self._pool.submit(self._download, layer, pipe)
@@ -151,7 +151,7 @@ class RegistrySource:
         total = layer.size or 0
 
         def report(n: int) -> None:
-            self.progress(Event(pipe.sid, "Downloading", n, total))
+            self.progress(update(pipe.sid, "Downloading", n, total))
 
         try:
             if self._cancel.is_set():
@@ -160,8 +160,8 @@ class RegistrySource:
         except BaseException as e:  # handed to the reader
             pipe.finish(e)
             return
-        self.progress(Event(pipe.sid, "Verifying Checksum"))
-        self.progress(Event(pipe.sid, "Download complete"))
+        self.progress(update(pipe.sid, "Verifying Checksum"))
+        self.progress(update(pipe.sid, "Download complete"))
         pipe.finish(None)
 
     def open_blob(self, layer: LayerRef) -> BinaryIO:
@@ -197,7 +197,7 @@ class _Pipe:
 
     LIMIT = 16 << 20  # bytes buffered ahead of the reader
 
-    def __init__(self, sid: str, total: int, progress: ProgressFn) -> None:
+    def __init__(self, sid: str, total: int, progress: MessageSink) -> None:
         self.sid, self.total, self.progress = sid, total, progress
         self.cond = threading.Condition()
         self.chunks: deque[bytes] = deque()
@@ -301,13 +301,13 @@ class _PipeReader(io.RawIOBase):
         self.count += n
         if self.count >= self.next and self.pipe.done:
             self.next = self.count + self.step
-            self.pipe.progress(Event(self.pipe.sid, "Extracting", self.count, self.pipe.total))
+            self.pipe.progress(update(self.pipe.sid, "Extracting", self.count, self.pipe.total))
         return n
 
     def close(self) -> None:
         if not self.closed:
             if self.eof:
-                self.pipe.progress(Event(self.pipe.sid, "Pull complete"))
+                self.pipe.progress(update(self.pipe.sid, "Pull complete"))
             else:
                 self.pipe.cancel()
         super().close()

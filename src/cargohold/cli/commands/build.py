@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from cargohold.cli.context import Context
 from cargohold.errors import CargoholdError, InvalidArgument
+
+if TYPE_CHECKING:
+    from cargohold.engine.image_requests import BuildRequest
 
 HELP = "Build an image from a Dockerfile"
 
@@ -52,13 +59,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("context", metavar="PATH | URL | -")
 
 
-def _pairs(values: list[str], flag: str) -> dict[str, str]:
+def _pairs(values: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` flags; a bare ``KEY`` takes its value from this environment (left out
+    when unset), as docker/cli does before anything reaches the daemon."""
     out: dict[str, str] = {}
     for value in values:
         key, sep, val = value.partition("=")
-        if not key:
-            raise InvalidArgument(f"invalid {flag}: {value!r}")
-        if not sep:
+        if key and not sep:
             env = os.environ.get(key)
             if env is None:
                 continue
@@ -68,6 +75,7 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 
 
 def _secrets(values: list[str]) -> dict[str, str]:
+    """``--secret id=x,src=path`` (read by this client, as docker/cli's session does)."""
     out: dict[str, str] = {}
     for value in values:
         fields = dict(f.partition("=")[::2] for f in value.split(","))
@@ -82,54 +90,79 @@ def _secrets(values: list[str]) -> dict[str, str]:
     return out
 
 
-def _epoch(build_args: dict[str, str]) -> int | None:
-    raw = build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
-    if not raw:
-        return None
+@contextlib.contextmanager
+def _interrupts_as_errors() -> Iterator[None]:
+    """SIGTERM/SIGHUP raise like Ctrl-C does while the build runs, so every ``finally``
+    cleanup of the engine runs (the terminal and signals are the CLI's)."""
+    import signal
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise CargoholdError(f"build interrupted by signal {signum}")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return int(raw)
-    except ValueError:
-        raise InvalidArgument(f"invalid SOURCE_DATE_EPOCH: {raw!r}") from None
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
-def _is_remote(context: str) -> bool:
-    if context.startswith(("http://", "https://")):
-        return True
-    from cargohold.build.git_context import is_git_url  # not imported for local builds
+def _request(args: argparse.Namespace) -> BuildRequest:
+    """The flags as Docker's ``POST /build`` parameters (the engine checks them)."""
+    from cargohold.engine.builds import is_remote_context
+    from cargohold.engine.image_requests import BuildRequest
 
-    return is_git_url(context)
+    dockerfile = args.file or "Dockerfile"
+    stdin_context = args.context == "-"
+    remote = not stdin_context and not os.path.isdir(args.context) and is_remote_context(
+        args.context)
+    if args.file and args.file != "-" and not remote and os.path.exists(args.file):
+        # -f is relative to the working directory; for a URL it names a file of the context
+        dockerfile = os.path.abspath(args.file)
+    build_args: dict[str, str | None] = {**_pairs(args.build_arg)}
+    return BuildRequest(
+        tags=tuple(args.tag),
+        dockerfile=dockerfile,
+        build_args=build_args,
+        labels=_pairs(args.label),
+        target=args.target or "",
+        network_mode=args.network,
+        no_cache=args.no_cache,
+        pull=args.pull,
+        quiet=args.quiet,
+        force_remove=args.force_rm,
+        platform=args.platform or "",
+        remote="" if stdin_context else args.context,
+        allow=tuple(v for arg in args.allow for v in arg.split(",") if v),
+        secrets=_secrets(args.secret),
+        progress=args.progress,
+        source_date_epoch=os.environ.get("SOURCE_DATE_EPOCH", ""),
+    )
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from cargohold.build.executor import BuildOptions
+    from cargohold.engine.builds import BuildProgress
 
     try:
-        build_args = _pairs(args.build_arg, "--build-arg")
-        dockerfile = args.file or "Dockerfile"
-        remote = not os.path.isdir(args.context) and _is_remote(args.context)
-        if args.file and args.file != "-" and not remote and os.path.exists(args.file):
-            # -f is relative to the working directory; for a URL it names a file of the context
-            dockerfile = os.path.abspath(args.file)
-        options = BuildOptions(
-            dockerfile=dockerfile,
-            tags=tuple(args.tag),
-            build_args=build_args,
-            no_cache=args.no_cache,
-            pull=args.pull,
-            target=args.target,
-            labels=_pairs(args.label, "--label"),
-            network=args.network,
-            secrets=_secrets(args.secret),
-            allow=tuple(v for arg in args.allow for v in arg.split(",") if v),
-            source_date_epoch=_epoch(build_args),
-        )
+        request = _request(args)
         mode = args.progress
         if mode == "auto":
             mode = "tty" if ctx.stderr.isatty() else "plain"
         quiet = args.quiet or mode == "quiet"
-        image_id = ctx.engine.builds.build(
-            args.context, options, ctx.stderr, mode, quiet, sys.stdin.buffer
-        )
+        # the pulls of FROM: notes of the step on a terminal, else the CLI's pull lines
+        progress = BuildProgress(ctx.stderr, mode, quiet, pulls=ctx.pull_events)
+        stdin = sys.stdin.buffer  # the CLI's own: handed to the engine when named by "-"
+        with _interrupts_as_errors():
+            try:
+                result = ctx.engine.builds.build(
+                    request, progress,
+                    context=stdin if args.context == "-" else None,
+                    dockerfile=stdin if args.file == "-" else None,
+                )
+            finally:
+                # however it ended: the TTY block's last frame and its ticker stopped, so
+                # that an ERROR line goes below the block
+                progress.finish()
     except CargoholdError as exc:
         print(f"ERROR: {exc.message}", file=ctx.stderr)
         return 1
@@ -138,7 +171,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return 1
     if args.iidfile:
         with open(args.iidfile, "w") as f:
-            f.write(image_id)
+            f.write(result.image_id)
     if quiet:
-        print(image_id, file=ctx.stdout)
+        print(result.image_id, file=ctx.stdout)
     return 0

@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     request = runopts.to_request(args)
     record = ctx.engine.containers.create(request, name=args.name, platform=args.platform,
-                                          pull=args.pull)  # fmt: skip
+                                          pull=args.pull, pull_events=ctx.pull_events)
     runopts.print_warnings(ctx, record)
     print(record.id, file=ctx.stdout)
     return 0

@@ -8,7 +8,7 @@ import time
 from cargohold.cli.context import Context
 from cargohold.cli.humanize import created_ago, human_size
 from cargohold.cli.output import parse_bool, print_rows
-from cargohold.util.ids import short_id
+from cargohold.engine.reports import short_id
 
 HELP = "Show the history of an image"
 HEADERS = {

@@ -8,7 +8,7 @@ import time
 from cargohold.cli.context import Context
 from cargohold.cli.humanize import created_ago, human_size, parse_rfc3339
 from cargohold.cli.output import print_rows
-from cargohold.util.ids import short_id
+from cargohold.engine.reports import short_id
 
 HELP = "List images"
 HEADERS = {

@@ -19,8 +19,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    image_id = ctx.engine.images.import_tarball(
-        args.source, args.reference, args.change, args.message, args.platform
-    )
-    print(image_id, file=ctx.stdout)
+    """A file or stdin is read here and handed over; a URL is the engine's to fetch (as
+    ``fromSrc`` is the daemon's)."""
+    import sys
+
+    from cargohold.cli.progress import ProgressPrinter
+    from cargohold.engine.image_requests import ImportRequest
+    from cargohold.engine.images import open_input
+
+    request = ImportRequest(from_src=args.source, repo=args.reference or "",
+                            message=args.message, changes=tuple(args.change),
+                            platform=args.platform or "")
+    events = ProgressPrinter(ctx.stdout)  # ends with the image id, as Docker's CLI prints it
+    images = ctx.engine.images
+    if args.source == "-":
+        images.import_image(request, events, sys.stdin.buffer)
+    elif args.source.startswith(("http://", "https://")):
+        images.import_image(request, events)
+    else:
+        with open_input(args.source, tarball=True) as f:
+            images.import_image(request, events, f)
     return 0

@@ -17,10 +17,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from cargohold.cli.progress import ProgressPrinter
+    from cargohold.engine.image_requests import LoadRequest
+    from cargohold.engine.images import open_input
+
     if not args.input and sys.stdin.isatty():
         raise ClientError(
             "requested load from stdin, but stdin is empty"
         )
-    for line in ctx.engine.images.load(args.input):
-        print(line, file=ctx.stdout)
+    request = LoadRequest(quiet=args.quiet)
+    events = ProgressPrinter(ctx.stdout)  # Docker's "Loaded image: x" lines
+    if args.input and args.input != "-":
+        with open_input(args.input) as f:
+            ctx.engine.images.load(request, f, events)
+    else:
+        ctx.engine.images.load(request, sys.stdin.buffer, events)
     return 0

@@ -28,26 +28,21 @@ def tls_flag(value: str | None) -> bool | None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from cargohold.cli.progress import ProgressPrinter
-    from cargohold.transport.registry.events import no_progress
+    from cargohold.engine.image_requests import PullRequest
+    from cargohold.engine.messages import discard
 
-    progress = no_progress if args.quiet else ProgressPrinter(ctx.stdout)
-    results = ctx.engine.registry.pull(args.name, args.platform, args.all_tags, progress,
-                                       tls_flag(args.tls_verify))
+    request = PullRequest(from_image=args.name, platform=args.platform or "",
+                          all_tags=args.all_tags, tls_verify=tls_flag(args.tls_verify))
+    events = discard if args.quiet else ProgressPrinter(ctx.stdout)
+    # the engine's messages end with "Status: ..."; Docker's CLI then prints the name
+    results = ctx.engine.registry.pull(request, events)
     if args.quiet:
         for r in results:
             print(r.reference, file=ctx.stdout)
-        return 0
-    if args.all_tags:
-        from cargohold.oci.reference import parse_reference
-
-        ref = parse_reference(args.name)
-        updated = any(r.updated for r in results)
-        status = "Downloaded newer image" if updated else "Image is up to date"
-        print(f"Status: {status} for {ref.name_familiar}", file=ctx.stdout)
-        print(ref.repository, file=ctx.stdout)
-        return 0
-    for r in results:
-        status = "Downloaded newer image" if r.updated else "Image is up to date"
-        print(f"Status: {status} for {r.familiar}", file=ctx.stdout)
-        print(r.reference, file=ctx.stdout)
+    elif args.all_tags:
+        if results:
+            print(results[0].repository, file=ctx.stdout)
+    else:
+        for r in results:
+            print(r.reference, file=ctx.stdout)
     return 0

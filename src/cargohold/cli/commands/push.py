@@ -27,12 +27,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from cargohold.cli.progress import ProgressPrinter
-    from cargohold.transport.registry.events import no_progress
+    from cargohold.engine.image_requests import PushRequest
+    from cargohold.engine.messages import discard
 
-    progress = no_progress if args.quiet else ProgressPrinter(ctx.stdout)
-    results = ctx.engine.registry.push(args.name, args.all_tags, progress,
-                                       tls_flag(args.tls_verify), args.compression_format,
-                                       args.compression_level)
+    request = PushRequest(name=args.name, all_tags=args.all_tags,
+                          compression_format=args.compression_format or "",
+                          compression_level=args.compression_level,
+                          tls_verify=tls_flag(args.tls_verify))
+    events = discard if args.quiet else ProgressPrinter(ctx.stdout)
+    results = ctx.engine.registry.push(request, events)
     if args.quiet:
         for r in results:
             print(r.reference, file=ctx.stdout)

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         name=args.name,
         platform=args.platform,
         pull=args.pull,
+        pull_events=ctx.pull_events,
         detach=bool(args.detach),
         detach_keys=args.detach_keys,
         created=lambda record: runopts.print_warnings(ctx, record),

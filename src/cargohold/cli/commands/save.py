@@ -18,18 +18,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from cargohold.engine.image_requests import SaveRequest
+
+    request = SaveRequest(names=tuple(args.images))
     if not args.output:
         if sys.stdout.isatty():
             raise ClientError(
                 "cowardly refusing to save to a terminal. Use the -o flag or redirect"
             )
         sys.stdout.flush()
-        ctx.engine.images.save(args.images, sys.stdout.fileno())
+        ctx.engine.images.save(request, sys.stdout.fileno())
         return 0
     tmp = f"{args.output}.cargohold-tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        ctx.engine.images.save(args.images, fd)
+        ctx.engine.images.save(request, fd)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)
