@@ -33,6 +33,8 @@ from test_registry_streaming import assert_clean, pull
 
 from cargohold.config import Settings
 from cargohold.engine import Engine
+from cargohold.engine.image_requests import LoadRequest
+from cargohold.engine.messages import discard
 from cargohold.errors import CargoholdError
 from cargohold.store.drivers.base import Layout
 from cargohold.store.drivers.overlay import OverlayDriver
@@ -204,8 +206,8 @@ def test_load_takes_any_image_archive(engine: Engine, tmp_path: Path) -> None:
     for name, data in cases:
         path.write_bytes(data)
         try:
-            with deadline(PER_CASE_SECONDS):
-                engine.images.load(str(path))
+            with deadline(PER_CASE_SECONDS), open(path, "rb") as stream:
+                engine.images.load(LoadRequest(), stream, discard)
         except CargoholdError:
             assert engine.image_store.list() == [], f"{name}: an image was left"
         except Exception as exc:

@@ -12,6 +12,8 @@ from registry_fake import FakeRegistry, digest_of, make_image
 
 from cargohold.config import Settings
 from cargohold.engine import Engine
+from cargohold.engine.image_requests import PullRequest, PushRequest
+from cargohold.engine.messages import discard
 from cargohold.transport.registry import hosts
 from cargohold.transport.registry.hosts import RegistryConfig
 
@@ -80,9 +82,10 @@ def test_pull_and_push_to_a_plain_http_registry_on_localhost(tmp_path: Path) -> 
         image = make_image([{"etc/motd": b"hi\n"}])
         fake.add_image("x", "1", image)
         name = f"localhost:{fake.port}/x:1"
-        assert [r.image_id for r in engine.registry.pull(name)] == [digest_of(image.config)]
+        pulled = engine.registry.pull(PullRequest(from_image=name), discard)
+        assert [r.image_id for r in pulled] == [digest_of(image.config)]
         engine.image_store.tag(digest_of(image.config), f"localhost:{fake.port}/y:2")
-        engine.registry.push(f"localhost:{fake.port}/y:2")
+        engine.registry.push(PushRequest(name=f"localhost:{fake.port}/y:2"), discard)
         assert any(p == "/v2/y/manifests/2" and m == "PUT" for m, p, _ in fake.requests)
     finally:
         fake.close()
