@@ -142,7 +142,8 @@ def test_build_cache_files_are_root_only(tmp_path: Path) -> None:
              for p in (tmp_path / "buildcache").rglob("*")}
     assert modes == {"buildcache/steps": 0o700, "buildcache/steps/ab": 0o700,
                      f"buildcache/steps/ab/{'ab' * 32}.json": 0o600,
-                     "buildcache/statcache.json": 0o600}
+                     "buildcache/statcache.json": 0o600,
+                     "buildcache/statcache.json.lock": 0o600}
     assert cache.get("ab" * 32) is not None
     assert stat.S_IMODE(os.stat(private_dir(tmp_path, "contexts")).st_mode) == 0o700
 

@@ -33,7 +33,7 @@ from cargohold.container.records import ContainerStore
 from cargohold.errors import CargoholdError, NotFound
 from cargohold.runtime.base import OCIRuntime
 from cargohold.util.atomic import read_json, write_json
-from cargohold.util.lockfile import FileLock
+from cargohold.util.lockfile import FileLock, held
 
 KINDS = ("argv", "unmount", "rmtree", "call", "remove_container")
 _MNT_DETACH = 2
@@ -140,14 +140,7 @@ def run_cleanup(store: ContainerStore, cid: str) -> list[str]:
 
 def monitor_alive(store: ContainerStore, cid: str) -> bool:
     """True while a monitor holds the container's monitor lock (released when it dies)."""
-    path = store.monitor_lock_path(cid)
-    if not path.exists():
-        return False
-    lock = FileLock(path)
-    if lock.acquire(blocking=False):
-        lock.release()
-        return False
-    return True
+    return held(store.monitor_lock_path(cid))  # this process's own hold counts as well
 
 
 _ACTIVE = (Status.RUNNING, Status.PAUSED, Status.RESTARTING)

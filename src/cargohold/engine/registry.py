@@ -8,7 +8,6 @@ Every pull or push is one ``copy_images`` between a registry source/destination
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -16,6 +15,7 @@ import msgspec
 from cargohold.errors import CargoholdError, InvalidArgument, NotFound
 from cargohold.oci.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from cargohold.transport.registry.events import Event, ProgressFn, no_progress
+from cargohold.util.lazy import cached_property
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine

@@ -24,6 +24,9 @@ from cargohold.util.ids import random_hex
 from cargohold.util.lockfile import FileLock
 
 _MNT_DETACH = 2
+# A store object sweeps tmp/ on its first mutation (one per CLI command); a long-lived
+# service's objects sweep again after this many seconds (CLI processes die beside it).
+SWEEP_INTERVAL = 60.0
 _HIDDEN_GRACE = 600.0
 _OCTAL_RE = re.compile(r"\\([0-7]{3})")
 
