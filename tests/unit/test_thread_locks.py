@@ -412,3 +412,20 @@ def test_engine_paths_do_not_follow_the_working_directory(
     assert engine.settings.root == tmp_path / "root"
     assert engine.settings.runroot == tmp_path / "run"
     assert engine.container_store.base == tmp_path / "root" / "containers"
+
+
+def test_threads_writing_one_file_atomically_never_tear_it(tmp_path: Path) -> None:
+    from cargohold.util.atomic import write_bytes
+
+    target = tmp_path / "state.json"
+    payloads = [bytes([65 + i]) * 200_000 for i in range(4)]
+
+    def work(worker: int) -> None:
+        for _ in range(30):
+            write_bytes(target, payloads[worker], fsync=False)
+            data = target.read_bytes()
+            assert data in payloads, "torn file"
+
+    assert run_threads(4, work) == []
+    assert target.read_bytes() in payloads
+    assert os.listdir(tmp_path) == ["state.json"]
