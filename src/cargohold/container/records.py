@@ -56,6 +56,7 @@ class ContainerStore:
     """Records of containers under ``<root>/containers``; runtime files under ``runroot``."""
 
     def __init__(self, root: Path, runroot: Path) -> None:
+        self.root, self.runroot = root, runroot
         self.base = root / "containers"
         self.runbase = runroot / "containers"
         self._names_path = self.base / "names.json"
