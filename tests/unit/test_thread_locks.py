@@ -429,3 +429,27 @@ def test_threads_writing_one_file_atomically_never_tear_it(tmp_path: Path) -> No
     assert run_threads(4, work) == []
     assert target.read_bytes() in payloads
     assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_record_changes_of_different_fields_at_once_all_stay(tmp_path: Path) -> None:
+    """``network connect`` (the record's networks) beside ``rename`` (its name), as threads
+    of one service would run them: each is a read-modify-write of the same record."""
+    from cargohold.engine.networks import record_endpoint
+    from cargohold.network.store import NetworkStore
+
+    store = ContainerStore(tmp_path / "root", tmp_path / "run")
+    cid = store.add(record("first")).id
+    nets = NetworkStore(tmp_path / "root")
+    networks = [nets.create(f"n{n}") for n in range(10)]
+
+    def work(worker: int) -> None:
+        for n in range(10):
+            if worker == 0:
+                store.rename(cid, f"name{n}")
+            elif n % 2:  # workers 1 and 2 connect five networks each
+                record_endpoint(store, cid, networks[(worker - 1) * 5 + n // 2])
+
+    assert run_threads(3, work) == []
+    final = store.load(cid)
+    assert final.name == "name9"
+    assert sorted(final.networks) == sorted(n.name for n in networks)
