@@ -453,3 +453,35 @@ def test_record_changes_of_different_fields_at_once_all_stay(tmp_path: Path) -> 
     final = store.load(cid)
     assert final.name == "name9"
     assert sorted(final.networks) == sorted(n.name for n in networks)
+
+
+def test_readers_and_writers_in_threads_never_overlap(tmp_path: Path) -> None:
+    import random
+
+    path = tmp_path / "rw.lock"
+    state = {"readers": 0, "writers": 0}
+    guard = threading.Lock()
+    bad: list[str] = []
+
+    def work(worker: int) -> None:
+        rng = random.Random(worker)
+        lock_objects = [FileLock(path), FileLock(path, shared=True)]
+        for _ in range(150):
+            shared = rng.random() < 0.6
+            lock = lock_objects[shared] if rng.random() < 0.5 else FileLock(path, shared)
+            if rng.random() < 0.2:
+                if not lock.acquire(blocking=False):
+                    continue
+            else:
+                lock.acquire()
+            with guard:
+                state["readers" if shared else "writers"] += 1
+                if state["writers"] > 1 or (state["writers"] and state["readers"]):
+                    bad.append(f"{state}")
+            time.sleep(0.0002)
+            with guard:
+                state["readers" if shared else "writers"] -= 1
+            lock.release()
+
+    assert run_threads(6, work) == []
+    assert bad == []
