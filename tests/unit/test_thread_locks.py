@@ -485,3 +485,39 @@ def test_readers_and_writers_in_threads_never_overlap(tmp_path: Path) -> None:
 
     assert run_threads(6, work) == []
     assert bad == []
+
+
+def test_a_waiting_writer_goes_before_new_readers(tmp_path: Path) -> None:
+    path = tmp_path / "w.lock"
+    first = FileLock(path, shared=True)
+    order: list[str] = []
+
+    def run(name: str, shared: bool) -> threading.Thread:
+        def body() -> None:
+            with FileLock(path, shared=shared):
+                order.append(name)
+
+        t = threading.Thread(target=body)
+        t.start()
+        return t
+
+    def body() -> None:
+        assert first.acquire()
+        writer = run("writer", shared=False)
+        time.sleep(0.1)  # the writer waits for the first reader
+        probe: list[bool] = []
+        t = threading.Thread(
+            target=lambda: probe.append(FileLock(path, shared=True).acquire(blocking=False))
+        )
+        t.start()
+        t.join()
+        assert probe == [False]  # a new reader elsewhere: after the writer
+        reader = run("reader", shared=True)
+        time.sleep(0.1)
+        assert order == []
+        first.release()
+        writer.join(10)
+        reader.join(10)
+        assert order == ["writer", "reader"]
+
+    within(20, body)

@@ -60,7 +60,7 @@ class _Condition:
 class _Entry:
     """The in-process state of one lock path (guarded by ``cond``)."""
 
-    __slots__ = ("cond", "depth", "fd", "locking", "owner", "readers", "users")
+    __slots__ = ("cond", "depth", "fd", "locking", "owner", "readers", "users", "writers")
 
     def __init__(self) -> None:
         self.cond = _Condition()
@@ -69,6 +69,7 @@ class _Entry:
         self.readers: dict[int, int] = {}  # thread -> re-entries, for shared holders
         self.fd: int | None = None  # the flock held for all in-process holders
         self.locking = False  # a holder is taking the flock (outside ``cond``)
+        self.writers = 0  # threads waiting to hold it exclusively (new readers let them first)
         self.users = 0  # threads holding or waiting (guarded by _GUARD)
 
     def enter(self, me: int, shared: bool, blocking: bool) -> bool | None:
@@ -85,7 +86,7 @@ class _Entry:
                     self.readers[me] += 1
                     return True
                 free = self.owner is None and not self.locking
-                if free and (shared or not self.readers):
+                if free and (not self.readers if not shared else not self.writers):
                     if shared:
                         self.readers[me] = 1
                     else:
@@ -96,7 +97,14 @@ class _Entry:
                     return None
                 if not blocking:
                     return False
-                self.cond.wait()
+                if shared:
+                    self.cond.wait()
+                    continue
+                self.writers += 1
+                try:
+                    self.cond.wait()
+                finally:
+                    self.writers -= 1
 
     def took_flock(self, me: int, fd: int | None) -> None:
         """The first holder's flock result (``None``: not taken, leave again)."""
