@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -521,3 +522,36 @@ def test_a_waiting_writer_goes_before_new_readers(tmp_path: Path) -> None:
         assert order == ["writer", "reader"]
 
     within(20, body)
+
+
+def _stage_then_fork_a_monitor_and_die(tmp: str, pids: Any) -> None:
+    from cargohold.store.locking import Staging
+
+    Staging(Path(tmp), "layer")  # a writer mid-way (never closed: this process dies)
+    if os.fork() == 0:  # a monitor forked meanwhile, living on
+        pids.put(os.getpid())
+        time.sleep(30)
+        os._exit(0)
+    os._exit(0)  # the writer dies (kill -9, a crash)
+
+
+def test_a_child_forked_mid_write_does_not_keep_the_staging_alive(tmp_path: Path) -> None:
+    import signal
+
+    from cargohold.store.locking import clean_stale
+
+    ctx = multiprocessing.get_context("fork")
+    pids: multiprocessing.Queue[int] = ctx.Queue()
+    p = ctx.Process(target=_stage_then_fork_a_monitor_and_die, args=(str(tmp_path), pids))
+    p.start()
+    child = pids.get(timeout=10)
+    try:
+        deadline = time.monotonic() + 10
+        while p.exitcode is None and time.monotonic() < deadline:  # (join waits for the
+            time.sleep(0.01)  # child too: it inherited the sentinel)
+        assert p.exitcode == 0
+        assert len(os.listdir(tmp_path)) == 1
+        assert clean_stale(tmp_path) == 1  # its writer is gone, whoever else is alive
+        assert os.listdir(tmp_path) == []
+    finally:
+        os.kill(child, signal.SIGKILL)

@@ -36,6 +36,22 @@ def store_lock(root: Path, name: str) -> FileLock:
     return FileLock(root / "locks" / f"{name}.lock")
 
 
+_LIVE: dict[int, Staging] = {}  # fd -> its open entry, in this process
+
+
+def _after_fork_in_child() -> None:
+    """A child forked while entries are open (a monitor forked by one thread of a service
+    while another stages a layer) must not keep their flocks alive: it closes its copies."""
+    for fd, stage in list(_LIVE.items()):
+        stage._fd = -1  # close() in the child is a no-op: its fd number may be reused
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _LIVE.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Staging:
     """A locked scratch entry (file or directory) under ``<root>/tmp``."""
 
@@ -51,6 +67,7 @@ class Staging:
         else:
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
             self._fd = os.open(hidden, flags, 0o644)
+        _LIVE[self._fd] = self
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         self.path = tmp_dir / name
         os.rename(hidden, self.path)
@@ -73,6 +90,7 @@ class Staging:
             if not self.published:
                 remove_path(self.path)
         finally:
+            _LIVE.pop(self._fd, None)
             os.close(self._fd)
             self._fd = -1
 
