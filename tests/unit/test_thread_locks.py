@@ -555,3 +555,39 @@ def test_a_child_forked_mid_write_does_not_keep_the_staging_alive(tmp_path: Path
         assert os.listdir(tmp_path) == []
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+def test_a_child_forked_while_a_hosts_file_is_locked_does_not_keep_it_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+    import signal
+
+    from cargohold.network import hosts
+
+    path = tmp_path / "hosts"
+    path.write_text("127.0.0.1 localhost\n")
+    children: list[int] = []
+    real = hosts.replace_block
+
+    def fork_meanwhile(*args: Any) -> str:  # another thread forks a monitor right now
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        children.append(pid)
+        return real(*args)
+
+    monkeypatch.setattr(hosts, "replace_block", fork_meanwhile)
+    try:
+        assert hosts.rewrite_block(path, "links", ["10.0.0.2 db"])
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the next writer is not stuck
+        finally:
+            os.close(fd)
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert "10.0.0.2 db" in path.read_text()

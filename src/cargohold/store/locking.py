@@ -91,6 +91,8 @@ class Staging:
                 remove_path(self.path)
         finally:
             _LIVE.pop(self._fd, None)
+            # unlocked first: a process forked meanwhile shares the descriptor
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = -1
 
