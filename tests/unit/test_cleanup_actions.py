@@ -229,6 +229,7 @@ def test_an_entry_this_version_cannot_run_is_kept_and_reported(
     odd = [
         {"Args": ["somewhere.else:go", "x"], "Done": False, "Kind": "call"},
         {"Kind": "FromTheFuture", "Done": False, "What": 1},
+        {"Args": ["gone.module:go"], "Done": True, "Kind": "call"},  # done before: skipped
         {"Kind": "Command", "Done": False, "Argv": ["touch", str(tmp_path / "ran")]},
         {"Kind": "RemoveContainer", "Done": False},
     ]
@@ -237,7 +238,7 @@ def test_an_entry_this_version_cannot_run_is_kept_and_reported(
     assert len(errors) == 2 and all("unknown cleanup action" in e for e in errors)
     assert (tmp_path / "ran").exists() and store.dir(cid).exists()
     kept = json.loads(store.cleanup_path(cid).read_bytes())
-    assert kept[:2] == odd[:2] and kept[2]["Done"] is True
+    assert kept[:3] == odd[:3] and kept[3]["Done"] is True
     assert isinstance(read_cleanup(store, cid)[0], Unknown)
 
 

@@ -135,7 +135,7 @@ def decode(data: bytes, store: ContainerStore, cid: str) -> list[Entry]:
         try:
             out.append(msgspec.convert(item, type=Action))  # type: ignore[arg-type]
         except msgspec.ValidationError:
-            out.append(Unknown(item))
+            out.append(Unknown(item, done=bool(item.get("Done"))))
     return out
 
 
@@ -163,7 +163,7 @@ def from_legacy(item: dict[str, Any], store: ContainerStore, cid: str) -> list[E
     elif kind == "call" and len(args) == 5 and args[0] == _LEGACY_STORAGE:
         found = storage_removal(_mounts_of(store, cid), driver=args[3])
     if not found:
-        return [Unknown(item)]
+        return [Unknown(item, done=done)]
     return [msgspec.structs.replace(a, done=done) for a in found]
 
 
