@@ -17,6 +17,7 @@ import pytest
 
 from cargohold.container import attach as proto
 from cargohold.container import monitor_spawn as monitor
+from cargohold.container.cleanup import Command, RemoveContainer
 from cargohold.container.model import (
     ContainerConfig,
     ContainerRecord,
@@ -28,7 +29,6 @@ from cargohold.container.model import (
     Status,
 )
 from cargohold.container.reconcile import (
-    CleanupAction,
     monitor_alive,
     read_cleanup,
     reconcile,
@@ -222,7 +222,7 @@ def test_healthcheck_unhealthy(env: Env) -> None:
 def test_kill_9_of_monitor_then_reconcile(env: Env, tmp_path: Path) -> None:
     cid = env.create(["sleep", "100"])
     marker = tmp_path / "cleanup-ran"
-    record_cleanup(env.store, cid, [CleanupAction("argv", ("touch", str(marker)))])
+    record_cleanup(env.store, cid, [Command(argv=("touch", str(marker)))])
     result = env.spawn(cid)
     env.wait_state(cid, lambda s: s.status is Status.RUNNING)
     os.kill(result.monitor_pid, signal.SIGKILL)
@@ -241,8 +241,24 @@ def test_cleanup_actions_and_auto_remove_run_on_exit(env: Env, tmp_path: Path) -
     record_cleanup(
         env.store,
         cid,
-        [CleanupAction("argv", ("touch", str(marker))), CleanupAction("remove_container")],
+        [Command(argv=("touch", str(marker))), RemoveContainer()],
     )
+    env.spawn(cid)
+    deadline = time.monotonic() + 30
+    while env.store.dir(cid).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists() and not env.store.dir(cid).exists()
+
+
+def test_cleanup_file_of_the_previous_version_runs_on_exit(env: Env, tmp_path: Path) -> None:
+    """A container started before an upgrade: its cleanup.json is in the old format."""
+    cid = env.create(["true"])
+    marker = tmp_path / "done"
+    env.store.cleanup_path(cid).write_text(json.dumps([
+        {"Kind": "argv", "Args": ["touch", str(marker)], "Done": False},
+        {"Kind": "unmount", "Args": [str(tmp_path / "not-mounted")], "Done": False},
+        {"Kind": "remove_container", "Args": [], "Done": False},
+    ]))
     env.spawn(cid)
     deadline = time.monotonic() + 30
     while env.store.dir(cid).exists() and time.monotonic() < deadline:

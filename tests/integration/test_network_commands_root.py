@@ -85,10 +85,12 @@ class Env:
         return cid
 
     def stop(self, cid: str) -> None:
-        """What the monitor does when the container ends: the lifecycle's teardown."""
-        from cargohold.engine import container_network as cn
+        """What the monitor does when the container ends: the network's cleanup actions."""
+        from cargohold.container import cleanup
 
-        cn.teardown(str(self.root), str(self.root / "run"), cid)
+        ctx = cleanup.Context(self.containers, cid)
+        for action in cleanup.network_teardown(cid):
+            cleanup.carry_out(action, ctx)
         self.containers.update_state(cid, lambda s: replace(s, status=Status.EXITED))
 
     def ns(self, cid: str) -> str:

@@ -4,6 +4,7 @@ excludes, entitlements, and the build cache's root-only modes."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.build import entitlements
+from cargohold.build import entitlements, run_mounts
 from cargohold.build.cache import BuildCache, ImageState, buildcache_dir, private_dir
 from cargohold.build.context import BuildContext, StatCache
 from cargohold.build.executor import BuildFailed
+from cargohold.build.instruction_support import Mount
 from cargohold.build.instructions import parse_dockerfile
 from cargohold.build.run_mounts import cache_dir
 from cargohold.build.views import ContextViews
@@ -142,7 +144,8 @@ def test_build_cache_files_are_root_only(tmp_path: Path) -> None:
              for p in (tmp_path / "buildcache").rglob("*")}
     assert modes == {"buildcache/steps": 0o700, "buildcache/steps/ab": 0o700,
                      f"buildcache/steps/ab/{'ab' * 32}.json": 0o600,
-                     "buildcache/statcache.json": 0o600}
+                     "buildcache/statcache.json": 0o600,
+                     "buildcache/statcache.json.lock": 0o600}
     assert cache.get("ab" * 32) is not None
     assert stat.S_IMODE(os.stat(private_dir(tmp_path, "contexts")).st_mode) == 0o700
 
@@ -168,3 +171,57 @@ def test_url_cache_files_are_root_only(tmp_path: Path) -> None:
     assert got.path.read_bytes() == b"data"
     assert stat.S_IMODE(os.stat(urls).st_mode) == 0o700
     assert {stat.S_IMODE(os.stat(p).st_mode) for p in urls.iterdir()} == {0o600}
+
+
+def _cache_mount(sharing: str) -> Mount:
+    return Mount(type="cache", target="/var/cache/apt", cache_id="apt", sharing=sharing,
+                 readonly=False)
+
+
+def test_locked_cache_mounts_take_turns_across_builds(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    buildcache = buildcache_dir(tmp_path)
+    first = contextlib.ExitStack()
+    path = run_mounts._shared_cache(_cache_mount("locked"), "apt", buildcache, first)
+    got: list[float] = []
+
+    def second_build() -> None:
+        with contextlib.ExitStack() as stack:
+            assert run_mounts._shared_cache(_cache_mount("locked"), "apt", buildcache,
+                                            stack) == path
+            got.append(time.monotonic())
+
+    t = threading.Thread(target=second_build)
+    t.start()
+    time.sleep(0.2)
+    assert got == []  # waits while the first step runs
+    released = time.monotonic()
+    first.close()
+    t.join(10)
+    assert got and got[0] >= released
+    with contextlib.ExitStack() as stack:  # shared: alongside anyone
+        assert run_mounts._shared_cache(_cache_mount(""), "apt", buildcache, stack) == path
+
+
+def test_private_cache_mounts_in_use_get_their_own_instance(tmp_path: Path) -> None:
+    import threading
+
+    buildcache = buildcache_dir(tmp_path)
+    others: list[Path] = []
+
+    def other_build() -> None:  # another build's step, at the same time
+        with contextlib.ExitStack() as b:
+            others.append(run_mounts._shared_cache(_cache_mount("private"), "apt",
+                                                   buildcache, b))
+
+    with contextlib.ExitStack() as a:
+        one = run_mounts._shared_cache(_cache_mount("private"), "apt", buildcache, a)
+        t = threading.Thread(target=other_build)
+        t.start()
+        t.join(10)
+        assert others and others[0] != one
+        assert others[0].parent == one.parent == buildcache / "mounts"
+    with contextlib.ExitStack() as c:  # free again: the first instance is reused
+        assert run_mounts._shared_cache(_cache_mount("private"), "apt", buildcache, c) == one

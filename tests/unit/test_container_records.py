@@ -95,34 +95,3 @@ def test_concurrent_add_same_name_exactly_one_wins(tmp_path: Path) -> None:
     assert sorted(results) == ["conflict"] * 7 + ["won"]
     store = ContainerStore(tmp_path / "root", tmp_path / "run")
     assert len(store.list()) == 1
-
-
-def test_preload_cleanup_imports_what_pending_call_actions_need(
-    store: ContainerStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import sys
-
-    from cargohold.container.reconcile import CleanupAction, preload_cleanup, record_cleanup
-
-    pkg = tmp_path / "mods"
-    pkg.mkdir()
-    (pkg / "pl_target.py").write_text('CLEANUP_IMPORTS = ("pl_helper",)\ndef go(*a): pass\n')
-    (pkg / "pl_helper.py").write_text("")
-    (pkg / "pl_done.py").write_text("def go(*a): pass\n")
-    monkeypatch.syspath_prepend(str(pkg))
-    for name in ("pl_target", "pl_helper", "pl_done"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    rec = store.add(ContainerRecord(id=_id("ee"), name="pl"))
-    record_cleanup(
-        store,
-        rec.id,
-        [
-            CleanupAction("call", ("pl_target:go", "x")),
-            CleanupAction("call", ("pl_done:go",), done=True),
-            CleanupAction("call", ("pl_missing_module:go",)),
-            CleanupAction("unmount", ("/nonexistent",)),
-        ],
-    )
-    preload_cleanup(store, rec.id)  # a module that cannot be imported is skipped
-    assert "pl_target" in sys.modules and "pl_helper" in sys.modules
-    assert "pl_done" not in sys.modules

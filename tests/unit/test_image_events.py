@@ -198,41 +198,6 @@ def test_pull_request_decodes_from_dockers_query(engine: Engine, fake: FakeRegis
         engine.registry.pull(PullRequest(from_image="x:1", all_tags=True))
 
 
-class ThreadsafeLock:
-    """A store lock that excludes the threads of this process too.  The store's own file
-    locks do not yet (two threads both "hold" one: issue 11's api-locks step fixes that);
-    without this, two concurrent pulls race on ``images/index.json`` (FileNotFoundError on
-    the rename of its temporary file, 3 runs in 40), which is not what this test is about."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.mutex = threading.RLock()
-
-    def __enter__(self) -> ThreadsafeLock:
-        self.mutex.acquire()
-        try:
-            self.inner.__enter__()
-        except BaseException:
-            self.mutex.release()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.inner.__exit__(*exc)
-        finally:
-            self.mutex.release()
-
-
-def threadsafe_store_locks(engine: Engine) -> None:
-    from cargohold.util.lockfile import FileLock
-
-    for store in (engine.image_store, engine.layers, engine.blobs):
-        for name, value in list(vars(store).items()):
-            if isinstance(value, FileLock):
-                setattr(store, name, ThreadsafeLock(value))
-
-
 def pull_both(engine: Engine, host: str, auto: bool) -> dict[str, list[JSONMessage]]:
     """x:1 and y:1 pulled at once in two threads, each call with a sink of its own."""
     seen: dict[str, list[JSONMessage]] = {"x": [], "y": []}
@@ -268,7 +233,6 @@ def test_concurrent_pulls_each_get_only_their_own_events(engine: Engine, fake: F
     Path(engine.settings.extra["config_file"]).write_text(f'insecure-registries = ["{host}"]\n')
     mine = {"x": {digest_of(b)[7:19] for b in X.layers},
             "y": {digest_of(b)[7:19] for b in Y.layers}}
-    threadsafe_store_locks(engine)
     seen = pull_both(engine, host, auto)
     for repo, other in (("x", "y"), ("y", "x")):
         assert {e.id for e in seen[repo] if e.progress_detail is not None} == mine[repo]

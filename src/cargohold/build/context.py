@@ -59,18 +59,21 @@ class StatCache:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._data: dict[str, list[int | str]] | None = None
-        self._dirty = False
+        self._fresh: dict[str, list[int | str]] = {}  # computed here, not yet saved
+
+    def _read(self) -> dict[str, list[int | str]]:
+        if self.path is not None:
+            try:
+                raw = json.loads(self.path.read_bytes())
+                if isinstance(raw, dict):
+                    return raw
+            except (OSError, ValueError):
+                pass
+        return {}
 
     def _load(self) -> dict[str, list[int | str]]:
         if self._data is None:
-            self._data = {}
-            if self.path is not None:
-                try:
-                    raw = json.loads(self.path.read_bytes())
-                    if isinstance(raw, dict):
-                        self._data = raw
-                except (OSError, ValueError):
-                    pass
+            self._data = self._read()
         return self._data
 
     def digest(self, path: str, st: os.stat_result) -> str:
@@ -89,19 +92,24 @@ class StatCache:
                 value = hashlib.file_digest(f, "sha256").hexdigest()
         finally:
             os.close(fd)
-        data[path] = [st.st_size, st.st_mtime_ns, st.st_ino, value]
-        self._dirty = True
+        data[path] = self._fresh[path] = [st.st_size, st.st_mtime_ns, st.st_ino, value]
         return value
 
     def save(self) -> None:
-        if not self._dirty or self.path is None or self._data is None:
+        """Add this build's digests to the file; builds saving at once (threads or
+        processes) keep each other's (the file is read again under its lock)."""
+        if not self._fresh or self.path is None:
             return
         from cargohold.util.atomic import write_bytes
+        from cargohold.util.lockfile import FileLock
 
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = json.dumps(self._data, separators=(",", ":")).encode()
-        write_bytes(self.path, data, 0o600, fsync=False)  # root-only, as all of buildcache/
-        self._dirty = False
+        with FileLock(self.path.with_name(self.path.name + ".lock")):
+            merged = self._read()
+            merged.update(self._fresh)
+            data = json.dumps(merged, separators=(",", ":")).encode()
+            write_bytes(self.path, data, 0o600, fsync=False)  # root-only, as all of buildcache/
+        self._fresh = {}
 
 
 def _has_wildcard(text: str) -> bool:

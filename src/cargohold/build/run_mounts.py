@@ -5,7 +5,8 @@ against the host.
   is ``<root>/buildcache/mounts/<sha256(id)>``, created and opened through directory fds
   without following symlinks, mode and owner applied to the opened fd.  Only that directory
   is ever mounted, so no step reaches ``mounts/`` or the rest of the build cache, and the path
-  handed to runc has no component a step could swap.
+  handed to runc has no component a step could swap.  ``sharing=locked|private`` are
+  honoured across concurrent builds (:func:`_shared_cache`).
 * ``bind`` of the context: a view of the context as transferred (``build/context_view.py``).
 * ``bind,from=``: a read-only view of the stage or image, or with ``rw`` a throw-away
   writable one (``LayerStore.mount_scratch``); the stored layers are never writable.
@@ -75,6 +76,31 @@ def cache_dir(buildcache: Path, cache_id: str, mode: int | None = None,
     return buildcache / "mounts" / name
 
 
+PRIVATE_INSTANCES = 64
+
+
+def _shared_cache(m: Mount, cache_id: str, buildcache: Path, stack: contextlib.ExitStack
+                  ) -> Path:
+    """The cache directory for ``m`` as its ``sharing`` asks, across the steps of every
+    build at once (threads of one service, or processes): ``shared`` (the default) by all
+    together; ``locked`` by one step at a time (the others wait for its lock); ``private``:
+    a step that finds it in use gets an instance of its own (kept for later steps).  Locks
+    are ``mounts/<name>.lock``, held until the step's ``stack`` closes."""
+    from cargohold.util.lockfile import FileLock
+
+    instances = PRIVATE_INSTANCES if m.sharing == "private" else 1
+    for n in range(instances):
+        path = cache_dir(buildcache, cache_id if n == 0 else f"{cache_id}\0private-{n}",
+                         m.mode, m.uid, m.gid)
+        if m.sharing not in ("locked", "private"):
+            return path
+        lock = FileLock(path.with_name(path.name + ".lock"))
+        if lock.acquire(blocking=m.sharing == "locked"):
+            stack.callback(lock.release)
+            return path
+    raise Internal(f"cache mount {cache_id}: {instances} private instances are all in use")
+
+
 def mount_inputs(inst: RunInstruction, context: BuildContext,
                  from_key: Callable[[str], str]) -> list[Any]:
     """What the step's bind mounts read, for its cache key (as BuildKit: the content of the
@@ -118,7 +144,7 @@ def _one_mount(m: Mount, target: str, env: RunEnv, bundle: Path,
     if m.type == "tmpfs":
         return cls("tmpfs", target, tmpfs_size=m.size_limit or None)
     if m.type == "cache":
-        path = cache_dir(env.buildcache, m.cache_id or target, m.mode, m.uid, m.gid)
+        path = _shared_cache(m, m.cache_id or target, env.buildcache, stack)
         return cls("bind", target, str(path), readonly=m.readonly)
     if m.type == "secret":
         return _secret(m, env, bundle, cls)

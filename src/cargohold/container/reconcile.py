@@ -1,137 +1,100 @@
-"""Cleanup actions and reconciliation of containers nobody is watching.
+"""Cleanup actions (recorded, carried out, redone) and reconciliation of containers nobody
+is watching.
 
-Cleanup actions are data recorded in ``<root>/containers/<id>/cleanup.json`` by whoever sets a
-container up (the engine: unmount the rw layer, tear down the network, ``--rm``).  The monitor
-runs them when the container's process ends for good; if the monitor died (kill -9, reboot) the
-next command finds the container through :func:`reconcile` and runs them itself.  Each action is
-marked done once it succeeded, so running the list twice is harmless.
-
-Kinds of actions:
-
-- ``argv``: run a command (``args`` is the argv); a non-zero exit is an error.
-- ``unmount``: lazily unmount ``args[0]`` (a missing or unmounted path is fine).
-- ``rmtree``: remove the directory ``args[0]``.
-- ``call``: ``args[0]`` is ``"package.module:function"``, called with the string ``args[1:]``
-  (lets store/network code register its own teardown without this module knowing it).
-- ``remove_container``: delete the container record (``--rm``); always run last.
+Cleanup actions are typed data (``container/cleanup.py``) recorded in
+``<root>/containers/<id>/cleanup.json`` by whoever sets a container up (the engine: unmount
+the rw layer, tear down the network, ``--rm``).  The monitor carries them out when the
+container's process ends for good; if the monitor died (kill -9, reboot) the next command
+finds the container through :func:`reconcile` and carries them out itself.  Each action is
+marked done once it succeeded, so running the list twice is harmless; ``RemoveContainer`` is
+always last and only follows when every other action succeeded.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import importlib
-import os
-import shutil
-import subprocess
 from collections.abc import Callable, Sequence
 
 import msgspec
 
-from cargohold.container.model import State, Status, from_json, now_ns, to_json
+from cargohold.container import cleanup
+from cargohold.container.cleanup import CleanupAction, Entry, Unknown
+from cargohold.container.model import State, Status, now_ns
 from cargohold.container.records import ContainerStore
 from cargohold.errors import CargoholdError, NotFound
 from cargohold.runtime.base import OCIRuntime
-from cargohold.util.atomic import read_json, write_json
-from cargohold.util.lockfile import FileLock
-
-KINDS = ("argv", "unmount", "rmtree", "call", "remove_container")
-_MNT_DETACH = 2
+from cargohold.util.atomic import write_bytes
+from cargohold.util.lockfile import FileLock, held
 
 
-class CleanupAction(msgspec.Struct, frozen=True):
-    kind: str = msgspec.field(name="Kind")
-    args: tuple[str, ...] = msgspec.field(default=(), name="Args")
-    done: bool = msgspec.field(default=False, name="Done")
+def _lock(store: ContainerStore, cid: str) -> FileLock:
+    return FileLock(store.dir(cid) / "cleanup.lock")
 
 
-def read_cleanup(store: ContainerStore, cid: str) -> list[CleanupAction]:
+def read_cleanup(store: ContainerStore, cid: str) -> list[Entry]:
     try:
-        data = read_json(store.cleanup_path(cid))
+        data = store.cleanup_path(cid).read_bytes()
     except FileNotFoundError:
         return []
-    return [from_json(CleanupAction, item) for item in data]
+    return cleanup.decode(data, store, cid)
+
+
+def _write(store: ContainerStore, cid: str, actions: Sequence[CleanupAction | Unknown],
+           fsync: bool) -> None:
+    write_bytes(store.cleanup_path(cid), cleanup.encode(actions), fsync=fsync)
 
 
 def record_cleanup(store: ContainerStore, cid: str, actions: Sequence[CleanupAction]) -> None:
     """Replace the container's cleanup list (the engine calls this before each start)."""
     for action in actions:
-        if action.kind not in KINDS:
-            raise ValueError(f"unknown cleanup action kind {action.kind!r}")
-    with FileLock(store.dir(cid) / "cleanup.lock"):
+        if not isinstance(action, CleanupAction) or type(action) is CleanupAction:
+            raise TypeError(f"not a cleanup action: {action!r}")
+    with _lock(store, cid):
         # container-private, replaced atomically: no fsync (as the done-marks below)
-        write_json(store.cleanup_path(cid), [to_json(a) for a in actions], fsync=False)
+        _write(store, cid, actions, fsync=False)
 
 
 def add_cleanup(store: ContainerStore, cid: str, action: CleanupAction) -> None:
-    with FileLock(store.dir(cid) / "cleanup.lock"):
-        actions = [a for a in read_cleanup(store, cid) if a != action]
+    with _lock(store, cid):
+        actions: list[CleanupAction | Unknown] = [
+            a for a in read_cleanup(store, cid) if a != action
+        ]
         actions.append(action)
-        write_json(store.cleanup_path(cid), [to_json(a) for a in actions])
-
-
-def _unmount(path: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.umount2(path.encode(), _MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        if err not in (22, 2):  # EINVAL: not a mount point; ENOENT: gone
-            raise OSError(err, os.strerror(err), path)
-
-
-def _execute(action: CleanupAction) -> None:
-    if action.kind == "argv":
-        proc = subprocess.run(list(action.args), capture_output=True, check=False)
-        if proc.returncode != 0:
-            raise OSError(f"{action.args[0]}: {proc.stderr.decode(errors='replace').strip()}")
-    elif action.kind == "unmount":
-        _unmount(action.args[0])
-    elif action.kind == "rmtree":
-        shutil.rmtree(action.args[0], ignore_errors=True)
-    elif action.kind == "call":
-        module, _, name = action.args[0].partition(":")
-        getattr(importlib.import_module(module), name)(*action.args[1:])
+        _write(store, cid, actions, fsync=True)
 
 
 def preload_cleanup(store: ContainerStore, cid: str) -> None:
-    """Import what the pending ``call`` actions will need (each target module may name more
-    in ``CLEANUP_IMPORTS``), so that running them at exit imports nothing: the monitor does
-    this while the container starts.  Best effort: failures show up in :func:`run_cleanup`."""
-    for action in read_cleanup(store, cid):
-        if action.kind != "call" or action.done:
-            continue
-        try:
-            module = importlib.import_module(action.args[0].partition(":")[0])
-            for name in getattr(module, "CLEANUP_IMPORTS", ()):
-                importlib.import_module(name)
-        except ImportError:
-            continue
+    """Import what the pending actions will need, so that carrying them out at exit imports
+    nothing: the monitor does this while the container starts.  Best effort: failures show
+    up in :func:`run_cleanup`."""
+    with contextlib.suppress(OSError, ValueError, CargoholdError):
+        cleanup.preload(read_cleanup(store, cid))
 
 
 def run_cleanup(store: ContainerStore, cid: str) -> list[str]:
     """Run pending actions in order; returns error messages (failed actions stay pending)."""
     errors: list[str] = []
-    remove = False
-    lock = FileLock(store.dir(cid) / "cleanup.lock")
+    remove: cleanup.RemoveContainer | None = None
     if not store.dir(cid).is_dir():
         return errors
-    with lock:
+    ctx = cleanup.Context(store, cid)
+    with _lock(store, cid):
         actions = read_cleanup(store, cid)
         for i, action in enumerate(actions):
             if action.done:
                 continue
-            if action.kind == "remove_container":
-                remove = True
+            if isinstance(action, cleanup.RemoveContainer):
+                remove = action
                 continue
             try:
-                _execute(action)
-            except (OSError, CargoholdError, ImportError, AttributeError, TypeError) as exc:
-                errors.append(f"{action.kind} {' '.join(action.args)}: {exc}")
+                cleanup.carry_out(action, ctx)
+            except Exception as exc:  # reported, the rest still runs: this is an exit path
+                errors.append(f"{cleanup.describe(action)}: {exc}")
                 continue
             actions[i] = msgspec.structs.replace(action, done=True)
-            write_json(store.cleanup_path(cid), [to_json(a) for a in actions], fsync=False)
-    if remove and not errors:
-        with contextlib.suppress(NotFound):
-            store.remove(cid)
+            _write(store, cid, actions, fsync=False)
+    if remove is not None and not errors:
+        cleanup.carry_out(remove, ctx)
     return errors
 
 
@@ -140,14 +103,7 @@ def run_cleanup(store: ContainerStore, cid: str) -> list[str]:
 
 def monitor_alive(store: ContainerStore, cid: str) -> bool:
     """True while a monitor holds the container's monitor lock (released when it dies)."""
-    path = store.monitor_lock_path(cid)
-    if not path.exists():
-        return False
-    lock = FileLock(path)
-    if lock.acquire(blocking=False):
-        lock.release()
-        return False
-    return True
+    return held(store.monitor_lock_path(cid))  # this process's own hold counts as well
 
 
 _ACTIVE = (Status.RUNNING, Status.PAUSED, Status.RESTARTING)

@@ -6,7 +6,7 @@ Layout (``root`` is Settings.root, ``runroot`` Settings.runroot)::
     <root>/containers/<id>/config.json      ContainerRecord without HostConfig
     <root>/containers/<id>/hostconfig.json  HostConfig
     <root>/containers/<id>/state.json       State (written by the CLI and the monitor)
-    <root>/containers/<id>/cleanup.json     cleanup actions (see cleanup in reconcile.py)
+    <root>/containers/<id>/cleanup.json     cleanup actions (container/cleanup.py)
     <root>/containers/<id>/<id>-json.log    json-file log
     <runroot>/containers/<id>/              bundle/, attach.sock, monitor.lock, exit.json
 
@@ -56,6 +56,7 @@ class ContainerStore:
     """Records of containers under ``<root>/containers``; runtime files under ``runroot``."""
 
     def __init__(self, root: Path, runroot: Path) -> None:
+        self.root, self.runroot = root, runroot
         self.base = root / "containers"
         self.runbase = runroot / "containers"
         self._names_path = self.base / "names.json"
@@ -136,12 +137,38 @@ class ContainerStore:
         write_json(directory / "hostconfig.json", data.pop("HostConfig"), fsync=False)
         write_json(directory / "config.json", data, fsync=False)
 
+    @contextmanager
+    def record_lock(self, cid: str) -> Iterator[None]:
+        """Held over every read-modify-write of a container's record (``change_record``,
+        ``update_record``, ``rename``), so that changes of different fields at once (network
+        connect, update, a rename's relinking) all stay.  Taken after the names lock, never
+        before it."""
+        with FileLock(self.dir(cid) / "record.lock"):
+            yield
+
     def update_record(self, record: ContainerRecord) -> None:
-        """Rewrite a container's config (the name must not change here: use ``rename``)."""
-        with self._lock:
+        """Rewrite a container's config (the name must not change here: use ``rename``);
+        a caller that read the record first holds :meth:`record_lock` (or uses
+        :meth:`change_record`)."""
+        with self.record_lock(record.id):
             if not self.dir(record.id).is_dir():
                 raise NotFound(f"No such container: {record.id}")
-            self._write_record(self.dir(record.id), record)
+            try:
+                self._write_record(self.dir(record.id), record)
+            except FileNotFoundError:  # removed meanwhile
+                raise NotFound(f"No such container: {record.id}") from None
+
+    def change_record(
+        self, cid: str, change: Callable[[ContainerRecord], ContainerRecord]
+    ) -> ContainerRecord:
+        """Read the record, apply ``change``, write the result, under the record lock."""
+        with self.record_lock(cid):
+            try:
+                record = change(self.load(cid))
+            except FileNotFoundError:
+                raise NotFound(f"No such container: {cid}") from None
+            self.update_record(record)
+        return record
 
     def rename(self, ref: str, new_name: str) -> ContainerRecord:
         new = validate_name(new_name)
@@ -154,8 +181,9 @@ class ContainerStore:
             owner = self._owner(names, new)
             if owner is not None:
                 raise Conflict(f"Error when allocating new name: {conflict_message(new, owner)}")
-            record = _replace_name(record, new)
-            self._write_record(self.dir(record.id), record)
+            with self.record_lock(record.id):
+                record = _replace_name(self.load(record.id), new)
+                self._write_record(self.dir(record.id), record)
             names = {n: i for n, i in names.items() if i != record.id and self.dir(i).is_dir()}
             names[new] = record.id
             write_json(self._names_path, names)

@@ -6,11 +6,13 @@ command pays only for what it touches (``cargohold images`` never loads the runt
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
+
+from msgspec.structs import replace
 
 from cargohold.config import Settings
 from cargohold.errors import NotFound
+from cargohold.util.lazy import cached_property
 from cargohold.util.statedirs import secure_state_dirs
 
 if TYPE_CHECKING:
@@ -39,6 +41,12 @@ if TYPE_CHECKING:
 
 class Engine:
     def __init__(self, settings: Settings) -> None:
+        if not (settings.root.is_absolute() and settings.runroot.is_absolute()):
+            # threads share one working directory, and an overlay mount changes it for a
+            # moment (store/drivers/overlay.py): no store path may depend on it
+            settings = replace(
+                settings, root=settings.root.absolute(), runroot=settings.runroot.absolute()
+            )
         self.settings = settings
         # one stat per root when right; creates or repairs them otherwise (util/statedirs.py)
         secure_state_dirs(settings.root, settings.runroot)
@@ -96,7 +104,8 @@ class Engine:
         if name not in others:
             from cargohold.runtime.runc import Runc
 
-            others[name] = Runc.from_settings(self.settings, name)
+            # setdefault: threads racing here all get the first one stored
+            others.setdefault(name, Runc.from_settings(self.settings, name))
         return others[name]
 
     def runtime_info(self) -> RuntimeInfo:

@@ -7,9 +7,10 @@ files), ``container:X`` (X's namespace and files), ``bridge``/NAME (a named name
 ``/run/netns/cargohold-<id12>`` with one veth per network).
 
 Endpoints of a running container are kept in ``<root>/containers/<id>/endpoints.json``
-(``{"SandboxKey": path, "Networks": {name: Attachment}}``); :func:`teardown` (a cleanup action
-the monitor runs on exit, and reconciliation after a crash) detaches them and deletes the
-namespace.  What a container *asked for* stays in the record (``ContainerRecord.networks``).
+(``container/endpoints.py``); the cleanup actions ``DetachNetworks`` and ``DeleteNetns``
+(``container/cleanup.py``: the monitor carries them out on exit, reconciliation after a
+crash) detach them and delete the namespace.  What a container *asked for* stays in the
+record (``ContainerRecord.networks``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from cargohold.container.endpoints import ENDPOINTS as ENDPOINTS  # re-exported for callers
+from cargohold.container.endpoints import Endpoints as Endpoints
+from cargohold.container.endpoints import load_endpoints as load_endpoints
+from cargohold.container.endpoints import save_endpoints as save_endpoints
 from cargohold.container.events import network_event
 from cargohold.container.model import ContainerRecord, HostConfig, Status
 from cargohold.errors import Conflict, InvalidArgument, NotFound
@@ -33,7 +38,6 @@ from cargohold.network.ports import (
     port_specs_of,
     publish_exposed,
 )
-from cargohold.util.atomic import read_json, write_json
 
 if TYPE_CHECKING:
     from cargohold.container.records import ContainerStore
@@ -42,7 +46,6 @@ if TYPE_CHECKING:
     from cargohold.engine.container_create import Undo
     from cargohold.network.hosts import HostEntry
 
-ENDPOINTS = "endpoints.json"
 LINKS_BLOCK = "links"
 
 
@@ -74,28 +77,6 @@ def uses_netns(mode: str) -> bool:
 
 
 # ------------------------------------------------------------------------------ endpoints
-
-
-class Endpoints(msgspec.Struct, frozen=True):
-    sandbox_key: str = ""
-    networks: dict[str, Attachment] = msgspec.field(default_factory=dict)
-
-
-def load_endpoints(store: ContainerStore, cid: str) -> Endpoints:
-    try:
-        data = read_json(store.dir(cid) / ENDPOINTS)
-    except (FileNotFoundError, ValueError):
-        return Endpoints()
-    nets = {k: Attachment.from_json(v) for k, v in (data.get("Networks") or {}).items()}
-    return Endpoints(str(data.get("SandboxKey") or ""), nets)
-
-
-def save_endpoints(store: ContainerStore, cid: str, eps: Endpoints) -> None:
-    data = {
-        "SandboxKey": eps.sandbox_key,
-        "Networks": {k: a.to_json() for k, a in eps.networks.items()},
-    }
-    write_json(store.dir(cid) / ENDPOINTS, data, fsync=False)
 
 
 def port_specs(record: ContainerRecord) -> list[PortSpec]:
@@ -335,53 +316,6 @@ def refresh_links(engine: Engine, target: ContainerRecord) -> None:
             continue
         entries, _ = links_for(engine, rec, mode_of(rec.host_config), strict=False)
         rewrite_block(_files(store, rec.id)[0], LINKS_BLOCK, [e.line() for e in entries])
-
-
-# ------------------------------------------------------------------------------ teardown
-
-
-# what teardown imports, loaded ahead by the container's monitor (reconcile.preload_cleanup)
-CLEANUP_IMPORTS = (
-    "cargohold.network.netns",
-    "cargohold.network.bridge",
-    "cargohold.network.store",
-    "hashlib",  # host_veth_name
-)
-
-
-def teardown(root: str, runroot: str, cid: str) -> None:
-    """Cleanup action: detach every endpoint (rules, ports, lease, hosts entries) and delete
-    the namespace.  Idempotent; works after a crash."""
-    from cargohold.container.records import ContainerStore
-    from cargohold.network import netns
-    from cargohold.network.bridge import BridgeBackend
-    from cargohold.network.store import NetworkStore
-
-    store = ContainerStore(Path(root), Path(runroot))
-    eps = load_endpoints(store, cid)
-    nstore = NetworkStore(Path(root))
-    backend = BridgeBackend(nstore)
-    errors: list[Exception] = []
-    for att in eps.networks.values():
-        try:
-            net = nstore.get(att.network_id)
-        except NotFound:
-            continue
-        try:
-            # an attachment without published ports added no rules of its own
-            backend.detach(
-                cid, eps.sandbox_key or None, net, delete_link=False, rules=bool(att.ports)
-            )
-            network_event(Path(runroot), net, "disconnect", cid)
-        except Exception as exc:
-            errors.append(exc)
-    try:
-        netns.delete(netns.netns_name(cid))
-    except Exception as exc:
-        errors.append(exc)
-    if errors:
-        raise errors[0]
-    (store.dir(cid) / ENDPOINTS).unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------ inspect

@@ -144,8 +144,9 @@ def start_container(
 ) -> SpawnResult:
     """Set everything up and spawn the monitor (or hand the container to ``prefork``); on
     failure nothing stays behind."""
+    from cargohold.container import cleanup
     from cargohold.container import monitor_spawn as monitor
-    from cargohold.container.reconcile import CleanupAction, record_cleanup, run_cleanup
+    from cargohold.container.reconcile import record_cleanup, run_cleanup
     from cargohold.container.spec import write_spec
     from cargohold.engine import container_network as cnet
     from cargohold.engine.container_create import Undo
@@ -177,29 +178,13 @@ def start_container(
         bundle = store.bundle_dir(cid)
         bundle.mkdir(parents=True, exist_ok=True)
         write_spec(bundle, spec)
-        root, runroot = str(settings.root), str(settings.runroot)
-        actions = []
+        actions: list[cleanup.CleanupAction] = []
         if cnet.uses_netns(cnet.mode_of(record.host_config)):
-            actions.append(
-                CleanupAction(
-                    "call", ("cargohold.engine.container_network:teardown", root, runroot, cid)
-                )
-            )
-        actions.append(CleanupAction("unmount", (str(rootfs),)))
+            actions += cleanup.network_teardown(cid)
+        actions.append(cleanup.Unmount(path=str(rootfs)))
         if record.host_config.auto_remove:
-            actions.append(
-                CleanupAction(
-                    "call",
-                    (
-                        "cargohold.engine.container_volumes:remove_storage",
-                        root,
-                        runroot,
-                        engine.driver.name,
-                        cid,
-                    ),
-                )
-            )
-            actions.append(CleanupAction("remove_container"))
+            actions += cleanup.storage_removal(record.mount_points, engine.driver.name)
+            actions.append(cleanup.RemoveContainer())
         record_cleanup(store, cid, actions)
         spawned = True
         if prefork:

@@ -271,7 +271,9 @@ def update_container(engine: Engine, ref: str, req: UpdateRequest) -> list[str]:
     host = host_info.probe()
     req, warnings = validate(req, host.features, host.ncpu, _cpus_available())
     engine.containers.reconcile(cid)
-    with store.state_lock(cid):  # the monitor decides about restarts under it
+    # the monitor decides about restarts under the state lock; the record lock keeps a
+    # concurrent change of other fields (network connect) from being lost
+    with store.state_lock(cid), store.record_lock(cid):
         record = store.load(cid)
         try:
             merged = merge(record.host_config, req)

@@ -7,7 +7,6 @@ and ``inspect`` read them without touching the volume store.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -248,33 +247,8 @@ def _in_root(destination: str) -> str:
 def release(engine: Engine, record: ContainerRecord, remove_anonymous: bool) -> None:
     """Drop the container's volume references; ``rm -v`` / ``--rm`` also removes its
     anonymous volumes (a volume another container still uses stays, as Docker)."""
-    from cargohold.errors import Conflict
-
-    if not any(m.type == "volume" and m.name for m in record.mount_points):
+    volumes = [m for m in record.mount_points if m.type == "volume" and m.name]
+    if not volumes:
         return
-    store = engine.volume_store
-    for m in record.mount_points:
-        if m.type != "volume" or not m.name:
-            continue
-        store.remove_ref(m.name, record.id)
-        if remove_anonymous and m.anonymous:
-            with contextlib.suppress(Conflict):
-                store.remove(m.name, force=True)
-
-
-# what remove_storage imports, loaded ahead by the container's monitor (reconcile.preload_cleanup)
-CLEANUP_IMPORTS = ("cargohold.engine", "cargohold.store.layers", "cargohold.store.drivers")
-
-
-def remove_storage(root: str, runroot: str, driver: str, cid: str) -> None:
-    """Cleanup action of ``--rm``: release volumes (removing anonymous ones) and the rw layer."""
-    from cargohold.config import Settings
-    from cargohold.engine import Engine
-
-    engine = Engine(Settings(root=Path(root), runroot=Path(runroot), storage_driver=driver))
-    try:
-        record = engine.container_store.load(cid)
-    except FileNotFoundError:
-        return
-    release(engine, record, remove_anonymous=True)
-    engine.layers.remove_rw(cid)
+    anonymous = [m.name for m in volumes if m.anonymous] if remove_anonymous else []
+    engine.volume_store.release(record.id, [m.name for m in volumes], anonymous)

@@ -443,18 +443,21 @@ class ContainerService:
             try:
                 if not any(parse_link(x).name == old_name for x in self.store.links_of(cid)):
                     continue
-                rec = self.store.load(cid)
             except (CargoholdError, FileNotFoundError):
                 continue
-            host = msgspec.structs.replace(rec.host_config, links=relinked(rec.host_config.links))
-            nets = {
-                n: msgspec.structs.replace(ep, links=relinked(ep.links))
-                for n, ep in rec.networks.items()
-            }
-            with contextlib.suppress(NotFound):
-                self.store.update_record(
-                    msgspec.structs.replace(rec, host_config=host, networks=nets)
+
+            def relink(rec: ContainerRecord) -> ContainerRecord:
+                host = msgspec.structs.replace(
+                    rec.host_config, links=relinked(rec.host_config.links)
                 )
+                nets = {
+                    n: msgspec.structs.replace(ep, links=relinked(ep.links))
+                    for n, ep in rec.networks.items()
+                }
+                return msgspec.structs.replace(rec, host_config=host, networks=nets)
+
+            with contextlib.suppress(NotFound):
+                self.store.change_record(cid, relink)
                 changed = True
         if changed:
             with contextlib.suppress(CargoholdError, OSError):

@@ -101,27 +101,28 @@ def record_endpoint(
     """Add ``network`` to the networks of container ``cid`` (its record's ``networks``)."""
     from cargohold.container.model import EndpointIPAMConfig, EndpointSettings
 
-    with _networks_lock(containers, cid):
-        record = containers.load(cid)
+    def add(record: ContainerRecord) -> ContainerRecord:
         networks = dict(record.networks)
         networks[network.name] = EndpointSettings(
             aliases=tuple(aliases),
             ipam_config=EndpointIPAMConfig(ip) if ip else None,
             mac_address=mac,
         )
-        record = msgspec.structs.replace(record, networks=networks)
-        containers.update_record(record)
-        return record
+        return msgspec.structs.replace(record, networks=networks)
+
+    with _networks_lock(containers, cid):
+        return containers.change_record(cid, add)
 
 
 def forget_endpoint(containers: ContainerStore, cid: str, network: Network | str) -> None:
     """Drop ``network`` (a Network or a name) from the networks of container ``cid``."""
     name = network if isinstance(network, str) else network.name
+    def drop(record: ContainerRecord) -> ContainerRecord:
+        networks = {k: v for k, v in record.networks.items() if k != name}
+        return msgspec.structs.replace(record, networks=networks)
+
     with _networks_lock(containers, cid):
-        record = containers.load(cid)
-        if name in record.networks:
-            networks = {k: v for k, v in record.networks.items() if k != name}
-            containers.update_record(msgspec.structs.replace(record, networks=networks))
+        containers.change_record(cid, drop)
 
 
 def container_networks(record: ContainerRecord) -> list[str]:

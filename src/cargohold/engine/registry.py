@@ -10,7 +10,6 @@ Every pull or push is one ``copy_images`` between a registry source/destination
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -19,6 +18,7 @@ from cargohold.engine.messages import reporting_errors
 from cargohold.errors import CargoholdError, InvalidArgument, NotFound
 from cargohold.oci.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from cargohold.transport.registry.events import Aux, MessageSink, aux, discard, status
+from cargohold.util.lazy import cached_property
 
 if TYPE_CHECKING:
     from cargohold.engine import Engine

@@ -82,6 +82,7 @@ class BridgeBackend:
             raise InvalidArgument(f"network {network.name} is not a bridge network")
         leases = self.store.leases(network)
         undo: list[Callable[[], object]] = [lambda: leases.release(container_id)]
+        rules_lock = firewall.rules_lock()
         try:
             addr = leases.allocate(container_id, ip)
             owner = _owner(container_id, network.id)
@@ -91,6 +92,8 @@ class BridgeBackend:
                 bindings = self.ports.reserve(owner, ports)
             host_if = host_veth_name(container_id, network.id)
             mac = mac or mac_from_ip(addr)
+            rules_lock.acquire()  # from the snapshot to the rules planned on it
+            undo.append(rules_lock.release)  # undo runs in reverse: after the steps below
             rules_snapshot = firewall.snapshot_started()  # runs beside the ip calls below
             undo.append(lambda: rules_snapshot())  # reaps it if a step below fails
             self.ensure_bridge(network)
@@ -108,6 +111,8 @@ class BridgeBackend:
             tag = firewall.container_tag(container_id, network.id)
             undo.append(lambda: firewall.remove_tagged([tag]))
             self._apply_rules(network, addr, bindings, tag, rules_snapshot())
+            undo.remove(rules_lock.release)
+            rules_lock.release()
             v6 = [b for b in bindings if ":" in b.host_ip]
             if v6:
                 undo.append(lambda: userproxy.stop(self.root, tag))

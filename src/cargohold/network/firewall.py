@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import msgspec
 
 from cargohold.errors import Internal
 from cargohold.network.ports import PortBinding
+from cargohold.util.lockfile import FileLock
+
+# iptables is one per host (every store root, process and thread): its lock is too
+LOCK_PATH = Path("/run/lock/cargohold-iptables.lock")
 
 JUMP = "cargohold-jump"
 CHAINS: dict[str, tuple[str, ...]] = {
@@ -88,6 +93,13 @@ def _run(argv: Sequence[str], stdin: str | None = None) -> str:
     if proc.returncode != 0:
         raise Internal(f"{argv[0]} failed: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc.stdout
+
+
+def rules_lock() -> FileLock:
+    """Held from an ``iptables-save`` to the ``iptables-restore`` computed from it: a restore
+    planned on a stale snapshot would declare a chain someone else just created (which
+    flushes it) or add a network's rules twice."""
+    return FileLock(LOCK_PATH)
 
 
 def snapshot() -> Snapshot:
@@ -199,15 +211,21 @@ def merge(*parts: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 def remove_tagged(tags: Sequence[str], snap: Snapshot | None = None) -> None:
-    """Delete every rule carrying one of ``tags`` (no-op when there is none)."""
-    snap = snap or snapshot()
-    ops = merge(*({t: delete_lines(ls) for t, ls in snap.tagged(tag).items()} for tag in tags))
-    restore(ops, snap)
+    """Delete every rule carrying one of ``tags`` (no-op when there is none); a caller
+    passing ``snap`` holds :func:`rules_lock` since it took it."""
+    with rules_lock():
+        snap = snap or snapshot()
+        ops = merge(*({t: delete_lines(ls) for t, ls in snap.tagged(tag).items()} for tag in tags))
+        restore(ops, snap)
 
 
 def cleanup_all() -> None:
     """Remove every cargohold rule, jump and chain (used by tests and `system reset`)."""
-    snap = snapshot()
+    with rules_lock():
+        _cleanup_all(snapshot())
+
+
+def _cleanup_all(snap: Snapshot) -> None:
     ops: dict[str, list[str]] = {}
     for table, chains in CHAINS.items():
         mine = [c for c in chains if c in snap.chains.get(table, set())]

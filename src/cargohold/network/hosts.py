@@ -268,7 +268,15 @@ def rewrite_block(path: Path, block_id: str, lines: Iterable[str]) -> bool:
             f.seek(0)
             f.write(new)
             f.truncate()
+            f.flush()
+        _unlock(f.fileno())
     return True
+
+
+def _unlock(fd: int) -> None:
+    """Unlock before closing: a process forked meanwhile (a monitor forked by another thread
+    of a service) shares the descriptor and would keep the lock for as long as it lives."""
+    fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def write_in_place(path: Path, text: str) -> None:
@@ -278,6 +286,8 @@ def write_in_place(path: Path, text: str) -> None:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         f.write(text)
         f.truncate()
+        f.flush()
+        _unlock(f.fileno())
 
 
 # ---------------------------------------------------------------- user-network registry

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import builtins
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 from cargohold.errors import InvalidArgument, NotFound
 from cargohold.oci.digest import hex_of, validate
-from cargohold.store.locking import Staging, clean_stale
+from cargohold.store.locking import SWEEP_INTERVAL, Staging, clean_stale
 
 
 class BlobWriter:
@@ -94,7 +95,7 @@ class BlobStore:
         self.root = root
         self.dir = root / "blobs" / "sha256"
         self.tmp_dir = root / "tmp"
-        self._cleaned = False
+        self._swept = -SWEEP_INTERVAL  # time.monotonic() of the last sweep of tmp/
 
     def path(self, digest: str) -> Path:
         return self.dir / hex_of(digest)
@@ -103,9 +104,10 @@ class BlobStore:
         return self.path(digest).is_file()
 
     def writer(self, expected: str | None = None, size: int | None = None) -> BlobWriter:
-        if not self._cleaned:
+        now = time.monotonic()
+        if now - self._swept >= SWEEP_INTERVAL:
             clean_stale(self.tmp_dir)  # what killed writers left behind
-            self._cleaned = True
+            self._swept = now
         return BlobWriter(self, expected, size)
 
     def put(self, data: bytes) -> str:

@@ -7,9 +7,11 @@ killed mid-import leaves only a stale staging entry that the next mutation remov
 
 from __future__ import annotations
 
+import _thread
 import builtins
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +23,7 @@ from msgspec.structs import asdict
 from cargohold.errors import Conflict, Internal, InvalidArgument, NotFound
 from cargohold.oci.digest import hex_of, validate
 from cargohold.store.drivers.base import Layout, StorageDriver
-from cargohold.store.locking import Staging, clean_stale, store_lock
+from cargohold.store.locking import SWEEP_INTERVAL, Staging, clean_stale, store_lock
 from cargohold.util.atomic import read_json, write_json
 from cargohold.util.fsflags import spread_subdirectories
 
@@ -107,21 +109,25 @@ class LayerStore:
         self.driver = driver
         self.layout = Layout(root)
         self._lock = store_lock(root, "layers")
-        self._cleaned = False
-        # view path -> its staging entries (vfs hands out a layer's own dir: one path, many)
+        self._swept = -SWEEP_INTERVAL  # time.monotonic() of the last _prepare
+        # view path -> its staging entries (vfs hands out a layer's own dir: one path, many);
+        # threads of one process share it, hence its lock
         self._ro: dict[Path, builtins.list[Staging]] = {}
+        self._ro_lock = _thread.allocate_lock()
 
     # helpers ---------------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        """Create the directories and drop what killed processes left in ``tmp/``."""
-        if self._cleaned:
+        """Create the directories and drop what killed processes left in ``tmp/`` (once per
+        command; a long-lived service again every SWEEP_INTERVAL)."""
+        now = time.monotonic()
+        if now - self._swept < SWEEP_INTERVAL:
             return
         for path in (self.layout.layers, self.layout.rw_root, self.layout.tmp):
             path.mkdir(parents=True, exist_ok=True)
             spread_subdirectories(path)
         clean_stale(self.layout.tmp)
-        self._cleaned = True
+        self._swept = now
 
     def _meta(self, chain_hex: str) -> Path:
         return self.layout.layer_dir(chain_hex) / "layer.json"
@@ -348,7 +354,8 @@ class LayerStore:
         except BaseException:
             stage.close()
             raise
-        self._ro.setdefault(path, []).append(stage)
+        with self._ro_lock:
+            self._ro.setdefault(path, []).append(stage)
         return path
 
     def mount_scratch(self, chain_id: str | None) -> Path:
@@ -362,17 +369,19 @@ class LayerStore:
         except BaseException:
             stage.close()
             raise
-        self._ro.setdefault(path, []).append(stage)
+        with self._ro_lock:
+            self._ro.setdefault(path, []).append(stage)
         return path
 
     def unmount_ro(self, path: Path) -> None:
         """Undo :meth:`mount_ro` or :meth:`mount_scratch` (the scratch content goes too)."""
-        stages = self._ro.get(path)
-        if not stages:
-            return
-        stage = stages.pop()
-        if not stages:
-            del self._ro[path]
+        with self._ro_lock:
+            stages = self._ro.get(path)
+            if not stages:
+                return
+            stage = stages.pop()
+            if not stages:
+                del self._ro[path]
         target = stage.path / "merged"
         self.driver.unmount_ro(target)
         if os.path.ismount(target):

@@ -23,6 +23,9 @@ from cargohold.util.lockfile import FileLock
 from cargohold.util.rmtree import remove_path
 
 _MNT_DETACH = 2
+# A store object sweeps tmp/ on its first mutation (one per CLI command); a long-lived
+# service's objects sweep again after this many seconds (CLI processes die beside it).
+SWEEP_INTERVAL = 60.0
 _HIDDEN_GRACE = 600.0
 _OCTAL_RE = re.compile(r"\\([0-7]{3})")
 
@@ -30,6 +33,22 @@ _OCTAL_RE = re.compile(r"\\([0-7]{3})")
 def store_lock(root: Path, name: str) -> FileLock:
     """The flock guarding one store area (``<root>/locks/<name>.lock``)."""
     return FileLock(root / "locks" / f"{name}.lock")
+
+
+_LIVE: dict[int, Staging] = {}  # fd -> its open entry, in this process
+
+
+def _after_fork_in_child() -> None:
+    """A child forked while entries are open (a monitor forked by one thread of a service
+    while another stages a layer) must not keep their flocks alive: it closes its copies."""
+    for fd, stage in list(_LIVE.items()):
+        stage._fd = -1  # close() in the child is a no-op: its fd number may be reused
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _LIVE.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Staging:
@@ -47,6 +66,7 @@ class Staging:
         else:
             flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
             self._fd = os.open(hidden, flags, 0o644)
+        _LIVE[self._fd] = self
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         self.path = tmp_dir / name
         os.rename(hidden, self.path)
@@ -69,6 +89,9 @@ class Staging:
             if not self.published:
                 remove_path(self.path)
         finally:
+            _LIVE.pop(self._fd, None)
+            # unlocked first: a process forked meanwhile shares the descriptor
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = -1
 

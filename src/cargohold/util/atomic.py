@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 from pathlib import Path
@@ -9,8 +10,9 @@ from typing import Any
 
 
 def write_bytes(path: Path, data: bytes, mode: int = 0o644, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and rename."""
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    """Write ``data`` to ``path`` via a temporary file in the same directory and rename
+    (one per process and thread: two threads writing one file must not share it)."""
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}.{_thread.get_ident():x}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)

@@ -341,6 +341,15 @@ class VolumeStore:
             if container_id in vol.refs:
                 self._save(replace(vol, refs=tuple(r for r in vol.refs if r != container_id)))
 
+    def release(self, container_id: str, names: Iterable[str], remove: Iterable[str] = ()) -> None:
+        """Drop ``container_id``'s references to ``names``, then remove the volumes of
+        ``remove`` no other container uses (``rm -v``, ``--rm``: its anonymous volumes)."""
+        for name in names:
+            self.remove_ref(name, container_id)
+        for name in remove:
+            with suppress(Conflict):
+                self.remove(name, force=True)
+
     def size(self, name: str) -> int:
         return _disk_usage(Path(self._load(name).mountpoint))
 

@@ -21,6 +21,7 @@ import msgspec
 
 from cargohold.errors import InvalidArgument
 from cargohold.util.atomic import write_bytes
+from cargohold.util.lockfile import FileLock
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
@@ -122,25 +123,33 @@ class AuthFile:
             raise InvalidArgument(f"invalid auth entry for {registry} in {self.path}")
         return Credentials(user, password)
 
+    def _lock(self) -> FileLock:
+        """Held over each read-modify-write, so two logins at once (threads or processes)
+        both stay: ``<file>.lock`` beside the file (the file itself is replaced by rename)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return FileLock(self.path.with_name(self.path.name + ".lock"))
+
     def store(self, registry: str, creds: Credentials) -> None:
-        data = self._load()
-        auths = data.setdefault("auths", {})
-        raw = f"{creds.username}:{creds.password}".encode()
-        auths[server_key(registry)] = {"auth": base64.b64encode(raw).decode()}
-        self._write(data)
+        with self._lock():
+            data = self._load()
+            auths = data.setdefault("auths", {})
+            raw = f"{creds.username}:{creds.password}".encode()
+            auths[server_key(registry)] = {"auth": base64.b64encode(raw).decode()}
+            self._write(data)
 
     def remove(self, registry: str) -> bool:
         """Forget ``registry``'s credentials; False when there were none."""
-        data = self._load()
-        auths = data.get("auths") or {}
-        want = _host_of(server_key(registry))
-        keys = [k for k in auths if k == server_key(registry) or _host_of(k) == want]
-        if not keys:
-            return False
-        for k in keys:
-            del auths[k]
-        self._write(data)
-        return True
+        with self._lock():
+            data = self._load()
+            auths = data.get("auths") or {}
+            want = _host_of(server_key(registry))
+            keys = [k for k in auths if k == server_key(registry) or _host_of(k) == want]
+            if not keys:
+                return False
+            for k in keys:
+                del auths[k]
+            self._write(data)
+            return True
 
     def _write(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
