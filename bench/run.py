@@ -288,7 +288,7 @@ def w_bootstrap() -> Workload:
     target = WORK / "debootstrap-bookworm"
 
     def prepare() -> None:
-        from cargohold.engine.bootstrap import detect_mirror
+        from cargohold.engine.images.bootstrap import detect_mirror
 
         shutil.rmtree(target, ignore_errors=True)
         t0 = time.perf_counter()

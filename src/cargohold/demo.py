@@ -94,7 +94,7 @@ def part_images(tmp: Path) -> None:
 
 def _rootfs_template(path: Path) -> None:
     """A rootfs tarball like the seed's OpenVZ template, made from the host's busybox."""
-    from cargohold.engine.bootstrap import busybox_applets, write_busybox_tar
+    from cargohold.engine.images.bootstrap import busybox_applets, write_busybox_tar
 
     busybox = "/bin/busybox"
     with open(path, "wb") as out:

@@ -19,7 +19,7 @@ import pytest
 from cargohold.cli.main import main
 from cargohold.config import Settings
 from cargohold.engine import Engine
-from cargohold.engine.bootstrap import detect_mirror, release_epoch
+from cargohold.engine.images.bootstrap import detect_mirror, release_epoch
 from cargohold.errors import Unavailable
 
 pytestmark = [

@@ -64,7 +64,7 @@ class Env:
 
     def running(self, name: str, network: str) -> str:
         """A running container on ``network`` (namespace, veth, lease, hosts file)."""
-        from cargohold.engine import container_network as cn
+        from cargohold.engine.containers import network as cn
 
         record = ContainerRecord(id=random_id(), name=name,
                                  networks={network: EndpointSettings()},

@@ -12,7 +12,7 @@ import pytest
 
 from cargohold.container import apparmor as A
 from cargohold.container import spec as S
-from cargohold.engine.container_start import security_options
+from cargohold.engine.containers.start import security_options
 from cargohold.errors import InvalidArgument, Unavailable
 
 # -- --security-opt values ----------------------------------------------------------------

@@ -33,7 +33,7 @@ from test_registry_streaming import assert_clean, pull
 
 from cargohold.config import Settings
 from cargohold.engine import Engine
-from cargohold.engine.image_requests import LoadRequest
+from cargohold.engine.images.requests import LoadRequest
 from cargohold.engine.messages import discard
 from cargohold.errors import CargoholdError
 from cargohold.store.drivers.base import Layout
@@ -233,10 +233,9 @@ def test_a_streamed_pull_of_broken_layers_leaves_nothing(tmp_path: Path, driver:
     cases = [case for i, case in enumerate(fuzz_cases()) if i % 31 == 0]
     with contextlib.closing(FakeRegistry().start()) as fake:
         for n, (name, blob) in enumerate(cases):
-            eng = Engine(Settings(root=tmp_path / str(n) / "root", runroot=tmp_path / "run",
-                                  storage_driver="vfs"))
-            if driver == "overlay":
-                eng.__dict__["driver"] = OverlayDriver(Layout(tmp_path / str(n) / "root"))
+            root = tmp_path / str(n) / "root"
+            eng = Engine(Settings(root=root, runroot=tmp_path / "run", storage_driver="vfs"),
+                         driver=OverlayDriver(Layout(root)) if driver == "overlay" else None)
             fake.add_image("x", str(n), _image_with_blob(blob))
             try:
                 with deadline(PER_CASE_SECONDS):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.engine import bootstrap as bs
+from cargohold.engine.images import bootstrap as bs
 from cargohold.errors import InvalidArgument, Unavailable
 
 # ---- targets ------------------------------------------------------------------------------

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cargohold.builder.cache import ImageState
+from cargohold.builder.context import BuildContext, ContextError, StatCache
+from cargohold.builder.dispatch_config import apply_config, expand_ports, join_workdir
+from cargohold.builder.executor import Backend, BuildFailed, BuildOptions, Executor
+from cargohold.builder.instructions import parse_dockerfile
+from cargohold.builder.plan import make_plan
+from cargohold.builder.progress import Progress
 
-from cargohold.build.cache import ImageState
-from cargohold.build.context import BuildContext, ContextError, StatCache
-from cargohold.build.dispatch_config import apply_config, expand_ports, join_workdir
-from cargohold.build.executor import Backend, BuildFailed, BuildOptions, Executor
-from cargohold.build.instructions import parse_dockerfile
-from cargohold.build.plan import make_plan
-from cargohold.build.progress import Progress
 from cargohold.errors import NotFound
 
 
@@ -232,7 +232,7 @@ def test_config_helpers() -> None:
     assert expand_ports(("80", "1-2/udp")) == ["80/tcp", "1/udp", "2/udp"]
     assert join_workdir("/a", "../b") == "/b" and join_workdir("/a", "/c/./d") == "/c/d"
     state = ImageState("k", None, {"config": {}})
-    from cargohold.build.instructions import parse_dockerfile as p
+    from cargohold.builder.instructions import parse_dockerfile as p
 
     inst = p("FROM x\nENTRYPOINT echo hi\n").stages[0].instructions[0]
     assert apply_config(inst, state).endswith('ENTRYPOINT ["/bin/sh" "-c" "echo hi"]')

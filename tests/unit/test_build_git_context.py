@@ -9,8 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from cargohold.build.git_context import (
+from cargohold.builder.git_context import (
     CLONE_ERROR,
     GitContextError,
     GitSource,

@@ -12,9 +12,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from cargohold.builder.progress import Progress, pull_notes
+from cargohold.builder.progress_tty import clean, columns, cut, row
 
-from cargohold.build.progress import Progress, pull_notes
-from cargohold.build.progress_tty import clean, columns, cut, row
 from cargohold.errors import CargoholdError, NotFound
 from cargohold.transport.registry.events import ErrorDetail, JSONMessage, status, update
 
@@ -498,7 +498,7 @@ def test_build_sends_pulls_to_the_block_and_finishes_it_whatever_happens(tmp_pat
     which no step reports, still gets the final frame from the CLI's ``finish`` before its
     ERROR line; the build's last event is the error."""
     from cargohold.engine.builds import BuildService
-    from cargohold.engine.image_requests import BuildRequest
+    from cargohold.engine.images.requests import BuildRequest
 
     def resolve(name: str) -> None:
         raise NotFound(f"No such image: {name}")

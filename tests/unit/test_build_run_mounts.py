@@ -11,15 +11,15 @@ import stat
 from pathlib import Path
 
 import pytest
+from cargohold.builder.cache import BuildCache, ImageState, buildcache_dir, private_dir
+from cargohold.builder.context import BuildContext, StatCache
+from cargohold.builder.executor import BuildFailed
+from cargohold.builder.instruction_support import Mount
+from cargohold.builder.instructions import parse_dockerfile
+from cargohold.builder.run_mounts import cache_dir
+from cargohold.builder.views import ContextViews
 
-from cargohold.build import entitlements, run_mounts
-from cargohold.build.cache import BuildCache, ImageState, buildcache_dir, private_dir
-from cargohold.build.context import BuildContext, StatCache
-from cargohold.build.executor import BuildFailed
-from cargohold.build.instruction_support import Mount
-from cargohold.build.instructions import parse_dockerfile
-from cargohold.build.run_mounts import cache_dir
-from cargohold.build.views import ContextViews
+from cargohold.builder import entitlements, run_mounts
 from cargohold.errors import InvalidArgument
 
 
@@ -155,7 +155,7 @@ def test_url_cache_files_are_root_only(tmp_path: Path) -> None:
     import http.server
     import threading
 
-    from cargohold.build.dispatch_copy import fetch_url
+    from cargohold.builder.dispatch_copy import fetch_url
 
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "f.txt").write_bytes(b"data")

@@ -25,12 +25,13 @@ from cargohold.container.model import (
     Status,
 )
 from cargohold.engine import Engine
-from cargohold.engine.container_ops import (
+from cargohold.engine.containers.ops import (
     bind_mounts,
     filter_mountpoint_changes,
     merge_env,
 )
-from cargohold.engine.container_stats import (
+from cargohold.engine.containers.requests import ExecCreateRequest
+from cargohold.engine.containers.stats import (
     Sample,
     cgroup_dirs,
     cpu_percent,
@@ -39,7 +40,6 @@ from cargohold.engine.container_stats import (
     parse_ps_output,
     sample,
 )
-from cargohold.engine.requests import ExecCreateRequest
 from cargohold.errors import Conflict, InvalidArgument, NotFound
 from cargohold.runtime.fake import FakeRuntime
 from cargohold.util.ids import random_id

@@ -19,11 +19,11 @@ from cargohold.container.model import (
     Status,
 )
 from cargohold.engine import Engine
-from cargohold.engine.container_create import merge_config
-from cargohold.engine.container_network import mode_of, port_specs
-from cargohold.engine.container_start import security_options
-from cargohold.engine.containers import ContainerView, parse_signal, view_filter
-from cargohold.engine.requests import ContainerCreateRequest, HealthcheckConfig
+from cargohold.engine.containers.create import merge_config
+from cargohold.engine.containers.network import mode_of, port_specs
+from cargohold.engine.containers.requests import ContainerCreateRequest, HealthcheckConfig
+from cargohold.engine.containers.service import ContainerView, parse_signal, view_filter
+from cargohold.engine.containers.start import security_options
 from cargohold.errors import InvalidArgument
 from cargohold.runtime.fake import FakeRuntime
 from cargohold.util.ids import random_id
@@ -175,9 +175,8 @@ def test_port_specs_from_record() -> None:
 
 
 def test_stop_kill_and_wait_with_a_fake_runtime(tmp_path: Path) -> None:
-    engine = Engine(Settings(root=tmp_path / "root", runroot=tmp_path / "run"))
     fake = FakeRuntime()
-    engine.__dict__["runtime"] = fake
+    engine = Engine(Settings(root=tmp_path / "root", runroot=tmp_path / "run"), runtime=fake)
     store = engine.container_store
     rec = store.add(ContainerRecord(id=random_id(), name="c1"))
     svc = engine.containers

@@ -13,9 +13,9 @@ from test_container_ops import World
 from cargohold.cli.main import main
 from cargohold.container.model import HostConfig, RestartPolicy
 from cargohold.container.spec import with_resources
-from cargohold.engine.container_start import resource_tuning
-from cargohold.engine.container_update import UpdateRequest, merge, validate
-from cargohold.engine.host_info import CgroupFeatures
+from cargohold.engine.containers.start import resource_tuning
+from cargohold.engine.containers.update import UpdateRequest, merge, validate
+from cargohold.engine.system.host_info import CgroupFeatures
 from cargohold.errors import Conflict, Internal, InvalidArgument
 
 ALL = CgroupFeatures(memory_limit=True, swap_limit=True, cpu_cfs_period=True,

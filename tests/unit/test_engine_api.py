@@ -18,16 +18,16 @@ import pytest
 
 from cargohold.config import Settings
 from cargohold.engine import Engine
-from cargohold.engine.container_run import RunResult
-from cargohold.engine.networks import NetworkCreateRequest
-from cargohold.engine.requests import (
+from cargohold.engine.containers.requests import (
     ContainerCreateRequest,
     EndpointSettings,
     ExecCreateRequest,
     ExecStartRequest,
     decode_request,
 )
-from cargohold.engine.sessions import AttachSession
+from cargohold.engine.containers.run import RunResult
+from cargohold.engine.containers.sessions import AttachSession
+from cargohold.engine.networks import NetworkCreateRequest
 from cargohold.engine.volumes import VolumeCreateRequest
 from cargohold.errors import CargoholdError, CommandNotFound, Conflict, InvalidArgument
 from cargohold.runtime.fake import ProcessRuntime
@@ -47,10 +47,9 @@ def _image_tar() -> bytes:
 class World:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.engine = Engine(Settings(root=tmp / "root", runroot=tmp / "run",
-                                      storage_driver="vfs"))  # fmt: skip
         self.runtime = ProcessRuntime(tmp / "run" / "process")
-        self.engine.__dict__["runtime"] = self.runtime
+        self.engine = Engine(Settings(root=tmp / "root", runroot=tmp / "run",
+                                      storage_driver="vfs"), runtime=self.runtime)
         src = tmp / "img.tar"
         src.write_bytes(_image_tar())
         self.engine.images.import_tarball(str(src), "img:1", ['CMD ["/bin/sh"]'], "imported")
@@ -122,7 +121,7 @@ def test_create_attach_start_wait_rm_from_docker_json(world: World) -> None:
 
 
 def _log_options() -> Any:
-    from cargohold.engine.container_ops import LogOptions
+    from cargohold.engine.containers.ops import LogOptions
 
     return LogOptions()
 

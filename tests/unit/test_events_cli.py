@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.cli.main import main
-from cargohold.engine.system_events import (
+from cargohold.engine.system.events import (
     EventFilter,
     EventsRequest,
     api_timestamp,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.cli.main import main
-from cargohold.engine.image_analysis import replay
+from cargohold.engine.images.analysis import replay
 from cargohold.store.layer_entries import Entry
 
 MIB = 1 << 20

@@ -19,11 +19,11 @@ import msgspec
 import pytest
 from registry_fake import FakeRegistry, digest_of, make_image
 
-from cargohold.build import events as E
+from cargohold.builder import events as E
 from cargohold.config import Settings
 from cargohold.engine import Engine
 from cargohold.engine.builds import BuildResult
-from cargohold.engine.image_requests import (
+from cargohold.engine.images.requests import (
     AuthConfig,
     BuildRequest,
     ImportRequest,
@@ -446,7 +446,7 @@ def test_build_request_decodes_dockers_query() -> None:
                                "cachefrom": ["a:0"], "shmsize": 67108864}, BuildRequest)
     assert request.tags == ("a:1", "b") and request.build_args == {"A": "1", "B": None}
     assert request.no_cache and request.quiet and request.network_mode == "none"
-    from cargohold.engine.image_requests import check_build
+    from cargohold.engine.images.requests import check_build
 
     options = check_build(request)
     assert options.build_args == {"A": "1"} and options.network == "none"

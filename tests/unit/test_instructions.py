@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from cargohold.build.instruction_support import go_duration
-from cargohold.build.instructions import (
+from cargohold.builder.instruction_support import go_duration
+from cargohold.builder.instructions import (
     EXPANDED_INSTRUCTIONS,
     AddInstruction,
     ArgInstruction,
@@ -30,7 +29,7 @@ from cargohold.build.instructions import (
     WorkdirInstruction,
     parse_dockerfile,
 )
-from cargohold.build.shell_lex import EnvExpander
+from cargohold.builder.shell_lex import EnvExpander
 
 
 def one(line: str) -> Instruction:

@@ -9,6 +9,7 @@ import pytest
 
 from cargohold.errors import InvalidArgument, NotFound
 from cargohold.oci.digest import sha256_digest
+from cargohold.oci.durations import parse_go_duration
 from cargohold.oci.image import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
@@ -28,7 +29,6 @@ from cargohold.oci.image import (
     history_entry,
     layer_compression,
     new_config,
-    parse_go_duration,
     parse_index,
     parse_manifest,
     rfc3339_nano,

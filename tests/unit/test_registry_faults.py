@@ -13,7 +13,7 @@ from registry_fake import FakeRegistry, RedirectTarget, digest_of, make_image
 
 from cargohold.config import Settings
 from cargohold.engine import Engine
-from cargohold.engine.image_requests import PullRequest
+from cargohold.engine.images.requests import PullRequest
 from cargohold.engine.messages import JSONMessage
 from cargohold.errors import CargoholdError, Forbidden, InvalidArgument, NotFound, Unavailable
 from cargohold.oci.reference import parse_reference

@@ -12,7 +12,7 @@ from registry_fake import FakeRegistry, digest_of, make_image
 
 from cargohold.config import Settings
 from cargohold.engine import Engine
-from cargohold.engine.image_requests import PullRequest, PushRequest
+from cargohold.engine.images.requests import PullRequest, PushRequest
 from cargohold.engine.messages import discard
 from cargohold.transport.registry import hosts
 from cargohold.transport.registry.hosts import RegistryConfig

@@ -15,7 +15,7 @@ from registry_fake import FakeImage, FakeRegistry, digest_of, make_image, make_l
 
 from cargohold.config import Settings
 from cargohold.engine import Engine
-from cargohold.engine.image_requests import PushRequest
+from cargohold.engine.images.requests import PushRequest
 from cargohold.errors import InvalidArgument, NotFound
 from cargohold.oci.reference import parse_reference
 from cargohold.store.compression import open_decompressed
@@ -39,10 +39,9 @@ THREE = make_image([{"etc/one": b"1" * 5000}, {"etc/two": os.urandom(400_000)},
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
     """vfs publishes layer by layer (each copies its parent); overlay stages all layers in
     parallel and publishes at the end.  The overlay driver needs no mount to register."""
+    driver = OverlayDriver(Layout(tmp_path / "root")) if request.param == "overlay" else None
     eng = Engine(Settings(root=tmp_path / "root", runroot=tmp_path / "run",
-                          storage_driver="vfs"))
-    if request.param == "overlay":
-        eng.__dict__["driver"] = OverlayDriver(Layout(tmp_path / "root"))
+                          storage_driver="vfs"), driver=driver)
     return eng
 
 
@@ -195,7 +194,7 @@ def test_ensure_never_and_bad_policy(vfs_engine: Engine, fake: FakeRegistry) -> 
 
 
 def test_create_pulls_through_ensure(vfs_engine: Engine, fake: FakeRegistry) -> None:
-    from cargohold.engine.container_create import _find_image
+    from cargohold.engine.containers.create import _find_image
 
     insecure(vfs_engine, fake)
     fake.add_image("x", "1", THREE)

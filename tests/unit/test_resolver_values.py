@@ -15,7 +15,7 @@ from cargohold.cli.main import main
 from cargohold.config import Settings
 from cargohold.container.model import HostConfig
 from cargohold.engine import Engine
-from cargohold.engine.requests import ContainerCreateRequest
+from cargohold.engine.containers.requests import ContainerCreateRequest
 from cargohold.errors import InvalidArgument
 from cargohold.network.hosts import ResolvConf, build_resolv_conf, parse_add_host
 

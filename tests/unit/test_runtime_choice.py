@@ -17,7 +17,7 @@ from cargohold.config import Settings
 from cargohold.container import apparmor
 from cargohold.container.model import ContainerRecord, HostConfig
 from cargohold.engine import Engine
-from cargohold.engine.requests import ContainerCreateRequest
+from cargohold.engine.containers.requests import ContainerCreateRequest
 from cargohold.errors import InvalidArgument
 from cargohold.runtime.choice import describe, record_name, resolve, runtime_binary
 from cargohold.runtime.fake import FakeRuntime
@@ -138,8 +138,8 @@ def _image_tar() -> bytes:
 
 def engine_with_image(tmp_path: Path, **settings: object) -> Engine:
     engine = Engine(Settings(root=tmp_path / "root", runroot=tmp_path / "run",
-                             storage_driver="vfs", **settings))  # type: ignore[arg-type]
-    engine.__dict__["runtime"] = FakeRuntime()
+                             storage_driver="vfs", **settings),  # type: ignore[arg-type]
+                    runtime=FakeRuntime())
     src = tmp_path / "base.tar"
     src.write_bytes(_image_tar())
     engine.images.import_tarball(str(src), "base:1", ['CMD ["sh"]'], "imported")
@@ -240,8 +240,8 @@ def test_apparmor_request_warns_where_disabled_and_must_be_loaded_where_enabled(
 def test_build_spec_applies_the_profile_on_an_apparmor_host(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cargohold.engine.container_network import NetSetup
-    from cargohold.engine.container_start import build_spec
+    from cargohold.engine.containers.network import NetSetup
+    from cargohold.engine.containers.start import build_spec
 
     (tmp_path / "rootfs/etc").mkdir(parents=True)
     (tmp_path / "rootfs/etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from cargohold.build.shell_lex import (
+from cargohold.builder.shell_lex import (
     MAX_DEPTH,
     MAX_RESULT,
     EnvExpander,

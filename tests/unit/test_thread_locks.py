@@ -342,7 +342,7 @@ def test_threads_logging_in_at_once_keep_every_credential(tmp_path: Path) -> Non
 
 
 def test_builds_saving_the_stat_cache_at_once_keep_each_others_digests(tmp_path: Path) -> None:
-    from cargohold.build.context import StatCache
+    from cargohold.builder.context import StatCache
 
     path = tmp_path / "buildcache" / "statcache.json"
     files = []

@@ -279,8 +279,7 @@ def test_a_file_swapped_for_a_fifo_is_never_opened(
 class World:
     def __init__(self, tmp: Path) -> None:
         self.engine = Engine(Settings(root=tmp / "root", runroot=tmp / "run",
-                                      storage_driver="vfs"))  # fmt: skip
-        self.engine.__dict__["runtime"] = FakeRuntime()
+                                      storage_driver="vfs"), runtime=FakeRuntime())
         src = tmp / "base.tar"
         with tarfile.open(src, "w") as tf:
             info = tarfile.TarInfo("etc")

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cargohold.cli.context import Context
-    from cargohold.engine.containers import ContainerRecord
-    from cargohold.engine.requests import (
+    from cargohold.engine.containers.requests import (
         ContainerCreateRequest,
         HealthcheckConfig,
         HostConfig,
@@ -27,7 +26,8 @@ if TYPE_CHECKING:
         NetworkingConfig,
         PortBinding,
     )
-    from cargohold.engine.sessions import AttachSession
+    from cargohold.engine.containers.service import ContainerRecord
+    from cargohold.engine.containers.sessions import AttachSession
 
 
 def configure(parser: argparse.ArgumentParser, *, run: bool = False) -> None:
@@ -179,7 +179,7 @@ def parse_duration(text: str, flag: str) -> int:
 
 
 def _healthcheck(args: argparse.Namespace) -> HealthcheckConfig | None:
-    from cargohold.engine.requests import HealthcheckConfig
+    from cargohold.engine.containers.requests import HealthcheckConfig
     from cargohold.errors import InvalidArgument
 
     hc = HealthcheckConfig(
@@ -203,7 +203,7 @@ def _healthcheck(args: argparse.Namespace) -> HealthcheckConfig | None:
 def _flag_values(values: list[str], flag: str,
                  check: Callable[[str], object]) -> tuple[str, ...]:
     """docker/cli's validating list flags: each value checked (and normalised) as given."""
-    from cargohold.engine.flag_values import go_quote
+    from cargohold.engine.containers.flag_values import go_quote
     from cargohold.errors import ClientError, InvalidArgument
 
     out = []
@@ -226,7 +226,7 @@ def _resolver_flags(
     every value written into hosts/resolv.conf/hostname again)."""
     if not (args.dns or args.dns_search or args.add_host):
         return (), (), ()
-    from cargohold.engine.flag_values import resolver_checks
+    from cargohold.engine.containers.flag_values import resolver_checks
 
     parse_ip, dns_search, add_host = resolver_checks()
     return (
@@ -240,7 +240,7 @@ def _mounts(args: argparse.Namespace) -> tuple[MountPoint, ...]:
     """``--mount`` values as Docker's mount structs (their CSV syntax checked here)."""
     if not args.mount:
         return ()
-    from cargohold.engine.container_volumes import mount_request
+    from cargohold.engine.containers.volumes import mount_request
 
     return tuple(mount_request(m) for m in args.mount)
 
@@ -252,7 +252,7 @@ def _ports(
     nat.ParsePortSpecs: the syntax of each value is checked here)."""
     if not (args.publish or args.expose):  # the port parser only for the flags that need it
         return frozenset(), {}
-    from cargohold.engine.flag_values import port_flags
+    from cargohold.engine.containers.flag_values import port_flags
 
     return port_flags(args.publish, args.expose)
 
@@ -280,7 +280,7 @@ def _memory(args: argparse.Namespace) -> tuple[int, int, int]:
     """-m, --memory-swap and --cpus as numbers (docker/cli's RAMInBytes and ParseCPUs)."""
     if not (args.memory or args.memory_swap or args.cpus):
         return 0, 0, 0
-    from cargohold.engine.flag_values import parse_cpus, parse_memory
+    from cargohold.engine.containers.flag_values import parse_cpus, parse_memory
 
     memory = parse_memory(args.memory) if args.memory else 0
     swap = 0
@@ -301,7 +301,7 @@ def _console_size(args: argparse.Namespace) -> tuple[int, int]:
 def _host_config(
     args: argparse.Namespace, bindings: dict[str, tuple[PortBinding, ...]]
 ) -> HostConfig:
-    from cargohold.engine import requests as R
+    from cargohold.engine.containers import requests as R
 
     dns, dns_search, add_host = _resolver_flags(args)
     memory, swap, nano_cpus = _memory(args)
@@ -341,7 +341,7 @@ def _host_config(
 
 
 def _networking(args: argparse.Namespace) -> NetworkingConfig:
-    from cargohold.engine import requests as R
+    from cargohold.engine.containers import requests as R
 
     endpoint = R.EndpointSettings(
         aliases=tuple(args.network_alias),
@@ -356,7 +356,7 @@ def _networking(args: argparse.Namespace) -> NetworkingConfig:
 
 def to_request(args: argparse.Namespace) -> ContainerCreateRequest:
     """The engine's create request for these flags (nothing is created yet)."""
-    from cargohold.engine.requests import ContainerCreateRequest
+    from cargohold.engine.containers.requests import ContainerCreateRequest
     from cargohold.errors import InvalidArgument
 
     if args.rm and args.restart not in ("", "no"):

@@ -51,7 +51,7 @@ from cargohold.container.model import (
     Status,
     now_ns,
 )
-from cargohold.container.monitor_spawn import MonitorSpec
+from cargohold.container.monitor_spec import MonitorSpec
 from cargohold.container.reconcile import preload_cleanup, run_cleanup
 from cargohold.container.records import ContainerStore
 from cargohold.runtime.base import OCIRuntime, Stdio

@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import os
 import traceback
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from cargohold import errors
+from cargohold.container.monitor_spec import MonitorSpec as MonitorSpec  # re-exported
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,36 +47,6 @@ _ERROR_KINDS: dict[str, type[errors.CargoholdError]] = {
 }
 
 
-class MonitorSpec(msgspec.Struct, frozen=True):
-    """Everything a monitor needs; the rest comes from the container's record."""
-
-    root: Path
-    runroot: Path
-    container_id: str
-    runtime_binary: str = "runc"
-    runtime_root: Path | None = None  # default: <runroot>/runc
-    wait_for_attach: bool = False  # hold `start` until the first attach client connects
-
-    def to_argv(self) -> list[str]:
-        argv = [str(self.root), str(self.runroot), self.container_id, self.runtime_binary]
-        argv.append(str(self.runtime_root or ""))
-        return [*argv, "1" if self.wait_for_attach else "0"]
-
-    @classmethod
-    def from_argv(cls, argv: list[str]) -> MonitorSpec:
-        root, runroot, cid, binary, rt_root, wait = argv[:6]
-        return cls(
-            Path(root), Path(runroot), cid, binary, Path(rt_root) if rt_root else None, wait == "1"
-        )
-
-    def runtime(self) -> OCIRuntime:
-        from cargohold.runtime.runc import Runc
-
-        return Runc(self.runtime_binary, self.runtime_root or self.runroot / "runc")
-
-    def run_dir(self) -> Path:
-        """``<runroot>/containers/<id>``: the monitor's log, lock and attach socket."""
-        return self.runroot / "containers" / self.container_id
 
 
 class SpawnResult(msgspec.Struct, frozen=True):

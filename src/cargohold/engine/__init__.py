@@ -19,14 +19,14 @@ if TYPE_CHECKING:
     from cargohold.container.model import ContainerRecord
     from cargohold.container.records import ContainerStore
     from cargohold.engine.builds import BuildService
-    from cargohold.engine.container_ops import ContainerOps
-    from cargohold.engine.containers import ContainerService
-    from cargohold.engine.images import ImageService
+    from cargohold.engine.containers.ops import ContainerOps
+    from cargohold.engine.containers.service import ContainerService
+    from cargohold.engine.images.registry import RegistryService
+    from cargohold.engine.images.service import ImageService
     from cargohold.engine.networks import NetworkService
-    from cargohold.engine.registry import RegistryService
     from cargohold.engine.reports import DiskUsage
-    from cargohold.engine.system import SystemService
-    from cargohold.engine.system_events import EventsRequest, EventStream
+    from cargohold.engine.system.events import EventsRequest, EventStream
+    from cargohold.engine.system.service import SystemService
     from cargohold.engine.volumes import VolumeService
     from cargohold.network.store import NetworkStore
     from cargohold.runtime.base import OCIRuntime
@@ -40,7 +40,12 @@ if TYPE_CHECKING:
 
 
 class Engine:
-    def __init__(self, settings: Settings) -> None:
+    """``runtime`` and ``driver`` replace the ones the settings name (the fake runtime and the
+    vfs driver drive the whole container lifecycle in unit tests); both are otherwise built
+    on first use."""
+
+    def __init__(self, settings: Settings, *, runtime: OCIRuntime | None = None,
+                 driver: StorageDriver | None = None) -> None:
         if not (settings.root.is_absolute() and settings.runroot.is_absolute()):
             # threads share one working directory, and an overlay mount changes it for a
             # moment (store/drivers/overlay.py): no store path may depend on it
@@ -50,6 +55,10 @@ class Engine:
         self.settings = settings
         # one stat per root when right; creates or repairs them otherwise (util/statedirs.py)
         secure_state_dirs(settings.root, settings.runroot)
+        if runtime is not None:
+            self.__dict__["runtime"] = runtime
+        if driver is not None:
+            self.__dict__["driver"] = driver
 
     @cached_property
     def blobs(self) -> BlobStore:
@@ -129,7 +138,7 @@ class Engine:
     # ---- services (one per area; add yours here) -------------------------------------------
     @cached_property
     def images(self) -> ImageService:
-        from cargohold.engine.images import ImageService
+        from cargohold.engine.images.service import ImageService
 
         return ImageService(self)
 
@@ -141,19 +150,19 @@ class Engine:
 
     @cached_property
     def registry(self) -> RegistryService:
-        from cargohold.engine.registry import RegistryService
+        from cargohold.engine.images.registry import RegistryService
 
         return RegistryService(self)
 
     @cached_property
     def containers(self) -> ContainerService:
-        from cargohold.engine.containers import ContainerService
+        from cargohold.engine.containers.service import ContainerService
 
         return ContainerService(self)
 
     @cached_property
     def container_ops(self) -> ContainerOps:
-        from cargohold.engine.container_ops import ContainerOps
+        from cargohold.engine.containers.ops import ContainerOps
 
         return ContainerOps(self)
 
@@ -171,14 +180,14 @@ class Engine:
 
     @cached_property
     def system(self) -> SystemService:
-        from cargohold.engine.system import SystemService
+        from cargohold.engine.system.service import SystemService
 
         return SystemService(self)
 
     def events(self, request: EventsRequest, follow: bool = True) -> EventStream:
         """``events`` / ``GET /events``: the shared event log, filtered, replayed for
         ``since``/``until`` and followed (engine/system_events.py)."""
-        from cargohold.engine.system_events import open_events
+        from cargohold.engine.system.events import open_events
 
         return open_events(self.settings.runroot, request, follow)
 

@@ -21,11 +21,11 @@ import msgspec
 from cargohold.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
-    from cargohold.build.events import BuildSink
-    from cargohold.build.executor import Backend
-    from cargohold.build.progress import Progress as BuildProgress
+    from cargohold.builder.events import BuildSink
+    from cargohold.builder.executor import Backend
+    from cargohold.builder.progress import Progress as BuildProgress
     from cargohold.engine import Engine
-    from cargohold.engine.image_requests import BuildRequest
+    from cargohold.engine.images.requests import BuildRequest
     from cargohold.engine.prune_filters import PruneFilters
     from cargohold.engine.reports import DiskUsage
 
@@ -35,7 +35,7 @@ __all__ = ["BuildProgress", "BuildResult", "BuildService", "is_remote_context"]
 def __getattr__(name: str) -> Any:
     """``BuildProgress``, imported only by the paths that render a build (not ``system df``)."""
     if name == "BuildProgress":
-        from cargohold.build.progress import Progress
+        from cargohold.builder.progress import Progress
 
         return Progress
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -51,7 +51,7 @@ def is_remote_context(source: str) -> bool:
     ``-f`` names a file of that context rather than one beside the caller."""
     if source.startswith(("http://", "https://")):
         return True
-    from cargohold.build.git_context import is_git_url  # not imported for local builds
+    from cargohold.builder.git_context import is_git_url  # not imported for local builds
 
     return is_git_url(source)
 
@@ -79,7 +79,7 @@ class BuildService:
     def backend(self, events: BuildSink) -> Backend:
         """The engine side of one build; a FROM that must be pulled (missing, or ``build
         --pull``) reports to that build's ``events``."""
-        from cargohold.build.executor import Backend
+        from cargohold.builder.executor import Backend
 
         e = self.engine
 
@@ -121,10 +121,10 @@ class BuildService:
 
     def _build(self, request: BuildRequest, events: BuildSink, context: BinaryIO | None,
                dockerfile: BinaryIO | None) -> BuildResult:
-        from cargohold.build.cache import buildcache_dir
-        from cargohold.build.context import BuildContext, StatCache
-        from cargohold.build.executor import Executor
-        from cargohold.engine.image_requests import check_build
+        from cargohold.builder.cache import buildcache_dir
+        from cargohold.builder.context import BuildContext, StatCache
+        from cargohold.builder.executor import Executor
+        from cargohold.engine.images.requests import check_build
         from cargohold.oci.reference import parse_reference
 
         options = check_build(request)
@@ -173,9 +173,9 @@ class BuildService:
             return
         import tempfile  # ~1 ms: only contexts that are no directory need it
 
-        from cargohold.build import git_context
-        from cargohold.build.cache import private_dir
-        from cargohold.build.context import extract_context
+        from cargohold.builder import git_context
+        from cargohold.builder.cache import private_dir
+        from cargohold.builder.context import extract_context
 
         git = (git_context.parse_git_url(source)
                if stream is None and git_context.is_git_url(source) else None)
@@ -204,7 +204,7 @@ class BuildService:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def prune_cache(self) -> int:
-        from cargohold.build.cache import BuildCache
+        from cargohold.builder.cache import BuildCache
 
         return BuildCache(self.engine.settings.root, self.engine.layers.exists).prune()
 
@@ -236,7 +236,7 @@ class BuildService:
         RUN cache mounts and downloaded URLs.  ``filters``: ``until`` keeps entries written
         later; cache entries carry no labels (``label=`` matches none, ``label!=`` all).
         Returns (removed entry keys, bytes reclaimed)."""
-        from cargohold.build.cache import BuildCache
+        from cargohold.builder.cache import BuildCache
         from cargohold.errors import Conflict
 
         wanted = cache_filters(filters)
@@ -279,7 +279,7 @@ class BuildService:
     def disk_usage(self) -> DiskUsage:
         """The ``Build Cache`` row of ``system df``: entries, those an image holds, and the
         bytes of layers only the cache keeps plus cache mounts and downloads."""
-        from cargohold.build.cache import BuildCache
+        from cargohold.builder.cache import BuildCache
         from cargohold.engine.reports import DiskUsage
 
         root = self.engine.settings.root
@@ -322,7 +322,7 @@ def _remove_tree(path: Path) -> int:
 def cache_filters(filters: Sequence[str]) -> PruneFilters:
     """Docker's build cache takes ``until`` as a duration only."""
     from cargohold.engine.prune_filters import PruneFilters
-    from cargohold.oci.image import parse_go_duration
+    from cargohold.oci.durations import parse_go_duration
 
     wanted = PruneFilters.parse(filters)
     if wanted.until_text:

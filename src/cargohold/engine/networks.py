@@ -457,7 +457,7 @@ class NetworkService:
         """Attach a running container's namespace to ``net`` (next free ethN; the default
         route stays where it is), join its name resolution and add the endpoint to the
         container's live endpoints, which its teardown detaches when it stops."""
-        from cargohold.engine import container_network as cn
+        from cargohold.engine.containers import network as cn
         from cargohold.network import netns
 
         containers = self.engine.container_store
@@ -491,7 +491,7 @@ class NetworkService:
 
     def _detach_running(self, cid: str, net: Network) -> None:
         """Detach ``net`` from a running container and drop it from its live endpoints."""
-        from cargohold.engine import container_network as cn
+        from cargohold.engine.containers import network as cn
         from cargohold.network import netns
 
         containers = self.engine.container_store

@@ -78,7 +78,7 @@ def label_match(labels: Mapping[str, str], want: str) -> bool:
 def parse_until(value: str) -> float:
     """Docker's ``GetTimestamp``: a duration back from now, Unix seconds, or a date."""
     from cargohold.container.model import parse_time
-    from cargohold.oci.image import parse_go_duration
+    from cargohold.oci.durations import parse_go_duration
 
     text = value.strip()
     try:

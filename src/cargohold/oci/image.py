@@ -10,7 +10,6 @@ are written with sorted keys, as Go's encoder writes maps.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -494,21 +493,14 @@ def select_platform(
     raise NotFound(f"no matching manifest for {name} in the manifest list entries")
 
 
-_GO_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-                   "m": 60_000_000_000, "h": 3_600_000_000_000}
-
-
-def parse_go_duration(text: str) -> int:
-    """Go's ``time.ParseDuration`` ("1m30s", "500ms") in nanoseconds."""
-    if text == "0":
-        return 0
-    pos, total = 0, 0.0
-    for m in _GO_DURATION_RE.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise InvalidArgument(f'time: invalid duration "{text}"')
-    return int(total)
+def parse_platform(value: str | None) -> Platform | None:
+    if not value:
+        return None
+    parts = value.lower().split("/")
+    if len(parts) == 1:  # "arm64" alone: linux/arm64
+        parts = ["linux", parts[0]]
+    if len(parts) > 3 or not all(parts):
+        raise InvalidArgument(f'"{value}": unknown operating system or architecture: '
+                              "invalid argument")
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(parts[1], parts[1])
+    return Platform(parts[0], arch, parts[2] if len(parts) == 3 else None)

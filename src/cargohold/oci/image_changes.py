@@ -313,7 +313,7 @@ _HEALTH_FLAGS = {"interval": "Interval", "timeout": "Timeout", "start-period": "
 
 
 def _healthcheck(config: dict[str, Any], rest: str, _: dict[str, bool]) -> None:
-    from cargohold.oci.image import parse_go_duration
+    from cargohold.oci.durations import parse_go_duration
 
     values: dict[str, int] = {}
     while rest.startswith("--"):

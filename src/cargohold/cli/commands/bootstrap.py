@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from cargohold.engine.bootstrap import BootstrapOptions, BootstrapService
+    from cargohold.engine.images.bootstrap import BootstrapOptions, BootstrapService
 
     include = tuple(p for item in args.include for p in item.split(",") if p)
     opts = BootstrapOptions(

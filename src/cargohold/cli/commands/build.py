@@ -14,7 +14,7 @@ from cargohold.cli.context import Context
 from cargohold.errors import CargoholdError, InvalidArgument
 
 if TYPE_CHECKING:
-    from cargohold.engine.image_requests import BuildRequest
+    from cargohold.engine.images.requests import BuildRequest
 
 HELP = "Build an image from a Dockerfile"
 
@@ -110,7 +110,7 @@ def _interrupts_as_errors() -> Iterator[None]:
 def _request(args: argparse.Namespace) -> BuildRequest:
     """The flags as Docker's ``POST /build`` parameters (the engine checks them)."""
     from cargohold.engine.builds import is_remote_context
-    from cargohold.engine.image_requests import BuildRequest
+    from cargohold.engine.images.requests import BuildRequest
 
     dockerfile = args.file or "Dockerfile"
     stdin_context = args.context == "-"

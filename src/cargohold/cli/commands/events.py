@@ -22,7 +22,7 @@ from cargohold.cli.context import Context
 from cargohold.errors import CargoholdError
 
 if TYPE_CHECKING:
-    from cargohold.engine.system_events import EventStream, Message
+    from cargohold.engine.system.events import EventStream, Message
 
 HELP = "Get real time events from the server"
 
@@ -68,7 +68,7 @@ def _template(fmt: str) -> str:
     if not fmt:
         return ""
     from cargohold.cli.template import render
-    from cargohold.engine.system_events import Message
+    from cargohold.engine.system.events import Message
     from cargohold.errors import ClientError
 
     body = "{{json .}}" if fmt == "json" else fmt
@@ -86,7 +86,7 @@ class _FormatError(Exception):
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from cargohold.cli.commands._container_errors import report
-    from cargohold.engine.system_events import (
+    from cargohold.engine.system.events import (
         EventsRequest,
         client_timestamp,
         parse_filter_words,

@@ -14,7 +14,7 @@ from cargohold.cli.context import Context
 from cargohold.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from cargohold.engine.sessions import ExecSession
+    from cargohold.engine.containers.sessions import ExecSession
 
 HELP = "Execute a command in a running container"
 USAGE = "[OPTIONS] CONTAINER COMMAND [ARG...]"
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:
-    from cargohold.engine.requests import ExecCreateRequest, ExecStartRequest
+    from cargohold.engine.containers.requests import ExecCreateRequest, ExecStartRequest
 
     env: list[str] = []
     for path in args.env_file:
@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
     start = ExecStartRequest(detach=args.detach, tty=args.tty, console_size=size)
     if args.tty and not args.detach:
         return _tty(ctx, ops.exec_start(exec_id, start), interactive=args.interactive)
-    from cargohold.engine.sessions import Stdio
+    from cargohold.engine.containers.sessions import Stdio
 
     # no TTY: the process writes to our own stdout/stderr directly (and reads our stdin)
     stdio = Stdio(0 if args.interactive else None, 1, 2)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from cargohold.cli.context import Context
 
 if TYPE_CHECKING:
-    from cargohold.engine.image_analysis import ImageAnalysis
+    from cargohold.engine.images.analysis import ImageAnalysis
 
 HELP = "Show what each layer of an image adds and the space later layers waste"
 

@@ -24,8 +24,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     import sys
 
     from cargohold.cli.progress import ProgressPrinter
-    from cargohold.engine.image_requests import ImportRequest
-    from cargohold.engine.images import open_input
+    from cargohold.engine.images.requests import ImportRequest
+    from cargohold.engine.images.service import open_input
 
     request = ImportRequest(from_src=args.source, repo=args.reference or "",
                             message=args.message, changes=tuple(args.change),

@@ -18,8 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from cargohold.cli.progress import ProgressPrinter
-    from cargohold.engine.image_requests import LoadRequest
-    from cargohold.engine.images import open_input
+    from cargohold.engine.images.requests import LoadRequest
+    from cargohold.engine.images.service import open_input
 
     if not args.input and sys.stdin.isatty():
         raise ClientError(

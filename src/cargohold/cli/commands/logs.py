@@ -38,7 +38,7 @@ def tail_lines(text: str) -> int:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     def action() -> int:
-        from cargohold.engine.container_ops import LogOptions, parse_timestamp
+        from cargohold.engine.containers.ops import LogOptions, parse_timestamp
 
         since = parse_timestamp(args.since, option="since") if args.since else 0
         until = parse_timestamp(args.until, option="until") if args.until else 0

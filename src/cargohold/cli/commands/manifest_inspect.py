@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from cargohold.cli.context import Context
 
 if TYPE_CHECKING:
-    from cargohold.engine.manifest_inspect import ManifestEntry, ManifestReport
+    from cargohold.engine.images.manifest import ManifestEntry, ManifestReport
 
 HELP = "Display an image manifest, or manifest list"
 _DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"

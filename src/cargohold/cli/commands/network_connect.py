@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from cargohold.engine.requests import EndpointIPAMConfig, EndpointSettings
+    from cargohold.engine.containers.requests import EndpointIPAMConfig, EndpointSettings
 
     endpoint = EndpointSettings(aliases=tuple(args.alias),
                                 ipam_config=EndpointIPAMConfig(args.ip) if args.ip else None)

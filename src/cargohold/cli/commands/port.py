@@ -15,7 +15,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from cargohold.engine.container_network import format_port_command, parse_port_key
+    from cargohold.engine.containers.network import format_port_command, parse_port_key
     from cargohold.errors import NotFound
 
     bindings = ctx.engine.containers.ports(args.container)

@@ -12,7 +12,7 @@ from cargohold.cli.humanize import created_ago, human_size, status_text
 from cargohold.cli.output import print_rows
 
 if TYPE_CHECKING:
-    from cargohold.engine.containers import ContainerView
+    from cargohold.engine.containers.service import ContainerView
 
 HELP = "List containers"
 HEADERS = {
@@ -88,8 +88,8 @@ def _image(view: ContainerView, trunc: bool) -> str:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from cargohold.engine.container_network import format_ps_ports, link_parts, published
-    from cargohold.engine.containers import view_filter
+    from cargohold.engine.containers.network import format_ps_ports, link_parts, published
+    from cargohold.engine.containers.service import view_filter
 
     service = ctx.engine.containers
     match = view_filter(args.filter)

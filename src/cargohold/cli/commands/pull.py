@@ -28,7 +28,7 @@ def tls_flag(value: str | None) -> bool | None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from cargohold.cli.progress import ProgressPrinter
-    from cargohold.engine.image_requests import PullRequest
+    from cargohold.engine.images.requests import PullRequest
     from cargohold.engine.messages import discard
 
     request = PullRequest(from_image=args.name, platform=args.platform or "",

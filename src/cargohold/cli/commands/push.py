@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from cargohold.cli.progress import ProgressPrinter
-    from cargohold.engine.image_requests import PushRequest
+    from cargohold.engine.images.requests import PushRequest
     from cargohold.engine.messages import discard
 
     request = PushRequest(name=args.name, all_tags=args.all_tags,

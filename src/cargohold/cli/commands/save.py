@@ -18,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from cargohold.engine.image_requests import SaveRequest
+    from cargohold.engine.images.requests import SaveRequest
 
     request = SaveRequest(names=tuple(args.images))
     if not args.output:

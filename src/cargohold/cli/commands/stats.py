@@ -37,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def row_of(row: object, no_trunc: bool, given: str = "") -> dict[str, str]:
-    from cargohold.engine.container_ops import StatsRow
+    from cargohold.engine.containers.ops import StatsRow
 
     assert isinstance(row, StatsRow)
     return {

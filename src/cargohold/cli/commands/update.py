@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from cargohold.cli.context import Context
 
 if TYPE_CHECKING:
-    from cargohold.engine.container_update import UpdateRequest
-    from cargohold.engine.requests import RestartPolicy
+    from cargohold.engine.containers.requests import RestartPolicy
+    from cargohold.engine.containers.update import UpdateRequest
 
 HELP = "Update configuration of one or more containers"
 USAGE = "[OPTIONS] CONTAINER [CONTAINER...]"
@@ -46,8 +46,8 @@ def _flag(value: str, flag: str, parse: Callable[[str], int]) -> int:
 
 def request(args: argparse.Namespace, policy: RestartPolicy | None) -> UpdateRequest:
     """The engine's UpdateRequest for these flags (a bad value: ClientError, exit 125)."""
-    from cargohold.engine.container_update import UpdateRequest
-    from cargohold.engine.flag_values import parse_cpus, parse_memory
+    from cargohold.engine.containers.flag_values import parse_cpus, parse_memory
+    from cargohold.engine.containers.update import UpdateRequest
 
     def swap(text: str) -> int:
         return -1 if text.strip() == "-1" else parse_memory(text)
@@ -71,7 +71,7 @@ def request(args: argparse.Namespace, policy: RestartPolicy | None) -> UpdateReq
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from cargohold.cli.commands._container_errors import requires
     from cargohold.cli.output import print_error
-    from cargohold.engine.container_update import parse_restart_policy
+    from cargohold.engine.containers.update import parse_restart_policy
     from cargohold.errors import CargoholdError, ClientError
 
     if not args.containers:

@@ -1,1 +1,0 @@
-"""cargohold.build package."""

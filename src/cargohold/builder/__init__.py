@@ -1,0 +1,1 @@
+"""cargohold.builder package."""

@@ -1,0 +1,1 @@
+"""System: info, prune of every area, events, the host probe."""
