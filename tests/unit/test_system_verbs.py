@@ -16,8 +16,9 @@ import pytest
 from cargohold.cli.main import main
 from cargohold.config import Settings
 from cargohold.container.model import ContainerConfig, ContainerRecord
-from cargohold.engine import Engine, host_info
+from cargohold.engine import Engine
 from cargohold.engine.prune_filters import PruneFilters
+from cargohold.engine.system import host_info
 from cargohold.errors import InvalidArgument
 from cargohold.util.ids import random_id
 
