@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cargohold.builder.executor import BuildFailed
 from tar_samples import end, file_size_limit, header, pax_header, sparse_member
 from test_build_layer_tar import Harness
+
+from cargohold.builder.executor import BuildFailed
 
 
 @pytest.fixture(autouse=True)

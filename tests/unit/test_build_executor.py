@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cargohold.builder.cache import ImageState
 from cargohold.builder.context import BuildContext, ContextError, StatCache
 from cargohold.builder.dispatch_config import apply_config, expand_ports, join_workdir
@@ -18,7 +19,6 @@ from cargohold.builder.executor import Backend, BuildFailed, BuildOptions, Execu
 from cargohold.builder.instructions import parse_dockerfile
 from cargohold.builder.plan import make_plan
 from cargohold.builder.progress import Progress
-
 from cargohold.errors import NotFound
 
 

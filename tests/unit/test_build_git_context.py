@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from cargohold.builder.git_context import (
     CLONE_ERROR,
     GitContextError,

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from cargohold.builder.context import BuildContext
 from cargohold.builder.executor import Backend, BuildFailed, BuildOptions, Executor
 from cargohold.builder.layer_tar import ParentView
 from cargohold.builder.progress import Progress
-
 from cargohold.store.blobs import BlobStore
 from cargohold.store.drivers.base import Layout
 from cargohold.store.drivers.vfs import VfsDriver

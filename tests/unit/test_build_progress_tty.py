@@ -12,9 +12,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from cargohold.builder.progress import Progress, pull_notes
 from cargohold.builder.progress_tty import clean, columns, cut, row
-
 from cargohold.errors import CargoholdError, NotFound
 from cargohold.transport.registry.events import ErrorDetail, JSONMessage, status, update
 

@@ -11,6 +11,8 @@ import stat
 from pathlib import Path
 
 import pytest
+
+from cargohold.builder import entitlements, run_mounts
 from cargohold.builder.cache import BuildCache, ImageState, buildcache_dir, private_dir
 from cargohold.builder.context import BuildContext, StatCache
 from cargohold.builder.executor import BuildFailed
@@ -18,8 +20,6 @@ from cargohold.builder.instruction_support import Mount
 from cargohold.builder.instructions import parse_dockerfile
 from cargohold.builder.run_mounts import cache_dir
 from cargohold.builder.views import ContextViews
-
-from cargohold.builder import entitlements, run_mounts
 from cargohold.errors import InvalidArgument
 
 

@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 
 import pytest
+
 from cargohold.builder.instructions import parse_dockerfile
 from cargohold.builder.parser import DockerfileError, parse
-
 from cargohold.errors import InvalidArgument
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "dockerfile"

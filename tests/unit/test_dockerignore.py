@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cargohold.builder.dockerignore import IgnoreMatcher, clean_path, read_patterns
 
+from cargohold.builder.dockerignore import IgnoreMatcher, clean_path, read_patterns
 from cargohold.errors import InvalidArgument
 
 

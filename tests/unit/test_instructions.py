@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cargohold.builder.instruction_support import go_duration
 from cargohold.builder.instructions import (
     EXPANDED_INSTRUCTIONS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from cargohold.builder.shell_lex import (
     MAX_DEPTH,
     MAX_RESULT,
